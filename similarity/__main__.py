@@ -1,0 +1,5 @@
+import sys
+
+from similarity.cli import main
+
+sys.exit(main())

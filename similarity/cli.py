@@ -1,0 +1,98 @@
+"""Command line: ``python -m similarity {prepare,embed,info}``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from similarity.errors import SimilarityError
+from similarity.preprocess import DEFAULT_POLICY_NAME, POLICIES
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from similarity.embedding import default_data_dir
+    from similarity.runtime import ensure_model
+
+    path = ensure_model((args.data_dir or default_data_dir()) / "models")
+    print(f"converted model ready: {path}")
+    return 0
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from similarity.embedding import ImageEmbedder
+
+    embedder = ImageEmbedder(data_dir=args.data_dir, policy=args.preprocess)
+    vectors = np.empty((len(args.images), 1280), dtype=np.float32)
+    with tqdm(total=len(args.images), unit="img", disable=args.quiet) as bar:
+        for start in range(0, len(args.images), embedder.batch_size):
+            chunk = args.images[start : start + embedder.batch_size]
+            prepared = embedder.prepare_many(chunk)
+            for path, item in zip(chunk, prepared, strict=True):
+                if item.error is not None:
+                    print(f"error: {path}: {item.error.message}", file=sys.stderr)
+                    return 2
+            batch = np.stack([item.array for item in prepared])
+            vectors[start : start + len(chunk)] = embedder.embed_arrays(batch)
+            bar.update(len(chunk))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(args.out, vectors, allow_pickle=False)
+    print(f"wrote {vectors.shape[0]}x{vectors.shape[1]} float32 vectors to {args.out} "
+          f"(policy {embedder.policy.key}, model {embedder.model.key})")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from similarity.store import MatrixMeta, MatrixStore
+    from similarity.weights import WEIGHTS_SHA256
+
+    expected = MatrixMeta(
+        weights_sha256=WEIGHTS_SHA256,
+        policy=POLICIES[args.preprocess].key if args.preprocess in POLICIES else args.preprocess,
+        metric=args.metric,
+    )
+    info = MatrixStore.info(args.path, expected=expected)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        for key, value in info.items():
+            print(f"{key:>16}: {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m similarity", description=__doc__)
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="where the converted model is cached (default $LOOKALIKE_DATA_DIR or ./var)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("prepare", help="convert the MobileNetV2 weights to LiteRT and cache them")
+
+    embed = sub.add_parser("embed", help="embed images into an N x 1280 float32 .npy")
+    embed.add_argument("images", nargs="+", help="JPEG, PNG, WebP or GIF files")
+    embed.add_argument("--out", type=Path, required=True, help="output .npy path")
+    embed.add_argument("--preprocess", default=DEFAULT_POLICY_NAME,
+                       help=f"preprocessing policy: {', '.join(POLICIES)}")
+    embed.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    info = sub.add_parser("info", help="describe a stored distance matrix and whether it is stale")
+    info.add_argument("path", type=Path, help="the matrix directory")
+    info.add_argument("--preprocess", default=DEFAULT_POLICY_NAME,
+                      help="policy the current code uses (to judge staleness)")
+    info.add_argument("--metric", default="euclidean")
+    info.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"prepare": _cmd_prepare, "embed": _cmd_embed, "info": _cmd_info}
+    try:
+        return handlers[args.command](args)
+    except SimilarityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,84 @@
+"""From image files or bytes to vectors: load, preprocess under a policy, embed with LiteRT."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from similarity.errors import ImageRejected
+from similarity.images import DEFAULT_LIMITS, ImageLimits
+from similarity.preprocess import DEFAULT_POLICY_NAME, PreprocessPolicy, get_policy, prepare
+from similarity.runtime import LiteRTEmbedder, ModelIdentity
+
+Source = bytes | str | os.PathLike[str]
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("LOOKALIKE_DATA_DIR", "var")).resolve()
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One source after loading: a model-ready array, or the reason it was refused."""
+
+    array: np.ndarray | None
+    error: ImageRejected | None
+
+
+class ImageEmbedder:
+    """Embeds images under one preprocessing policy; vectors are keyed by ``version_key``."""
+
+    def __init__(
+        self,
+        *,
+        data_dir: Path | None = None,
+        policy: str | PreprocessPolicy = DEFAULT_POLICY_NAME,
+        limits: ImageLimits = DEFAULT_LIMITS,
+        num_threads: int | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        self.policy = get_policy(policy) if isinstance(policy, str) else policy
+        self.limits = limits
+        self.batch_size = batch_size
+        self._runtime = LiteRTEmbedder(
+            (data_dir or default_data_dir()) / "models",
+            num_threads=num_threads,
+            batch_size=batch_size,
+        )
+
+    @property
+    def model(self) -> ModelIdentity:
+        return self._runtime.identity
+
+    def prepare_many(self, sources: Sequence[Source]) -> list[Prepared]:
+        results = []
+        for source in sources:
+            try:
+                results.append(Prepared(prepare(source, policy=self.policy, limits=self.limits), None))
+            except ImageRejected as exc:
+                results.append(Prepared(None, exc))
+        return results
+
+    def embed_arrays(self, arrays: np.ndarray) -> np.ndarray:
+        return self._runtime.embed(arrays)
+
+    def embed(self, source: Source) -> np.ndarray:
+        """One image → (1280,) float32. Raises ImageRejected for a bad image."""
+        return self._runtime.embed(prepare(source, policy=self.policy, limits=self.limits)[None])[0]
+
+    def embed_many(self, sources: Sequence[Source]) -> np.ndarray:
+        """Images → (N, 1280) float32 in input order; the first bad image raises."""
+        out = np.empty((len(sources), 1280), dtype=np.float32)
+        for start, chunk in _chunks(sources, self.batch_size):
+            batch = np.stack([prepare(s, policy=self.policy, limits=self.limits) for s in chunk])
+            out[start : start + len(chunk)] = self._runtime.embed(batch)
+        return out
+
+
+def _chunks(items: Sequence[Source], size: int) -> Iterator[tuple[int, Sequence[Source]]]:
+    for start in range(0, len(items), size):
+        yield start, items[start : start + size]

@@ -1,0 +1,100 @@
+"""End to end through `python -m similarity`, real files, real weights, real LiteRT."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from similarity.fashion_mnist import CLASS_NAMES, balanced_indices, load_split, to_photo
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "similarity", "--data-dir", str(data_dir), *args],
+        capture_output=True, text=True, cwd=REPO, check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def garment_files(tmp_path_factory) -> tuple[list[Path], np.ndarray]:
+    """Ten garments of every class as JPEG and PNG files, in shuffled order."""
+    folder = tmp_path_factory.mktemp("garments")
+    images, labels = load_split("test")
+    picks = np.random.default_rng(3).permutation(balanced_indices(labels, 10))
+    paths = []
+    for n, index in enumerate(picks):
+        path = folder / f"{n:03d}.{'jpg' if n % 2 else 'png'}"
+        to_photo(images[index]).save(path)
+        paths.append(path)
+    return paths, labels[picks]
+
+
+def test_embed_writes_vectors_in_input_order(model_path, data_dir, tmp_path, garment_files):
+    paths, labels = garment_files
+    out = tmp_path / "vectors.npy"
+    result = run_cli("embed", *map(str, paths), "--out", str(out), "--quiet", data_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    vectors = np.load(out, allow_pickle=False)
+    assert vectors.shape == (len(paths), 1280) and vectors.dtype == np.float32
+
+    # Input order: embedding the files reversed gives the rows reversed.
+    reversed_out = tmp_path / "reversed.npy"
+    assert run_cli("embed", *map(str, paths[::-1]), "--out", str(reversed_out), "--quiet",
+                   data_dir=data_dir).returncode == 0
+    np.testing.assert_allclose(np.load(reversed_out)[::-1], vectors, atol=1e-5)
+
+    # Real embeddings of real garments: most nearest neighbours share the class.
+    d = ((vectors[:, None] - vectors[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    same = (labels[d.argmin(axis=1)] == labels).mean()
+    assert same >= 0.6, f"only {same:.2f} of nearest neighbours share the class of {CLASS_NAMES}"
+
+
+def test_embed_with_another_policy_changes_vectors(model_path, data_dir, tmp_path, garment_files):
+    paths, _ = garment_files
+    a, b = tmp_path / "a.npy", tmp_path / "b.npy"
+    assert run_cli("embed", str(paths[0]), "--out", str(a), "--quiet", data_dir=data_dir).returncode == 0
+    result = run_cli("embed", str(paths[0]), "--out", str(b), "--preprocess", "pad-square",
+                     "--quiet", data_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    assert "pad-square@1" in result.stdout
+    assert not np.allclose(np.load(a), np.load(b))
+
+
+def test_embed_names_the_bad_file_and_writes_nothing(model_path, data_dir, tmp_path, garment_files):
+    paths, _ = garment_files
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("this is not a picture")
+    out = tmp_path / "vectors.npy"
+    result = run_cli("embed", str(paths[0]), str(bad), "--out", str(out), "--quiet", data_dir=data_dir)
+    assert result.returncode == 2
+    assert "notes.jpg" in result.stderr
+    assert not out.exists()
+
+
+def test_embed_unknown_policy_is_refused(model_path, data_dir, tmp_path, garment_files):
+    paths, _ = garment_files
+    result = run_cli("embed", str(paths[0]), "--out", str(tmp_path / "v.npy"), "--preprocess",
+                     "sepia", data_dir=data_dir)
+    assert result.returncode == 2
+    assert "sepia" in result.stderr and "torchvision" in result.stderr
+
+
+def test_exif_rotated_photo_embeds_like_upright(model_path, data_dir, tmp_path, skimage_photos):
+    upright = Image.fromarray(skimage_photos["chelsea"])
+    rotated = upright.transpose(Image.Transpose.ROTATE_90)  # stored sideways...
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ...and tagged "rotate 90° clockwise to display"
+    a, b = tmp_path / "upright.jpg", tmp_path / "rotated.jpg"
+    upright.save(a, quality=95)
+    rotated.save(b, quality=95, exif=exif)
+    out = tmp_path / "v.npy"
+    assert run_cli("embed", str(a), str(b), "--out", str(out), "--quiet", data_dir=data_dir).returncode == 0
+    v = np.load(out)
+    cosine = float(v[0] @ v[1] / np.linalg.norm(v[0]) / np.linalg.norm(v[1]))
+    assert cosine > 0.98
