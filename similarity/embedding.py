@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from similarity.preprocess import DEFAULT_POLICY_NAME, PreprocessPolicy, get_pol
 from similarity.runtime import LiteRTEmbedder, ModelIdentity
 
 Source = bytes | str | os.PathLike[str]
+_PREPARE_THREADS = min(4, os.cpu_count() or 1)
 
 
 def default_data_dir() -> Path:
@@ -44,6 +46,7 @@ class ImageEmbedder:
         self.policy = get_policy(policy) if isinstance(policy, str) else policy
         self.limits = limits
         self.batch_size = batch_size
+        self._executor: ThreadPoolExecutor | None = None
         self._runtime = LiteRTEmbedder(
             (data_dir or default_data_dir()) / "models",
             num_threads=num_threads,
@@ -54,14 +57,22 @@ class ImageEmbedder:
     def model(self) -> ModelIdentity:
         return self._runtime.identity
 
+    def _prepare_one(self, source: Source) -> Prepared:
+        try:
+            return Prepared(prepare(source, policy=self.policy, limits=self.limits), None)
+        except ImageRejected as exc:
+            return Prepared(None, exc)
+
     def prepare_many(self, sources: Sequence[Source]) -> list[Prepared]:
-        results = []
-        for source in sources:
-            try:
-                results.append(Prepared(prepare(source, policy=self.policy, limits=self.limits), None))
-            except ImageRejected as exc:
-                results.append(Prepared(None, exc))
-        return results
+        """Load and preprocess in threads: Pillow releases the GIL while decoding and resizing."""
+        if len(sources) <= 1:
+            return [self._prepare_one(s) for s in sources]
+        return list(self._pool().map(self._prepare_one, sources))
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=_PREPARE_THREADS, thread_name_prefix="prepare")
+        return self._executor
 
     def embed_arrays(self, arrays: np.ndarray) -> np.ndarray:
         return self._runtime.embed(arrays)
@@ -74,8 +85,11 @@ class ImageEmbedder:
         """Images → (N, 1280) float32 in input order; the first bad image raises."""
         out = np.empty((len(sources), 1280), dtype=np.float32)
         for start, chunk in _chunks(sources, self.batch_size):
-            batch = np.stack([prepare(s, policy=self.policy, limits=self.limits) for s in chunk])
-            out[start : start + len(chunk)] = self._runtime.embed(batch)
+            prepared = self.prepare_many(chunk)
+            for item in prepared:
+                if item.error is not None:
+                    raise item.error
+            out[start : start + len(chunk)] = self._runtime.embed(np.stack([p.array for p in prepared]))
         return out
 
 
