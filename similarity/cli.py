@@ -47,20 +47,36 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from similarity.store import MatrixMeta, MatrixStore
-    from similarity.weights import WEIGHTS_SHA256
+    from similarity.preprocess import get_policy
+    from similarity.runtime import ModelIdentity
+    from similarity.store import FORMAT_VERSION, MatrixStore
 
-    expected = MatrixMeta(
-        weights_sha256=WEIGHTS_SHA256,
-        policy=POLICIES[args.preprocess].key if args.preprocess in POLICIES else args.preprocess,
-        metric=args.metric,
-    )
-    info = MatrixStore.info(args.path, expected=expected)
+    info = MatrixStore.info(args.path)
+    expected = {
+        "weights_sha256": ModelIdentity().weights_sha256,
+        "policy": get_policy(args.preprocess).key,
+        "metric": args.metric,
+        "format": FORMAT_VERSION,
+    }
+    differs = [f"{key} is {info[key]!r}, current code uses {want!r}"
+               for key, want in expected.items() if info["n"] and info[key] != want]
+    info["model"] = f"MobileNetV2 (torchvision ImageNet weights, sha256 {str(info['weights_sha256'])[:16]}…)"
+    info["stale"] = bool(differs)
+    info["stale_because"] = differs
     if args.json:
         print(json.dumps(info, indent=2, default=str))
-    else:
-        for key, value in info.items():
-            print(f"{key:>16}: {value}")
+        return 0
+    rows = [
+        ("directory", info["directory"]),
+        ("size", f"{info['n']} products, {info['bytes']:,} bytes on disk"),
+        ("model", info["model"] if info["n"] else "-"),
+        ("policy", info["policy"]),
+        ("metric", info["metric"]),
+        ("generation", f"{info['generation']} + {info['deltas']} deltas"),
+        ("stale", "yes: " + "; ".join(differs) if differs else "no"),
+    ]
+    for key, value in rows:
+        print(f"{key:>10}: {value}")
     return 0
 
 
@@ -83,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("path", type=Path, help="the matrix directory")
     info.add_argument("--preprocess", default=DEFAULT_POLICY_NAME,
                       help="policy the current code uses (to judge staleness)")
-    info.add_argument("--metric", default="euclidean")
+    info.add_argument("--metric", default="euclidean", help="metric the current code uses")
     info.add_argument("--json", action="store_true")
     return parser
 

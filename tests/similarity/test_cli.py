@@ -1,5 +1,6 @@
 """End to end through `python -m similarity`, real files, real weights, real LiteRT."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,41 @@ def test_exif_rotated_photo_embeds_like_upright(model_path, data_dir, tmp_path, 
     v = np.load(out)
     cosine = float(v[0] @ v[1] / np.linalg.norm(v[0]) / np.linalg.norm(v[1]))
     assert cosine > 0.98
+
+
+def _store_with_three(directory: Path, policy: str) -> None:
+    from similarity.store import MatrixMeta, MatrixStore
+    from similarity.weights import WEIGHTS_SHA256
+
+    store = MatrixStore(directory, meta=MatrixMeta(weights_sha256=WEIGHTS_SHA256, policy=policy,
+                                                   metric="euclidean"))
+    matrix = store.load()
+    vectors = np.random.default_rng(0).random((3, 1280), dtype=np.float32)
+    store.upsert(matrix, [1, 2, 3], vectors)
+
+
+def test_info_reports_size_model_policy_metric(tmp_path, data_dir):
+    _store_with_three(tmp_path / "matrix", "torchvision@1")
+    result = run_cli("info", str(tmp_path / "matrix"), data_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "3 products" in out and "torchvision@1" in out and "euclidean" in out
+    assert "MobileNetV2" in out and "stale: no" in out
+
+
+def test_info_detects_a_stale_matrix(tmp_path, data_dir):
+    _store_with_three(tmp_path / "matrix", "pad-square@1")
+    result = run_cli("info", str(tmp_path / "matrix"), "--json", data_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["stale"] is True
+    assert info["stale_because"] == ["policy is 'pad-square@1', current code uses 'torchvision@1'"]
+    other_metric = run_cli("info", str(tmp_path / "matrix"), "--preprocess", "pad-square",
+                           "--metric", "cosine", data_dir=data_dir)
+    assert "stale: yes: metric is 'euclidean', current code uses 'cosine'" in other_metric.stdout
+
+
+def test_info_on_a_missing_directory_is_a_clear_error(tmp_path, data_dir):
+    result = run_cli("info", str(tmp_path / "nope"), data_dir=data_dir)
+    assert result.returncode == 2
+    assert "nope is not a directory" in result.stderr

@@ -1,0 +1,679 @@
+"""Persistence of a ``DistanceMatrix`` as ``.npz`` files: atomic, versioned, incremental.
+
+Directory layout::
+
+    base-GGGGGGGG.npz             full state of generation G: ids, vectors, distances, top-k
+                                  tables, and the meta (format, weights hash, policy, metric)
+    delta-GGGGGGGG-SSSSSSSS.npz   one operation on top of base G, seq S = 1, 2, ...:
+                                  op "upsert" (ids, vectors), "remove" (ids) or "seal"
+    .w-XXXXXXXX.tmp               a file being written (removed by ``cleanup_temp``)
+    .lock                         target of the optional ``lock()``
+
+Loading takes the newest base and replays its deltas in seq order through the same
+``DistanceMatrix`` methods; deltas of other generations are ignored (and deleted as stale
+by the next write). No base at all means an empty matrix (generation 0).
+
+Every file is written to a temp file in the same directory (``np.savez`` given the open
+file, never a name), flushed, fsynced, then published, and the directory is fsynced.
+Deltas and bases are published with ``os.link`` (fails if the name exists) so two writers
+that both read seq 41 cannot both write seq 42: the second gets ``ConcurrentWriterError``
+(a ``MatrixError``) and must ``refresh`` and retry. Writers first ``refresh`` the matrix to
+the newest state on disk, so sequential writers from different processes just work.
+
+Compaction (``compact``, ``rebuild``, or automatically once a generation holds
+``max_deltas`` deltas) first claims the next seq of the current generation with a "seal"
+delta, so no writer can append to a generation that is being folded into a new base, then
+publishes ``base-(G+1)``, then deletes the older files. A crash at any point leaves a
+loadable state; a writer that finds a generation sealed without a newer base finishes the
+compaction itself. A writer that managed to append to a generation after a newer base was
+published (only possible once the seal was deleted) notices it, withdraws its delta and
+raises ``ConcurrentWriterError``.
+
+Everything is read with ``np.load(..., allow_pickle=False)`` and written with
+``allow_pickle=False``: ids are int64, text is fixed-width unicode, no object arrays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from similarity.errors import MatrixError, StaleMatrixError
+from similarity.matrix import METRICS, DistanceMatrix
+
+FORMAT_VERSION = 1
+OPS = ("upsert", "remove", "seal")
+TEMP_PREFIX = ".w-"
+TEMP_SUFFIX = ".tmp"
+LOCK_NAME = ".lock"
+
+_BASE_RE = re.compile(r"^base-(\d{8})\.npz$")
+_DELTA_RE = re.compile(r"^delta-(\d{8})-(\d{8})\.npz$")
+_RETRIES = 8
+_BASE_KEYS = (
+    "format", "generation", "weights_sha256", "policy", "metric", "k", "dim",
+    "ids", "vectors", "distances", "nbr_ids", "nbr_dist",
+)
+_DELTA_KEYS = ("format", "generation", "seq", "op", "ids", "vectors")
+
+
+class ConcurrentWriterError(MatrixError):
+    """Another process wrote the file this writer meant to write: refresh and retry."""
+
+
+@dataclass(frozen=True)
+class MatrixMeta:
+    """What a stored matrix was computed with; a mismatch makes it stale."""
+
+    weights_sha256: str
+    policy: str
+    metric: str
+
+    def __post_init__(self) -> None:
+        for name in ("weights_sha256", "policy", "metric"):
+            if not isinstance(getattr(self, name), str):
+                raise MatrixError(f"MatrixMeta.{name} must be a str")
+        if self.metric not in METRICS:
+            raise MatrixError(f"MatrixMeta.metric must be one of {METRICS}, got {self.metric!r}")
+
+
+@dataclass
+class _Listing:
+    generation: int = 0
+    deltas: dict[int, Path] = field(default_factory=dict)
+    stale: list[Path] = field(default_factory=list)
+    temps: list[Path] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+
+def _scan(directory: Path) -> _Listing:
+    bases: dict[int, Path] = {}
+    deltas: dict[int, dict[int, Path]] = {}
+    listing = _Listing()
+    with os.scandir(directory) as it:
+        for entry in it:
+            name = entry.name
+            if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
+                listing.temps.append(Path(entry.path))
+            elif m := _BASE_RE.match(name):
+                bases[int(m.group(1))] = Path(entry.path)
+            elif m := _DELTA_RE.match(name):
+                deltas.setdefault(int(m.group(1)), {})[int(m.group(2))] = Path(entry.path)
+            else:
+                continue
+            listing.files.append(Path(entry.path))
+    gen = max(bases, default=0)
+    listing.generation = gen
+    listing.deltas = deltas.get(gen, {})
+    listing.stale = [p for g, p in bases.items() if g < gen]
+    listing.stale += [p for g, d in deltas.items() if g < gen for p in d.values()]
+    return listing
+
+
+@contextlib.contextmanager
+def _open_npz(path: Path) -> Iterator[np.lib.npyio.NpzFile]:
+    """``np.load(path, allow_pickle=False)`` of an .npz; read errors become MatrixErrors.
+
+    FileNotFoundError from opening passes through (a concurrent compaction removed the
+    file: the caller lists the directory again).
+    """
+    try:
+        z = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise MatrixError(f"cannot read {path}: {e}") from e
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise MatrixError(f"{path.name} is not an .npz archive")
+    try:
+        with z:
+            yield z
+    except MatrixError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        raise MatrixError(f"cannot read {path}: {e}") from e
+
+
+def _members(z: np.lib.npyio.NpzFile, path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
+    missing = [k for k in keys if k not in z.files]
+    if missing:
+        raise MatrixError(f"{path.name} is not a matrix file: missing {missing}")
+    return {k: z[k] for k in keys}
+
+
+def _read_npz(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
+    """Read the named arrays of an .npz (see ``_open_npz`` for errors)."""
+    with _open_npz(path) as z:
+        return _members(z, path, keys)
+
+
+def _text(arr: np.ndarray, what: str) -> str:
+    if arr.ndim != 0 or arr.dtype.kind != "U":
+        raise MatrixError(f"{what} must be a fixed-width unicode scalar, got {arr.dtype}")
+    return str(arr[()])
+
+
+def _int(arr: np.ndarray, what: str) -> int:
+    if arr.ndim != 0 or arr.dtype.kind not in "iu":
+        raise MatrixError(f"{what} must be an integer scalar, got {arr.dtype} {arr.shape}")
+    return int(arr[()])
+
+
+def _unicode(text: str) -> np.ndarray:
+    return np.array(text, dtype=f"<U{max(1, len(text))}")
+
+
+class MatrixStore:
+    """A directory holding one persisted ``DistanceMatrix`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        meta: MatrixMeta,
+        k: int = 10,
+        max_items: int = 20_000,
+        dim: int = 1280,
+        max_deltas: int = 500,
+    ) -> None:
+        if max_deltas < 1:
+            raise MatrixError(f"max_deltas must be >= 1, got {max_deltas}")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.meta = meta
+        self.k = k
+        self.max_items = max_items
+        self.dim = dim
+        self.max_deltas = max_deltas
+
+    def __repr__(self) -> str:
+        return f"MatrixStore({str(self.directory)!r}, meta={self.meta!r})"
+
+    def _base_path(self, gen: int) -> Path:
+        return self.directory / f"base-{gen:08d}.npz"
+
+    def _delta_path(self, gen: int, seq: int) -> Path:
+        return self.directory / f"delta-{gen:08d}-{seq:08d}.npz"
+
+    # ------------------------------------------------------------------ reading
+
+    def load(self, *, allow_stale: bool = False) -> DistanceMatrix:
+        """The newest state on disk (an empty matrix when there is none).
+
+        Raises StaleMatrixError when the stored weights, policy, metric, format or dim differ
+        from this store's; ``allow_stale=True`` loads anyway (for inspection only).
+        """
+        for _ in range(_RETRIES):
+            try:
+                return self._load_listing(_scan(self.directory), allow_stale=allow_stale)
+            except FileNotFoundError:
+                continue  # a concurrent compaction deleted what we listed: list again
+        raise MatrixError(f"{self.directory} kept changing while loading; try again")
+
+    def _empty(self) -> DistanceMatrix:
+        return DistanceMatrix(dim=self.dim, metric=self.meta.metric, k=self.k,
+                              max_items=self.max_items)
+
+    def _load_listing(self, listing: _Listing, *, allow_stale: bool) -> DistanceMatrix:
+        gen = listing.generation
+        if gen == 0:
+            matrix = self._empty()
+        else:
+            matrix = self._read_base(self._base_path(gen), gen, allow_stale=allow_stale)
+        matrix.version = (gen, 0)
+        matrix.sealed = False
+        self._replay(matrix, listing)
+        return matrix
+
+    def _read_base(self, path: Path, gen: int, *, allow_stale: bool) -> DistanceMatrix:
+        with _open_npz(path) as npz:
+            z = _members(npz, path, [key for key in _BASE_KEYS if key != "distances"])
+            stored = {
+                "format": _int(z["format"], "format"),
+                "weights": _text(z["weights_sha256"], "weights_sha256"),
+                "policy": _text(z["policy"], "policy"),
+                "metric": _text(z["metric"], "metric"),
+                "dim": _int(z["dim"], "dim"),
+            }
+            expected = {
+                "format": FORMAT_VERSION,
+                "weights": self.meta.weights_sha256,
+                "policy": self.meta.policy,
+                "metric": self.meta.metric,
+                "dim": self.dim,
+            }
+            diffs = [f"{key}: stored {stored[key]!r}, expected {expected[key]!r}"
+                     for key in expected if stored[key] != expected[key]]
+            if diffs and not allow_stale:
+                raise StaleMatrixError(
+                    f"the matrix in {self.directory} is stale ({'; '.join(diffs)}): rebuild it"
+                )
+            if _int(z["generation"], "generation") != gen:
+                raise MatrixError(f"{path.name} holds generation {int(z['generation'])}")
+            if stored["metric"] not in METRICS:
+                raise MatrixError(f"{path.name}: unknown metric {stored['metric']!r}")
+            if "distances" not in npz.files:
+                raise MatrixError(f"{path.name} is not a matrix file: missing ['distances']")
+            n = z["ids"].shape[0]
+            # Stream the N x N block straight into the matrix's storage (no second copy).
+            with npz.zip.open("distances.npy") as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                else:
+                    raise MatrixError(f"{path.name}: unsupported .npy version {version}")
+                if dtype != np.dtype("<f4") or fortran or shape != (n, n):
+                    raise MatrixError(
+                        f"{path.name}: distances must be C-order float32 ({n}, {n}), got "
+                        f"{dtype} {shape}{' Fortran order' if fortran else ''}"
+                    )
+                try:
+                    return DistanceMatrix.from_arrays(
+                        z["ids"], z["vectors"], f, z["nbr_ids"], z["nbr_dist"],
+                        metric=stored["metric"], k=self.k, max_items=self.max_items,
+                        dim=stored["dim"],
+                    )
+                except MatrixError as e:
+                    raise MatrixError(f"{path.name}: {e}") from e
+
+    def _replay(self, matrix: DistanceMatrix, listing: _Listing) -> set[int]:
+        """Apply the deltas newer than the matrix's seq, in order; union of changed sets."""
+        assert matrix.version is not None
+        gen, seq = matrix.version
+        changed: set[int] = set()
+        for s in sorted(x for x in listing.deltas if x > seq):
+            if s != seq + 1:
+                raise MatrixError(
+                    f"{self.directory}: delta seq {seq + 1} of generation {gen} is missing "
+                    f"(found {s}); the directory was altered"
+                )
+            changed |= self._apply_delta(matrix, listing.deltas[s], gen, s)
+            seq = s
+        return changed
+
+    def _apply_delta(self, matrix: DistanceMatrix, path: Path, gen: int, seq: int) -> set[int]:
+        z = _read_npz(path, _DELTA_KEYS)
+        op = _text(z["op"], "op")
+        fmt = _int(z["format"], "format")
+        if fmt != FORMAT_VERSION:
+            raise StaleMatrixError(f"{path.name}: format stored {fmt}, expected {FORMAT_VERSION}")
+        if (_int(z["generation"], "generation"), _int(z["seq"], "seq")) != (gen, seq):
+            raise MatrixError(f"{path.name} does not hold generation {gen} seq {seq}")
+        try:
+            if op == "upsert":
+                ids, vecs = matrix.plan_upsert(z["ids"], z["vectors"])
+                changed = matrix.apply_upsert(ids, vecs)
+            elif op == "remove":
+                changed = matrix.remove(z["ids"])
+            elif op == "seal":
+                changed = set()
+            else:
+                raise MatrixError(f"unknown op {op!r}")
+        except MatrixError as e:
+            raise type(e)(f"replaying {path.name}: {e}") from e
+        matrix.version = (gen, seq)
+        matrix.sealed = op == "seal"
+        return changed
+
+    def _op_of(self, path: Path) -> str:
+        return _text(_read_npz(path, ("op",))["op"], "op")
+
+    def refresh(self, matrix: DistanceMatrix) -> set[int]:
+        """Bring ``matrix`` (in place) to the newest state on disk.
+
+        Applies the deltas other processes wrote since, or reloads when the generation
+        changed. Returns the products whose lists may have changed (on a reload, every
+        product before and after).
+        """
+        self._check_matrix(matrix)
+        if matrix.version is None and len(matrix):
+            raise MatrixError(
+                f"this matrix was not loaded from {self.directory}: use MatrixStore.load() "
+                "or MatrixStore.rebuild()"
+            )
+        for _ in range(_RETRIES):
+            try:
+                listing = _scan(self.directory)
+                version = matrix.version
+                if (
+                    version is None
+                    or version[0] != listing.generation
+                    or version[1] > max(listing.deltas, default=0)
+                ):
+                    fresh = self._load_listing(listing, allow_stale=False)
+                    changed = set(matrix.ids.tolist()) | set(fresh.ids.tolist())
+                    matrix.replace_state(fresh)
+                    return changed
+                return self._replay(matrix, listing)
+            except FileNotFoundError:
+                continue
+        raise MatrixError(f"{self.directory} kept changing while refreshing; try again")
+
+    def _check_matrix(self, matrix: DistanceMatrix) -> None:
+        if matrix.metric != self.meta.metric or matrix.dim != self.dim:
+            raise StaleMatrixError(
+                f"matrix has metric {matrix.metric!r} and dim {matrix.dim}, the store expects "
+                f"{self.meta.metric!r} and {self.dim}"
+            )
+
+    # ------------------------------------------------------------------ writing
+
+    def upsert(self, matrix: DistanceMatrix, ids: Sequence[int] | np.ndarray,
+               vectors: Any) -> set[int]:
+        """Durably log an upsert, then apply it to ``matrix``; returns the changed set.
+
+        A no-op (nothing new, identical vectors) writes nothing and returns an empty set.
+        """
+        self.refresh(matrix)
+        ids_arr, vecs = matrix.plan_upsert(ids, vectors)
+        if ids_arr.size == 0:
+            return set()
+        self._log(matrix, "upsert", ids_arr, vecs)
+        return self._apply(matrix, lambda: matrix.apply_upsert(ids_arr, vecs))
+
+    def remove(self, matrix: DistanceMatrix, ids: Iterable[int] | np.ndarray) -> set[int]:
+        """Durably log a removal, then apply it; unknown ids are ignored (no write)."""
+        self.refresh(matrix)
+        present = matrix.plan_remove(ids)
+        if present.size == 0:
+            return set()
+        self._log(matrix, "remove", present, np.empty((0, self.dim), np.float32))
+        return self._apply(matrix, lambda: matrix.apply_remove(present))
+
+    @staticmethod
+    def _apply(matrix: DistanceMatrix, fn: Callable[[], set[int]]) -> set[int]:
+        try:
+            return fn()
+        except BaseException:
+            # The op is durable but not applied in memory: force a reload on next use.
+            matrix.version = (-1, -1)
+            raise
+
+    def _log(self, matrix: DistanceMatrix, op: str, ids: np.ndarray, vecs: np.ndarray) -> None:
+        assert matrix.version is not None
+        self._housekeeping()
+        gen, seq = matrix.version
+        if gen == 0 or matrix.sealed or seq >= self.max_deltas:
+            self._compact_current(matrix)
+            gen, seq = matrix.version
+        path = self._delta_path(gen, seq + 1)
+        self._publish(path, self._delta_arrays(gen, seq + 1, op, ids, vecs), exclusive=True)
+        self._check_not_superseded(path, gen)
+        matrix.version = (gen, seq + 1)
+        matrix.sealed = False
+
+    def _delta_arrays(self, gen: int, seq: int, op: str, ids: np.ndarray,
+                      vecs: np.ndarray) -> dict[str, np.ndarray]:
+        return {
+            "format": np.array(FORMAT_VERSION, np.int64),
+            "generation": np.array(gen, np.int64),
+            "seq": np.array(seq, np.int64),
+            "op": _unicode(op),
+            "ids": np.ascontiguousarray(ids, np.int64),
+            "vectors": np.ascontiguousarray(vecs, np.float32),
+        }
+
+    def _base_arrays(self, matrix: DistanceMatrix, gen: int) -> dict[str, np.ndarray]:
+        ids, nbr_ids, nbr_dist = matrix.top_k_table()
+        return {
+            "format": np.array(FORMAT_VERSION, np.int64),
+            "generation": np.array(gen, np.int64),
+            "weights_sha256": _unicode(self.meta.weights_sha256),
+            "policy": _unicode(self.meta.policy),
+            "metric": _unicode(matrix.metric),
+            "k": np.array(matrix.k, np.int64),
+            "dim": np.array(matrix.dim, np.int64),
+            "ids": ids,
+            "vectors": matrix.vectors,
+            "distances": matrix.distances,  # a strided view: written in chunks, not copied
+            "nbr_ids": nbr_ids,
+            "nbr_dist": nbr_dist,
+        }
+
+    def _check_not_superseded(self, path: Path, gen: int) -> None:
+        """After publishing into ``gen``: withdraw and fail if a newer base exists."""
+        if _scan(self.directory).generation > gen:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            raise ConcurrentWriterError(
+                f"concurrent writer: generation {gen} was compacted by another process while "
+                f"{path.name} was written; refresh and retry"
+            )
+
+    def compact(self, matrix: DistanceMatrix) -> None:
+        """Fold the current state into ``base-(G+1)`` and delete the older files."""
+        self.refresh(matrix)
+        self._housekeeping()
+        self._compact_current(matrix)
+
+    def _compact_current(self, matrix: DistanceMatrix) -> None:
+        assert matrix.version is not None
+        gen, seq = matrix.version
+        if not matrix.sealed:
+            seal = self._delta_path(gen, seq + 1)
+            empty = np.empty((0, matrix.dim), np.float32)
+            self._publish(seal, self._delta_arrays(gen, seq + 1, "seal",
+                                                   np.empty(0, np.int64), empty), exclusive=True)
+            self._check_not_superseded(seal, gen)
+            matrix.version = (gen, seq + 1)
+            matrix.sealed = True
+        self._publish(self._base_path(gen + 1), self._base_arrays(matrix, gen + 1),
+                      exclusive=True)
+        matrix.version = (gen + 1, 0)
+        matrix.sealed = False
+        self._remove_stale()
+
+    def rebuild(self, ids: Sequence[int] | np.ndarray, vectors: Any) -> DistanceMatrix:
+        """Full build from ``ids``/``vectors``, published as a fresh generation."""
+        matrix = DistanceMatrix.build(ids, vectors, metric=self.meta.metric, k=self.k,
+                                      max_items=self.max_items, dim=self.dim)
+        empty = np.empty((0, self.dim), np.float32)
+        for _ in range(_RETRIES):
+            try:
+                self._housekeeping()
+                listing = _scan(self.directory)
+                gen = listing.generation
+                last = max(listing.deltas, default=0)
+                if last == 0 or self._op_of(listing.deltas[last]) != "seal":
+                    seal = self._delta_path(gen, last + 1)
+                    self._publish(seal, self._delta_arrays(gen, last + 1, "seal",
+                                                           np.empty(0, np.int64), empty),
+                                  exclusive=True)
+                    self._check_not_superseded(seal, gen)
+                self._publish(self._base_path(gen + 1), self._base_arrays(matrix, gen + 1),
+                              exclusive=True)
+            except (ConcurrentWriterError, FileNotFoundError):
+                continue
+            matrix.version = (gen + 1, 0)
+            matrix.sealed = False
+            self._remove_stale()
+            return matrix
+        raise ConcurrentWriterError(
+            f"concurrent writer: could not publish a rebuild in {self.directory} after "
+            f"{_RETRIES} attempts"
+        )
+
+    # ------------------------------------------------------------------ files
+
+    def _open_temp(self) -> tuple[Path, BinaryIO]:
+        """A new temp file, exclusively flock'ed so ``cleanup_temp`` leaves it alone."""
+        for _ in range(_RETRIES):
+            fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX,
+                                        dir=self.directory)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                # A cleanup may have removed the name between mkstemp and flock.
+                if Path(name).stat().st_ino == os.fstat(fd).st_ino:
+                    return Path(name), os.fdopen(fd, "wb")
+            except (BlockingIOError, FileNotFoundError):
+                pass
+            os.close(fd)
+        raise MatrixError(f"could not create a temporary file in {self.directory}")
+
+    def _publish(self, path: Path, arrays: dict[str, np.ndarray], *, exclusive: bool) -> None:
+        """Atomically write ``arrays`` to ``path`` (exclusive: fail if it exists)."""
+        try:
+            tmp, f = self._open_temp()
+            with f:
+                published = False
+                try:
+                    np.savez(f, allow_pickle=False, **arrays)
+                    f.flush()
+                    os.fsync(f.fileno())
+                    if exclusive:
+                        os.link(tmp, path)
+                    else:
+                        os.replace(tmp, path)
+                    published = True
+                finally:
+                    if exclusive or not published:
+                        with contextlib.suppress(FileNotFoundError):
+                            tmp.unlink()
+            self._fsync_dir()
+        except FileExistsError:
+            raise ConcurrentWriterError(
+                f"concurrent writer: {path.name} already exists, written by another process "
+                "since this matrix was read; refresh and retry"
+            ) from None
+        except OSError as e:
+            raise MatrixError(f"could not write {path}: {e}") from e
+
+    def _fsync_dir(self) -> None:
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def cleanup_temp(self) -> int:
+        """Remove temp files left by crashed writers (not those a live writer holds)."""
+        return self._cleanup_temps(_scan(self.directory).temps)
+
+    @staticmethod
+    def _cleanup_temps(temps: list[Path]) -> int:
+        removed = 0
+        for path in temps:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if path.stat().st_ino == os.fstat(fd).st_ino:
+                    path.unlink()
+                    removed += 1
+            except (BlockingIOError, FileNotFoundError):
+                pass  # held by a live writer, or already gone
+            finally:
+                os.close(fd)
+        return removed
+
+    def _remove_stale(self) -> None:
+        for path in _scan(self.directory).stale:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def _housekeeping(self) -> None:
+        listing = _scan(self.directory)
+        self._cleanup_temps(listing.temps)
+        for path in listing.stale:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    @contextlib.contextmanager
+    def lock(self, *, timeout: float | None = None) -> Iterator[None]:
+        """Exclusive ``fcntl.flock`` on ``<dir>/.lock``: serialises writers on one host."""
+        path = self.directory / LOCK_NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if timeout is None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            else:
+                deadline = time.monotonic() + timeout
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            raise MatrixError(
+                                f"could not lock {path} within {timeout} s: another writer "
+                                "holds it"
+                            ) from None
+                        time.sleep(0.01)
+            yield
+        finally:
+            os.close(fd)
+
+    # ------------------------------------------------------------------ inspection
+
+    @staticmethod
+    def info(path: str | os.PathLike[str]) -> dict[str, Any]:
+        """Summary of a store directory without loading the distances.
+
+        Keys: directory, n (after replaying deltas), n_base, dim, k, metric, policy,
+        weights_sha256, format, generation, seq (newest delta), deltas (count), bytes (current
+        base + deltas), bytes_total (every file in the directory).
+        """
+        directory = Path(path)
+        if not directory.is_dir():
+            raise MatrixError(f"{directory} is not a directory")
+        for _ in range(_RETRIES):
+            try:
+                return MatrixStore._info_once(directory)
+            except FileNotFoundError:
+                continue
+        raise MatrixError(f"{directory} kept changing while reading; try again")
+
+    @staticmethod
+    def _info_once(directory: Path) -> dict[str, Any]:
+        listing = _scan(directory)
+        gen = listing.generation
+        out: dict[str, Any] = {
+            "directory": str(directory), "n": 0, "n_base": 0, "dim": None, "k": None,
+            "metric": None, "policy": None, "weights_sha256": None, "format": None,
+            "generation": gen, "seq": max(listing.deltas, default=0),
+            "deltas": len(listing.deltas),
+        }
+        ids: set[int] = set()
+        current = list(listing.deltas.values())
+        if gen:
+            base = directory / f"base-{gen:08d}.npz"
+            current.append(base)
+            z = _read_npz(base, (*_BASE_KEYS[:7], "ids"))
+            ids = set(z["ids"].tolist())
+            out.update(
+                n_base=len(ids), dim=_int(z["dim"], "dim"), k=_int(z["k"], "k"),
+                metric=_text(z["metric"], "metric"), policy=_text(z["policy"], "policy"),
+                weights_sha256=_text(z["weights_sha256"], "weights_sha256"),
+                format=_int(z["format"], "format"),
+            )
+        for s in sorted(listing.deltas):
+            z = _read_npz(listing.deltas[s], ("op", "ids"))
+            op = _text(z["op"], "op")
+            if op == "upsert":
+                ids.update(z["ids"].tolist())
+            elif op == "remove":
+                ids.difference_update(z["ids"].tolist())
+        out["n"] = len(ids)
+        out["bytes"] = sum(p.stat().st_size for p in current)
+        total = 0
+        with os.scandir(directory) as it:
+            for entry in it:
+                with contextlib.suppress(FileNotFoundError):
+                    total += entry.stat().st_size
+        out["bytes_total"] = total
+        return out
