@@ -15,10 +15,10 @@ from similarity.preprocess import DEFAULT_POLICY_NAME, POLICIES
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from similarity.embedding import default_data_dir
+    from similarity.embedding import model_dir
     from similarity.runtime import ensure_model
 
-    path = ensure_model((args.data_dir or default_data_dir()) / "models")
+    path = ensure_model(model_dir(args.data_dir))
     print(f"converted model ready: {path}")
     return 0
 

@@ -23,6 +23,12 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("LOOKALIKE_DATA_DIR", "var")).resolve()
 
 
+def model_dir(data_dir: Path | None = None) -> Path:
+    """$LOOKALIKE_MODEL_DIR (a cache baked into an image, say) or <data dir>/models."""
+    override = os.environ.get("LOOKALIKE_MODEL_DIR")
+    return Path(override) if override else (data_dir or default_data_dir()) / "models"
+
+
 @dataclass(frozen=True)
 class Prepared:
     """One source after loading: a model-ready array, or the reason it was refused."""
@@ -48,7 +54,7 @@ class ImageEmbedder:
         self.batch_size = batch_size
         self._executor: ThreadPoolExecutor | None = None
         self._runtime = LiteRTEmbedder(
-            (data_dir or default_data_dir()) / "models",
+            model_dir(data_dir),
             num_threads=num_threads,
             batch_size=batch_size,
         )

@@ -32,3 +32,40 @@ def skimage_photos() -> dict[str, np.ndarray]:
     from skimage import data
 
     return {"chelsea": data.chelsea(), "coffee": data.coffee()}
+
+
+# --- Django test database and storage (added by the catalog/workers side) -------------------
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
+    """SQLite tests use a file, not memory, so a real worker subprocess can open the same DB.
+
+    PostgreSQL (DATABASE_URL) keeps pytest-django's ``test_<name>`` database.
+    """
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        db.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def lookalike_storage_dirs(tmp_path_factory) -> dict[str, Path]:
+    """MEDIA_ROOT and the matrix directory in temp dirs for the whole session."""
+    try:
+        from django.conf import settings
+        from django.test.utils import override_settings
+
+        settings.INSTALLED_APPS  # noqa: B018 - raises if Django is not configured
+    except Exception:  # Django not configured: engine-only test run
+        yield {}
+        return
+    root = tmp_path_factory.mktemp("lookalike")
+    dirs = {"MEDIA_ROOT": root / "media", "LOOKALIKE_MATRIX_DIR": root / "matrix"}
+    for path in dirs.values():
+        path.mkdir()
+    override = override_settings(**dirs)
+    override.enable()
+    yield dirs
+    override.disable()

@@ -1,0 +1,204 @@
+"""Forms: search by photo (storefront) and the admin's product and bulk-upload forms.
+
+Images are checked by the engine's decoder under the configured limits (search) or by the
+write side's ``image_validate`` (admin), so every refusal names its reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib.admin.widgets import AdminFileWidget
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
+from PIL import Image
+
+from catalog.models import Product
+from similarity.errors import ImageRejected
+from similarity.images import load_image
+
+THUMBNAIL_SIDE = 320
+
+
+def _human_bytes(n: int) -> str:
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.1f} MB"
+    if n >= 1024:
+        return f"{n / 1024:.1f} KB"
+    return f"{n} bytes"
+
+
+def rejection_error(exc: ImageRejected) -> ValidationError:
+    """An engine refusal as a form error that names its reason."""
+    return ValidationError(
+        "This image cannot be used: %(message)s (reason: %(reason)s).",
+        code=exc.reason,
+        params={"message": exc.message, "reason": exc.reason},
+    )
+
+
+def read_upload(upload: UploadedFile, *, max_bytes: int) -> bytes:
+    """The upload's bytes, refusing empty and oversized files before reading them all."""
+    size = upload.size or 0
+    if size == 0:
+        raise rejection_error(ImageRejected("empty", "the file is empty (0 bytes)"))
+    if size > max_bytes:
+        raise rejection_error(
+            ImageRejected(
+                "too_large",
+                f"the file is {_human_bytes(size)}, over the {_human_bytes(max_bytes)} limit",
+            )
+        )
+    upload.seek(0)
+    data = upload.read(max_bytes + 1)
+    upload.seek(0)
+    return data
+
+
+def thumbnail_data_url(image: Image.Image, side: int = THUMBNAIL_SIDE) -> str:
+    """A small JPEG of ``image`` as a data: URL (the upload itself is never stored)."""
+    thumb = image.copy()
+    thumb.thumbnail((side, side))
+    buf = io.BytesIO()
+    thumb.convert("RGB").save(buf, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+class SearchByPhotoForm(forms.Form):
+    image = forms.FileField(
+        label="Photo of a garment",
+        help_text="JPEG, PNG, WebP or GIF.",
+        widget=forms.ClearableFileInput(attrs={"accept": "image/jpeg,image/png,image/webp,image/gif"}),
+        error_messages={
+            "required": "Choose a photo to search with (reason: missing).",
+            "empty": "The file is empty (0 bytes) (reason: empty).",
+            "invalid": "No file was uploaded; check the form's encoding (reason: missing).",
+        },
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.image_bytes: bytes | None = None
+        self.thumbnail_url: str | None = None
+
+    def clean_image(self) -> UploadedFile:
+        upload = self.cleaned_data["image"]
+        # Imported here so that the form module does not build an embedder at import time.
+        from catalog.selectors import search_image_limits
+
+        limits = search_image_limits()
+        data = read_upload(upload, max_bytes=limits.max_bytes)
+        try:
+            decoded = load_image(data, limits=limits)
+        except ImageRejected as exc:
+            raise rejection_error(exc) from exc
+        self.image_bytes = data
+        self.thumbnail_url = thumbnail_data_url(decoded)
+        return upload
+
+    @property
+    def rejection_reason(self) -> str | None:
+        """The machine-readable reason of the image error, if any."""
+        for error in self.errors.as_data().get("image", []):
+            code = error.code or "invalid"
+            return {"required": "missing", "invalid": "missing"}.get(code, code)
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Admin
+
+
+def validate_product_image(upload: UploadedFile) -> None:
+    """The write side's full decode-under-limits check (raises ValidationError with a reason)."""
+    from catalog.services.products import image_validate
+
+    try:
+        image_validate(upload)
+    except ValidationError as exc:
+        reason = exc.code or "invalid"
+        raise ValidationError(
+            "This image cannot be used: %(message)s (reason: %(reason)s).",
+            code=reason,
+            params={"message": " ".join(exc.messages), "reason": reason},
+        ) from exc
+    upload.seek(0)
+
+
+class ProductAdminForm(forms.ModelForm):
+    # A plain FileField: Django's ImageField only runs Pillow's verify() and says nothing of the
+    # reason; image_validate decodes fully and names it.
+    image = forms.FileField(
+        widget=AdminFileWidget,
+        help_text="JPEG, PNG, WebP or GIF.",
+        error_messages={"empty": "This image cannot be used: the file is empty (0 bytes) (reason: empty)."},
+    )
+
+    class Meta:
+        model = Product
+        fields = ("name", "slug", "category", "image")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["slug"].required = False
+        self.fields["slug"].help_text = "Leave empty to derive it from the name."
+
+    def clean_image(self) -> Any:
+        image = self.cleaned_data.get("image")
+        if isinstance(image, UploadedFile):
+            validate_product_image(image)
+        return image
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """Django 5.2's documented pattern for several files in one field."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("widget", MultipleFileInput(attrs={"accept": "image/*"}))
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data: Any, initial: Any = None) -> list[UploadedFile]:
+        single = super().clean
+        if isinstance(data, list | tuple):
+            if not data and self.required:
+                raise ValidationError(self.error_messages["required"], code="required")
+            return [single(d, initial) for d in data]
+        return [single(data, initial)]
+
+
+class BulkUploadForm(forms.Form):
+    # Empty files pass here so that the service lists them by name with every other refusal.
+    files = MultipleFileField(
+        label="Images", help_text="Select many files at once: one product each.", allow_empty_file=True
+    )
+    category = forms.CharField(max_length=64)
+    name_pattern = forms.CharField(
+        max_length=200,
+        initial="{category} {n}",
+        help_text="Placeholders: {category}, {n} (numbering continues the category), {stem} (file name).",
+    )
+
+    def clean_files(self) -> list[UploadedFile]:
+        files = self.cleaned_data["files"]
+        limit = getattr(settings, "LOOKALIKE_BULK_MAX_FILES", 500)
+        if len(files) > limit:
+            raise ValidationError(f"At most {limit} files per upload; you sent {len(files)}.")
+        return files
+
+    def clean_name_pattern(self) -> str:
+        pattern = self.cleaned_data["name_pattern"]
+        try:
+            pattern.format(category="x", n=1, stem="x")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValidationError(
+                "Unknown placeholder or bad braces in the pattern; use {category}, {n} and {stem}."
+            ) from exc
+        return pattern

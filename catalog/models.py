@@ -1,0 +1,116 @@
+"""Products, their stored vectors and their 10 nearest neighbours."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import PurePath
+
+import numpy as np
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+EMBEDDING_DIM = 1280
+MAX_NEIGHBOURS = 10
+
+
+def product_image_path(instance: Product, filename: str) -> str:
+    """A fresh name under products/: the uploaded name only lends its extension."""
+    suffix = PurePath(filename).suffix.lower()
+    if suffix not in {".jpg", ".jpeg", ".png", ".webp", ".gif"}:
+        suffix = ".img"
+    return f"products/{uuid.uuid4().hex}{suffix}"
+
+
+class Product(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PROCESSING = "processing", "Processing"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=220, unique=True)
+    category = models.CharField(max_length=64, db_index=True)
+    image = models.ImageField(upload_to=product_image_path, max_length=255)
+    image_sha256 = models.CharField(max_length=64, blank=True, db_index=True)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    error_message = models.TextField(blank=True)
+    # float32 little-endian bytes of the 1280-d embedding, and what made it
+    # ("<model key>/<policy key>"): a vector made by another model or policy is stale.
+    vector = models.BinaryField(null=True, blank=True, editable=False)
+    vector_key = models.CharField(max_length=128, blank=True, db_index=True)
+    embedded_image_sha256 = models.CharField(max_length=64, blank=True)
+    status_changed_at = models.DateTimeField(default=timezone.now, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = (models.Index(fields=["status", "status_changed_at"]),)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("catalog:product-detail", kwargs={"slug": self.slug})
+
+    def vector_array(self) -> np.ndarray | None:
+        if self.vector is None:
+            return None
+        return np.frombuffer(bytes(self.vector), dtype="<f4").reshape(EMBEDDING_DIM)
+
+
+class ProductNeighbour(models.Model):
+    """One entry of a product's top-10 list (an explicit through table, as django-oscar does)."""
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="neighbour_links")
+    neighbour = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="+")
+    rank = models.PositiveSmallIntegerField()
+    distance = models.FloatField()
+
+    class Meta:
+        ordering = ("product", "rank")
+        constraints = (
+            models.UniqueConstraint(fields=["product", "rank"], name="neighbour_unique_rank"),
+            models.UniqueConstraint(fields=["product", "neighbour"], name="neighbour_unique_pair"),
+            models.CheckConstraint(
+                condition=models.Q(rank__gte=1, rank__lte=MAX_NEIGHBOURS), name="neighbour_rank_1_10"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(product=models.F("neighbour")), name="neighbour_not_self"
+            ),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.product_id} #{self.rank} → {self.neighbour_id}"
+
+
+class RebuildRun(models.Model):
+    """Progress of a full rebuild, shown to staff in the admin."""
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING)
+    trigger = models.CharField(max_length=32, default="beat")
+    step = models.CharField(max_length=64, blank=True)
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    message = models.TextField(blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-started_at",)
+
+    def __str__(self) -> str:
+        return f"rebuild {self.started_at:%Y-%m-%d %H:%M} ({self.state})"
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.done / self.total) if self.total else 0

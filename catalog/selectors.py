@@ -1,0 +1,238 @@
+"""Reads: the catalog, neighbour lists and search by photo. Nothing here writes.
+
+Search by photo embeds the query with a per-process ImageEmbedder (LiteRT, no TensorFlow) and
+compares it with the vectors of the READY products whose vector was made by the current model
+and preprocessing policy (``vector_key``). Those vectors are loaded from the database
+once and cached in this process as one float32 array; a cheap aggregate query run before every
+search (count, max timestamps, sum of ids of the ready products) tells whether the catalog has
+changed since, and only then are the vectors reloaded.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from django.conf import settings
+from django.db.models import Count, Max, QuerySet, Sum
+
+from catalog.models import EMBEDDING_DIM, MAX_NEIGHBOURS, Product, ProductNeighbour
+from similarity.embedding import ImageEmbedder
+from similarity.images import ImageLimits
+
+NeighboursState = Literal["ready", "computing", "failed"]
+
+# Candidates within this fraction of (|q|² + max|x|²) of the k-th float32 squared distance are
+# re-checked exactly in float64, so float32 rounding never changes the order of the results.
+_SHORTLIST_RTOL = 1e-4
+
+
+# ---------------------------------------------------------------------------------------------
+# Catalog
+
+
+def product_list(*, category: str | None = None) -> QuerySet[Product]:
+    """Products for the storefront, newest first, optionally of one category."""
+    qs = Product.objects.all()
+    if category:
+        qs = qs.filter(category=category)
+    return qs.order_by("-created_at", "-id")
+
+
+def categories() -> list[str]:
+    """Distinct category names, sorted."""
+    return list(
+        Product.objects.order_by("category").values_list("category", flat=True).distinct()
+    )
+
+
+def product_get_by_slug(*, slug: str) -> Product | None:
+    return Product.objects.filter(slug=slug).first()
+
+
+def product_get(*, product_id: int) -> Product | None:
+    return Product.objects.filter(pk=product_id).first()
+
+
+# ---------------------------------------------------------------------------------------------
+# Neighbours
+
+
+def product_neighbours(*, product: Product) -> list[ProductNeighbour]:
+    """The stored top-10 of ``product``, by rank, each with its ``neighbour`` loaded."""
+    return list(
+        ProductNeighbour.objects.filter(product=product)
+        .select_related("neighbour")
+        .order_by("rank")[:MAX_NEIGHBOURS]
+    )
+
+
+def product_neighbours_state(
+    *, product: Product, neighbours: list[ProductNeighbour] | None = None
+) -> NeighboursState:
+    """"ready", "computing" or "failed" for the product's neighbour list.
+
+    A ready product without any neighbour row is still "computing" while other ready products
+    exist (the index task has not written its list yet); alone in the catalog it is "ready"
+    with an empty list.
+    """
+    if product.status == Product.Status.FAILED:
+        return "failed"
+    if product.status != Product.Status.READY:
+        return "computing"
+    if neighbours is None:
+        has_any = ProductNeighbour.objects.filter(product=product).exists()
+    else:
+        has_any = bool(neighbours)
+    if has_any:
+        return "ready"
+    others = Product.objects.filter(status=Product.Status.READY).exclude(pk=product.pk).exists()
+    return "computing" if others else "ready"
+
+
+# ---------------------------------------------------------------------------------------------
+# Search by photo
+
+
+def search_image_limits() -> ImageLimits:
+    """The upload limits of the settings, as the engine wants them."""
+    from catalog.services.engine import image_limits
+
+    return image_limits()
+
+
+def search_embedder() -> ImageEmbedder:
+    """This process' embedder (built on first use, then reused; shared with the write side)."""
+    from catalog.services.engine import embedder_get
+
+    return embedder_get()
+
+
+def current_vector_key() -> str:
+    """Only vectors made by the current model and policy are comparable with a query."""
+    from catalog.services.engine import vector_key_current
+
+    return vector_key_current()
+
+
+@dataclass(frozen=True)
+class _SearchIndex:
+    key: tuple
+    ids: np.ndarray  # (N,) int64, ascending
+    vectors: np.ndarray  # (N, dim) float32 (L2-normalised for cosine)
+    sq_norms: np.ndarray  # (N,) float64
+    metric: str
+
+
+_index_lock = threading.Lock()
+_index: _SearchIndex | None = None
+
+
+def _ready_products(vector_key: str) -> QuerySet[Product]:
+    return Product.objects.filter(
+        status=Product.Status.READY, vector__isnull=False, vector_key=vector_key
+    )
+
+
+def _catalog_key(metric: str, vector_key: str) -> tuple:
+    """Changes whenever a ready product is added, removed, re-embedded or touched."""
+    agg = _ready_products(vector_key).aggregate(
+        n=Count("id"), updated=Max("updated_at"), changed=Max("status_changed_at"), ids=Sum("id")
+    )
+    return (metric, vector_key, agg["n"], agg["updated"], agg["changed"], agg["ids"])
+
+
+def _load_index(key: tuple, metric: str, vector_key: str) -> _SearchIndex:
+    rows = list(_ready_products(vector_key).order_by("id").values_list("id", "vector"))
+    n = len(rows)
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
+    vectors = np.empty((n, EMBEDDING_DIM), dtype=np.float32)
+    keep = np.ones(n, dtype=bool)
+    for i, (_, blob) in enumerate(rows):
+        raw = bytes(blob)
+        if len(raw) != EMBEDDING_DIM * 4:
+            keep[i] = False  # a damaged vector is skipped rather than failing every search
+            continue
+        vectors[i] = np.frombuffer(raw, dtype="<f4")
+    if not keep.all():
+        ids, vectors = ids[keep], vectors[keep]
+    if metric == "cosine":
+        norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
+        norms[norms == 0] = 1.0
+        vectors = (vectors / norms[:, None]).astype(np.float32)
+    sq = np.einsum("ij,ij->i", vectors.astype(np.float64), vectors.astype(np.float64))
+    return _SearchIndex(key=key, ids=ids, vectors=vectors, sq_norms=sq, metric=metric)
+
+
+def _search_index() -> _SearchIndex:
+    global _index
+    metric = settings.LOOKALIKE_METRIC
+    vector_key = current_vector_key()
+    key = _catalog_key(metric, vector_key)
+    current = _index
+    if current is not None and current.key == key:
+        return current
+    with _index_lock:
+        if _index is not None and _index.key == key:
+            return _index
+        _index = _load_index(key, metric, vector_key)
+        return _index
+
+
+def search_index_clear() -> None:
+    """Forget the cached vectors (tests; the key check makes this unnecessary in production)."""
+    global _index
+    with _index_lock:
+        _index = None
+
+
+def vectors_nearest(
+    query: np.ndarray, *, ids: np.ndarray, vectors: np.ndarray, sq_norms: np.ndarray,
+    metric: str, k: int,
+) -> list[tuple[int, float]]:
+    """Top-k (id, distance) of ``query`` among ``vectors``, ordered by (float32 distance, id).
+
+    One float32 matrix-vector product ranks everything (squared norms - 2 q·x); a shortlist
+    around the k-th candidate is then recomputed exactly in float64 from difference vectors.
+    """
+    n = ids.shape[0]
+    if n == 0 or k <= 0:
+        return []
+    q = np.asarray(query, dtype=np.float64).reshape(-1)
+    if metric == "cosine":
+        qn = np.linalg.norm(q)
+        q = q / (qn if qn else 1.0)
+    q_sq = float(q @ q)
+    approx = sq_norms - 2.0 * (vectors @ q.astype(np.float32)).astype(np.float64) + q_sq
+    kk = min(k, n)
+    kth = np.partition(approx, kk - 1)[kk - 1]
+    margin = _SHORTLIST_RTOL * (q_sq + float(sq_norms.max())) + 1e-12
+    cand = np.flatnonzero(approx <= kth + 2 * margin)
+    diff = vectors[cand].astype(np.float64) - q[None, :]
+    exact_sq = np.einsum("ij,ij->i", diff, diff)
+    dist = np.sqrt(exact_sq) if metric == "euclidean" else 0.5 * exact_sq
+    dist32 = dist.astype(np.float32)
+    order = np.lexsort((ids[cand], dist32))[:kk]
+    return [(int(ids[cand[i]]), float(dist32[i])) for i in order]
+
+
+def products_search_by_image(*, image_bytes: bytes, k: int = 10) -> list[tuple[Product, float]]:
+    """The ``k`` ready products nearest to an uploaded image, with their distances.
+
+    Raises ``similarity.errors.ImageRejected`` (with its ``reason``) for an unusable image.
+    """
+    vector = search_embedder().embed(image_bytes)
+    return products_search_by_vector(vector=vector, k=k)
+
+
+def products_search_by_vector(*, vector: np.ndarray, k: int = 10) -> list[tuple[Product, float]]:
+    index = _search_index()
+    hits = vectors_nearest(
+        vector, ids=index.ids, vectors=index.vectors, sq_norms=index.sq_norms,
+        metric=index.metric, k=k,
+    )
+    products = Product.objects.in_bulk([pid for pid, _ in hits])
+    # A product deleted since the index was loaded is simply left out.
+    return [(products[pid], dist) for pid, dist in hits if pid in products]

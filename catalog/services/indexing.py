@@ -1,0 +1,334 @@
+"""Vectors → distance matrix → neighbour rows (the index queue: one writer at a time).
+
+Every write to the matrix happens under the store's lock, on this process's copy of the
+matrix refreshed from disk first. The neighbour table is then brought in line with the
+matrix for exactly the products whose list changed: each such list is compared with the
+stored rows and rewritten (delete + insert, in one transaction) only when it differs.
+Running the same call twice leaves the same state: the second finds nothing to change.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+from catalog.models import MAX_NEIGHBOURS, Product, ProductNeighbour
+from catalog.services.engine import (
+    matrix_cached,
+    matrix_remember,
+    matrix_store,
+    vector_from_bytes,
+    vector_key_current,
+)
+from similarity.errors import MatrixError, MatrixFullError, StaleMatrixError
+from similarity.matrix import DistanceMatrix
+from similarity.store import ConcurrentWriterError, MatrixStore
+
+logger = logging.getLogger(__name__)
+
+Neighbours = list[tuple[int, float]]
+_CHUNK = 500
+_ATTEMPTS = 3
+
+
+def lock_timeout() -> float:
+    return float(getattr(settings, "LOOKALIKE_INDEX_LOCK_TIMEOUT", 600))
+
+
+def _chunks(ids: Sequence[int], size: int = _CHUNK) -> Iterator[Sequence[int]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+def indexable_products() -> QuerySet[Product]:
+    """Products whose vector is current for their current image: these belong in the matrix."""
+    return (
+        Product.objects.filter(vector__isnull=False, vector_key=vector_key_current())
+        .exclude(status=Product.Status.FAILED)
+        .exclude(image_sha256="")
+        .filter(embedded_image_sha256=F("image_sha256"))
+    )
+
+
+def _keepable_ids(ids: Iterable[int] | None = None) -> set[int]:
+    """Products allowed to stay in the matrix: a current-model vector, not failed.
+
+    A product whose image just changed keeps its old vector (and list) until re-embedded.
+    """
+    qs = Product.objects.filter(vector__isnull=False, vector_key=vector_key_current()).exclude(
+        status=Product.Status.FAILED
+    )
+    if ids is None:
+        return set(qs.values_list("pk", flat=True))
+    found: set[int] = set()
+    for chunk in _chunks(sorted(set(ids))):
+        found.update(qs.filter(pk__in=list(chunk)).values_list("pk", flat=True))
+    return found
+
+
+def indexable_vectors(ids: Collection[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(ids int64, vectors float32 N x 1280) of indexable products, by id."""
+    out_ids: list[int] = []
+    out_vecs: list[np.ndarray] = []
+
+    def take(qs: Iterable[tuple[int, bytes]]) -> None:
+        for pk, vector in qs:
+            out_ids.append(pk)
+            out_vecs.append(vector_from_bytes(vector))
+
+    base = indexable_products().order_by("pk").values_list("pk", "vector")
+    if ids is None:
+        take(base.iterator(chunk_size=1000))
+    else:
+        for chunk in _chunks(sorted(set(ids))):
+            take(base.filter(pk__in=list(chunk)))
+    vecs = np.stack(out_vecs) if out_vecs else np.empty((0, 1280), np.float32)
+    return np.asarray(out_ids, dtype=np.int64), vecs
+
+
+def existing_ids() -> set[int]:
+    return set(Product.objects.values_list("pk", flat=True))
+
+
+def _quarantine(store: MatrixStore) -> Path:
+    """Move every matrix file aside (kept for inspection); the caller rebuilds."""
+    aside = store.directory / f"corrupt-{timezone.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    aside.mkdir()
+    for path in store.directory.glob("*.npz"):
+        path.rename(aside / path.name)
+    return aside
+
+
+def matrix_open(store: MatrixStore) -> DistanceMatrix:
+    """This process's matrix, brought up to date with the disk (call under the lock).
+
+    The matrix is derived data: if the files are stale (other weights, policy, metric) or
+    unreadable, it is rebuilt from the vectors in the database.
+    """
+    matrix = matrix_cached(store)
+    try:
+        if matrix is None:
+            matrix = store.load()
+        else:
+            store.refresh(matrix)
+    except ConcurrentWriterError:
+        raise
+    except StaleMatrixError as exc:
+        logger.warning("matrix in %s is stale (%s): rebuilding from the database",
+                       store.directory, exc)
+        matrix = store.rebuild(*indexable_vectors())
+        # Products embedded by the old model are left out until re-embedded: do it now.
+        from catalog.services import queue
+
+        queue.rebuild_enqueue(trigger="stale-matrix")
+    except MatrixError as exc:
+        aside = _quarantine(store)
+        logger.error("matrix in %s unreadable (%s): files moved to %s, rebuilding from the "
+                     "database", store.directory, exc, aside)
+        matrix = store.rebuild(*indexable_vectors())
+    matrix_remember(store, matrix)
+    return matrix
+
+
+# ---------------------------------------------------------------------------- neighbour rows
+
+
+def _wanted_lists(
+    matrix: DistanceMatrix, product_ids: Iterable[int], existing: Collection[int]
+) -> dict[int, Neighbours]:
+    """Each existing product's top-10 from the matrix, skipping neighbours gone from the DB."""
+    wanted: dict[int, Neighbours] = {}
+    for pid in product_ids:
+        if pid not in existing:
+            continue  # deleted: its rows went with it
+        if pid not in matrix:
+            wanted[pid] = []
+            continue
+        nbrs = matrix.neighbours(pid)
+        if any(nid not in existing for nid, _ in nbrs):
+            wider = matrix.neighbours(pid, k=max(len(matrix) - 1, 0))
+            nbrs = [(nid, d) for nid, d in wider if nid in existing][:MAX_NEIGHBOURS]
+        wanted[pid] = [(int(nid), float(d)) for nid, d in nbrs]
+    return wanted
+
+
+def stored_lists(product_ids: Iterable[int]) -> dict[int, list[tuple[int, int, float]]]:
+    """The stored rows as (rank, neighbour id, distance), by rank, per product."""
+    stored: dict[int, list[tuple[int, int, float]]] = {}
+    for chunk in _chunks(sorted(set(product_ids))):
+        rows = (
+            ProductNeighbour.objects.filter(product_id__in=list(chunk))
+            .order_by("product_id", "rank")
+            .values_list("product_id", "rank", "neighbour_id", "distance")
+        )
+        for pid, rank, nid, dist in rows:
+            stored.setdefault(pid, []).append((rank, nid, dist))
+    return stored
+
+
+def _write_lists(lists: dict[int, Neighbours]) -> None:
+    ids = sorted(lists)
+    for chunk in _chunks(ids):
+        ProductNeighbour.objects.filter(product_id__in=list(chunk)).delete()
+    rows = [
+        ProductNeighbour(product_id=pid, neighbour_id=nid, rank=rank, distance=dist)
+        for pid in ids
+        for rank, (nid, dist) in enumerate(lists[pid], start=1)
+    ]
+    ProductNeighbour.objects.bulk_create(rows, batch_size=1000)
+
+
+def neighbours_sync(
+    *, matrix: DistanceMatrix, product_ids: Iterable[int], existing: Collection[int]
+) -> set[int]:
+    """Rewrite, in one transaction, the stored lists of ``product_ids`` that differ from the
+    matrix (missing neighbours skipped); return the ids rewritten."""
+    with transaction.atomic():
+        wanted = _wanted_lists(matrix, sorted(set(product_ids)), existing)
+        stored = stored_lists(wanted)
+        differ = {
+            pid: lst
+            for pid, lst in wanted.items()
+            if stored.get(pid, []) != [(rank, nid, d) for rank, (nid, d) in enumerate(lst, 1)]
+        }
+        _write_lists(differ)
+    return set(differ)
+
+
+def neighbours_sync_chunked(
+    *, matrix: DistanceMatrix, product_ids: Sequence[int], existing: Collection[int],
+    chunk: int = _CHUNK, progress: Callable[[int, int], None] | None = None,
+) -> set[int]:
+    """Like ``neighbours_sync`` but one transaction per ``chunk`` products, with progress."""
+    rewritten: set[int] = set()
+    ids = sorted(set(product_ids))
+    for done, part in enumerate(_chunks(ids, chunk), start=1):
+        rewritten |= neighbours_sync(matrix=matrix, product_ids=part, existing=existing)
+        if progress is not None:
+            progress(min(done * chunk, len(ids)), len(ids))
+    return rewritten
+
+
+# ---------------------------------------------------------------------------- services
+
+
+@dataclass
+class _Plan:
+    upsert_ids: np.ndarray
+    upsert_vectors: np.ndarray
+    remove_ids: set[int]
+
+
+def _plan(matrix: DistanceMatrix, product_ids: set[int], existing: set[int]) -> _Plan:
+    up_ids, up_vecs = indexable_vectors(product_ids)
+    in_matrix = set(matrix.ids.tolist())
+    ghosts = in_matrix - existing
+    asked_present = product_ids & in_matrix
+    keep = _keepable_ids(asked_present)
+    return _Plan(up_ids, up_vecs, ghosts | (asked_present - keep))
+
+
+def _mark_full(ids: Iterable[int], exc: MatrixFullError) -> None:
+    Product.objects.filter(pk__in=list(ids)).update(
+        status=Product.Status.FAILED,
+        error_message=f"matrix_full: {exc}",
+        status_changed_at=timezone.now(),
+    )
+
+
+def index_apply(*, product_ids: Iterable[int]) -> set[int]:
+    """Bring the given products' place in the matrix and every affected list up to date.
+
+    Under the store's lock: upsert the products whose vector is current, remove those that
+    no longer exist or failed (and any product still in the matrix but gone from the
+    database), rewrite the neighbour rows of exactly the products whose list changed, and
+    mark the indexed products ready. Returns the ids whose stored list was rewritten.
+    """
+    asked = {int(pid) for pid in product_ids}
+    store = matrix_store()
+    with store.lock(timeout=lock_timeout()):
+        matrix = matrix_open(store)
+        to_sync: set[int] = set()
+        upserted: set[int] = set()
+        for attempt in range(_ATTEMPTS):
+            existing = existing_ids()
+            plan = _plan(matrix, asked, existing)
+            if plan.upsert_ids.size:
+                try:
+                    to_sync |= store.upsert(matrix, plan.upsert_ids, plan.upsert_vectors)
+                    upserted |= set(plan.upsert_ids.tolist())
+                except MatrixFullError as exc:
+                    logger.error("cannot index %s: %s", plan.upsert_ids.tolist(), exc)
+                    _mark_full(plan.upsert_ids.tolist(), exc)
+                    plan.remove_ids |= set(plan.upsert_ids.tolist()) & set(matrix.ids.tolist())
+            if plan.remove_ids:
+                to_sync |= store.remove(matrix, sorted(plan.remove_ids))
+            to_sync |= upserted | (plan.remove_ids & existing)
+            try:
+                rewritten = neighbours_sync(matrix=matrix, product_ids=to_sync, existing=existing)
+            except IntegrityError:
+                # A neighbour was deleted between reading the ids and writing: look again.
+                if attempt == _ATTEMPTS - 1:
+                    raise
+                logger.info("a neighbour vanished while writing lists; retrying")
+                continue
+            products_mark_ready(upserted)
+            return rewritten
+    return set()  # pragma: no cover - the loop returns or raises
+
+
+def products_mark_ready(ids: Collection[int]) -> None:
+    if not ids:
+        return
+    for chunk in _chunks(sorted(ids)):
+        Product.objects.filter(
+            pk__in=list(chunk),
+            status__in=[Product.Status.PENDING, Product.Status.PROCESSING],
+            vector_key=vector_key_current(),
+            embedded_image_sha256=F("image_sha256"),
+        ).update(status=Product.Status.READY, status_changed_at=timezone.now())
+
+
+def index_remove(*, product_ids: Iterable[int]) -> set[int]:
+    """Forget deleted (or failed) products and repair every list that held them.
+
+    The same as ``index_apply``: ids that no longer exist are removed from the matrix.
+    """
+    return index_apply(product_ids=product_ids)
+
+
+def index_repair() -> dict[str, int]:
+    """Full drift repair (the reconcile sweep): matrix membership and every stored list.
+
+    Indexable products missing from the matrix are added, products in the matrix that may
+    not be there are removed, and every stored list that differs from the matrix is
+    rewritten. Cheap compared with a rebuild: no distance is recomputed from scratch.
+    """
+    store = matrix_store()
+    with store.lock(timeout=lock_timeout()):
+        matrix = matrix_open(store)
+        in_matrix = set(matrix.ids.tolist())
+        indexable = set(indexable_products().values_list("pk", flat=True))
+        keep = _keepable_ids()
+        missing = indexable - in_matrix
+        extra = in_matrix - keep
+        if missing:
+            ids, vecs = indexable_vectors(missing)
+            store.upsert(matrix, ids, vecs)
+        if extra:
+            store.remove(matrix, sorted(extra))
+        existing = existing_ids()
+        rewritten = neighbours_sync_chunked(
+            matrix=matrix, product_ids=sorted(existing), existing=existing
+        )
+        products_mark_ready(indexable & set(matrix.ids.tolist()))
+    return {"added": len(missing), "removed": len(extra), "lists_rewritten": len(rewritten)}

@@ -1,0 +1,240 @@
+"""Creating, changing and deleting products; every image is fully decoded under limits first."""
+
+from __future__ import annotations
+
+import io
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import PurePath
+
+from django.core.exceptions import ValidationError
+from django.core.files import File
+from django.core.files.base import ContentFile
+from django.core.files.storage import Storage
+from django.db import transaction
+from django.utils import timezone
+from django.utils.text import slugify
+from PIL import Image
+
+from catalog.models import Product
+from catalog.services import queue
+from catalog.services.engine import image_limits, sha256_hex
+from similarity.errors import ImageRejected
+from similarity.images import load_image
+
+logger = logging.getLogger(__name__)
+
+_SLUG_MAX = Product._meta.get_field("slug").max_length or 220
+_NAME_MAX = Product._meta.get_field("name").max_length or 200
+_SUFFIX_BY_FORMAT = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif"}
+
+
+@dataclass(frozen=True)
+class _CheckedImage:
+    data: bytes
+    sha256: str
+    suffix: str
+
+
+def _read_bounded(file: File) -> bytes:
+    limits = image_limits()
+    size = getattr(file, "size", None)
+    if isinstance(size, int) and size > limits.max_bytes:
+        # Refuse before reading anything.
+        raise ValidationError(
+            f"image is {size:,} bytes, over the {limits.max_bytes:,} bytes limit",
+            code="too_large",
+            params={"reason": "too_large"},
+        )
+    if hasattr(file, "seek"):
+        file.seek(0)
+    data = file.read(limits.max_bytes + 1)
+    if hasattr(file, "seek"):
+        file.seek(0)
+    return data if isinstance(data, bytes) else bytes(data)
+
+
+def _check(file: File) -> _CheckedImage:
+    """Read ``file`` (bounded) and decode it fully under the configured limits."""
+    data = _read_bounded(file)
+    try:
+        load_image(data, limits=image_limits()).close()
+    except ImageRejected as exc:
+        raise ValidationError(exc.message, code=exc.reason, params={"reason": exc.reason}) from exc
+    with Image.open(io.BytesIO(data)) as img:
+        fmt = str(img.format)
+    return _CheckedImage(data=data, sha256=sha256_hex(data), suffix=_SUFFIX_BY_FORMAT.get(fmt, ".img"))
+
+
+def image_validate(file: File) -> None:
+    """Raise ``ValidationError`` (code = the engine's reason) unless ``file`` is a usable image.
+
+    The file is read at most up to the size limit plus one byte and left at position 0.
+    """
+    _check(file)
+
+
+def _stem(file: File) -> str:
+    return PurePath(getattr(file, "name", "") or "image").stem or "image"
+
+
+def _slug_unique(base: str) -> str:
+    base = (slugify(base) or "product")[: _SLUG_MAX - 9].strip("-") or "product"
+    taken = set(Product.objects.filter(slug__startswith=base).values_list("slug", flat=True))
+    if base not in taken:
+        return base
+    for n in range(2, 10_000):
+        candidate = f"{base}-{n}"
+        if candidate not in taken:
+            return candidate
+    return f"{base}-{uuid.uuid4().hex[:8]}"
+
+
+def _new_product(*, name: str, category: str, checked: _CheckedImage, slug: str | None) -> Product:
+    if slug and Product.objects.filter(slug=slug).exists():
+        raise ValidationError(f"the slug {slug!r} is already used", code="slug_taken")
+    product = Product(
+        name=name[:_NAME_MAX],
+        category=category,
+        slug=slug or _slug_unique(name),
+        image_sha256=checked.sha256,
+        status=Product.Status.PENDING,
+        status_changed_at=timezone.now(),
+    )
+    product.image.save(f"upload{checked.suffix}", ContentFile(checked.data), save=False)
+    product.full_clean(exclude=["image"])
+    product.save()
+    return product
+
+
+def _delete_file_on_commit(storage: Storage, name: str) -> None:
+    def delete() -> None:
+        if name and storage.exists(name):
+            storage.delete(name)
+
+    transaction.on_commit(delete, robust=True)
+
+
+@transaction.atomic
+def product_create(*, name: str, category: str, image: File, slug: str | None = None) -> Product:
+    """Validate the image fully, save the product (pending) and queue its embedding on commit.
+
+    A rejected image raises ``ValidationError`` whose code is the reason; nothing is saved.
+    """
+    checked = _check(image)
+    product = _new_product(name=name, category=category, checked=checked, slug=slug)
+    queue.embed_enqueue(product_ids=[product.pk])
+    return product
+
+
+@transaction.atomic
+def product_update(
+    *,
+    product: Product,
+    name: str | None = None,
+    category: str | None = None,
+    image: File | None = None,
+    slug: str | None = None,
+) -> Product:
+    """Change fields; new image bytes make the product pending again and queue it.
+
+    Re-saving the same bytes changes nothing about the image and queues nothing.
+    """
+    fields: list[str] = []
+    if name is not None and name != product.name:
+        product.name = name[:_NAME_MAX]
+        fields.append("name")
+    if category is not None and category != product.category:
+        product.category = category
+        fields.append("category")
+    if slug and slug != product.slug:
+        if Product.objects.filter(slug=slug).exclude(pk=product.pk).exists():
+            raise ValidationError(f"the slug {slug!r} is already used", code="slug_taken")
+        product.slug = slug
+        fields.append("slug")
+    image_changed = False
+    if image is not None:
+        checked = _check(image)
+        if checked.sha256 != product.image_sha256:
+            old_name, storage = product.image.name, product.image.storage
+            product.image.save(f"upload{checked.suffix}", ContentFile(checked.data), save=False)
+            product.image_sha256 = checked.sha256
+            product.status = Product.Status.PENDING
+            product.error_message = ""
+            product.status_changed_at = timezone.now()
+            fields += ["image", "image_sha256", "status", "error_message", "status_changed_at"]
+            image_changed = True
+            if old_name and old_name != product.image.name:
+                _delete_file_on_commit(storage, old_name)
+    if fields:
+        product.full_clean(exclude=["image"], validate_unique=False)
+        product.save(update_fields=[*fields, "updated_at"])
+    if image_changed:
+        queue.embed_enqueue(product_ids=[product.pk])
+    return product
+
+
+@transaction.atomic
+def product_delete(*, product: Product) -> None:
+    """Delete the product (its neighbour rows go with it); the matrix forgets it on commit."""
+    products_delete(product_ids=[product.pk])
+
+
+@transaction.atomic
+def products_delete(*, product_ids: Sequence[int]) -> int:
+    """Delete many products (admin bulk delete); returns how many existed."""
+    doomed = list(Product.objects.filter(pk__in=list(product_ids)))
+    for product in doomed:
+        storage, name = product.image.storage, product.image.name
+        product.delete()
+        _delete_file_on_commit(storage, name)
+    queue.remove_enqueue(product_ids=[p for p in product_ids if p is not None])
+    return len(doomed)
+
+
+@transaction.atomic
+def products_bulk_create(
+    *, files: Sequence[File], category: str, name_pattern: str = "{category} {n}"
+) -> list[Product]:
+    """One product per file, all or nothing; embedding queued in batches on commit.
+
+    ``name_pattern`` may use ``{category}``, ``{n}`` (numbering continues after the
+    category's existing products) and ``{stem}`` (the file name without extension).
+    Any rejected file raises one ``ValidationError`` listing every bad file and its reason.
+    """
+    errors: list[ValidationError] = []
+    checked: list[_CheckedImage] = []
+    for file in files:
+        try:
+            checked.append(_check(file))
+        except ValidationError as exc:
+            errors.append(
+                ValidationError(
+                    "%(file)s: %(message)s",
+                    code=exc.code,
+                    params={"file": getattr(file, "name", "?"), "message": exc.messages[0]},
+                )
+            )
+    if errors:
+        raise ValidationError(errors)
+    try:
+        name_pattern.format(category=category, n=1, stem="x")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValidationError(
+            f"name pattern {name_pattern!r} is invalid: use {{category}}, {{n}} and {{stem}}",
+            code="bad_pattern",
+        ) from exc
+    start = Product.objects.filter(category=category).count()
+    products = []
+    for n, (file, item) in enumerate(zip(files, checked, strict=True), start=start + 1):
+        name = name_pattern.format(category=category, n=n, stem=_stem(file))
+        products.append(_new_product(name=name, category=category, checked=item, slug=None))
+    queue.embed_enqueue(product_ids=[p.pk for p in products])
+    return products
+
+
+def products_recompute(*, product_ids: Sequence[int]) -> None:
+    """Admin action "recompute similarity": re-embed (if stale) and re-index on commit."""
+    queue.embed_enqueue(product_ids=product_ids)

@@ -1,0 +1,72 @@
+"""Tasks are queued only after the surrounding transaction commits (design notes, section 7).
+
+Each queued send is a :class:`TaskSend` registered with ``transaction.on_commit``, so tests
+can see what a service queued with ``django_capture_on_commit_callbacks``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+EMBED = "workers.tasks.embed_products"
+INDEX = "workers.tasks.index_products"
+REMOVE = "workers.tasks.remove_products"
+REBUILD = "workers.tasks.rebuild_similarity"
+
+
+@dataclass(frozen=True)
+class TaskSend:
+    """A task to send: ``task`` is the Celery task name, ``kwargs`` its keyword arguments."""
+
+    task: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self) -> None:
+        from workers.app import app
+
+        app.send_task(self.task, kwargs=self.kwargs)
+        logger.debug("queued %s %s", self.task, self.kwargs)
+
+
+def embed_batch_size() -> int:
+    return int(getattr(settings, "LOOKALIKE_EMBED_BATCH", 32))
+
+
+def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+def _send(task: str, *, robust: bool, **kwargs: Any) -> None:
+    transaction.on_commit(TaskSend(task, kwargs), robust=robust)
+
+
+def embed_enqueue(*, product_ids: Iterable[int], robust: bool = True) -> None:
+    """Queue embedding in batches (one task per ``LOOKALIKE_EMBED_BATCH`` products)."""
+    ids = sorted(set(product_ids))
+    for chunk in _chunks(ids, embed_batch_size()):
+        _send(EMBED, robust=robust, product_ids=chunk)
+
+
+def index_enqueue(*, product_ids: Iterable[int], robust: bool = True) -> None:
+    ids = sorted(set(product_ids))
+    if ids:
+        _send(INDEX, robust=robust, product_ids=ids)
+
+
+def remove_enqueue(*, product_ids: Iterable[int], robust: bool = True) -> None:
+    ids = sorted(set(product_ids))
+    if ids:
+        _send(REMOVE, robust=robust, product_ids=ids)
+
+
+def rebuild_enqueue(*, trigger: str, robust: bool = True) -> None:
+    _send(REBUILD, robust=robust, trigger=trigger)

@@ -1,0 +1,81 @@
+"""Storefront pages: the catalog, a product with its similar items, and search by photo."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_http_methods
+
+from catalog import ratelimit, selectors
+from catalog.forms import SearchByPhotoForm, rejection_error
+from similarity.errors import ImageRejected
+
+PAGE_SIZE = 24
+SEARCH_RESULTS = 10
+
+
+@require_http_methods(["GET", "HEAD"])
+def product_list(request: HttpRequest) -> HttpResponse:
+    category = request.GET.get("category") or None
+    paginator = Paginator(selectors.product_list(category=category), PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    return render(
+        request,
+        "catalog/product_list.html",
+        {
+            "page_obj": page,
+            "products": page.object_list,
+            "categories": selectors.categories(),
+            "category": category,
+        },
+    )
+
+
+@require_http_methods(["GET", "HEAD"])
+def product_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    product = selectors.product_get_by_slug(slug=slug)
+    if product is None:
+        raise Http404("No such product")
+    return render(request, "catalog/product_detail.html", {"product": product})
+
+
+def search_status(form: SearchByPhotoForm) -> int:
+    """413 for a too large upload, 400 for any other refused upload."""
+    return 413 if form.rejection_reason == "too_large" else 400
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def search_by_photo(request: HttpRequest) -> HttpResponse:
+    context: dict = {"results": None, "rate_limited": False}
+    if request.method != "POST":
+        context["form"] = SearchByPhotoForm()
+        return render(request, "catalog/search.html", context)
+
+    allowed, retry_after = ratelimit.hit(request, scope="search", rate=settings.LOOKALIKE_SEARCH_RATE)
+    if not allowed:
+        context.update(
+            form=SearchByPhotoForm(),
+            rate_limited=True,
+            retry_after=retry_after,
+            rate=ratelimit.parse_rate(settings.LOOKALIKE_SEARCH_RATE).describe(),
+        )
+        response = render(request, "catalog/search.html", context, status=429)
+        response["Retry-After"] = str(retry_after)
+        return response
+
+    form = SearchByPhotoForm(request.POST, request.FILES)
+    context["form"] = form
+    status = 200
+    if form.is_valid():
+        try:
+            context["results"] = selectors.products_search_by_image(
+                image_bytes=form.image_bytes or b"", k=SEARCH_RESULTS
+            )
+            context["query_thumbnail"] = form.thumbnail_url
+        except ImageRejected as exc:
+            form.add_error("image", rejection_error(exc))
+    if form.errors:
+        status = search_status(form)
+    return render(request, "catalog/search.html", context, status=status)

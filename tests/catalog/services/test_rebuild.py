@@ -1,0 +1,79 @@
+"""similarity_rebuild, the stuck-products sweep, and the beat schedule."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from catalog.models import Product, ProductNeighbour, RebuildRun
+from catalog.services import queue
+from catalog.services.embedding import products_embed_batch
+from catalog.services.engine import vector_key_current
+from catalog.services.indexing import index_apply
+from catalog.services.rebuild import products_requeue_stuck, reconcile, similarity_rebuild
+from tests.pipeline.helpers import neighbour_mismatches, stored_lists
+
+pytestmark = pytest.mark.django_db
+
+
+def test_rebuild_reembeds_stale_and_rewrites_every_list(make_products):
+    products = make_products(15)
+    ids = [p.pk for p in products]
+    index_apply(product_ids=products_embed_batch(product_ids=ids[:12]).to_index)
+    # drift: a vector from another model, a lost list, 3 products never embedded
+    Product.objects.filter(pk=ids[0]).update(vector_key="old-model/old-policy")
+    ProductNeighbour.objects.filter(product_id=ids[5]).delete()
+
+    run = similarity_rebuild(trigger="test")
+
+    run.refresh_from_db()
+    assert run.state == RebuildRun.State.DONE and run.step == "done"
+    assert run.finished_at is not None and run.trigger == "test"
+    assert run.done == run.total == 15
+    assert "re-embedded 4 stale" in run.message
+    assert set(Product.objects.values_list("vector_key", flat=True)) == {vector_key_current()}
+    assert set(Product.objects.values_list("status", flat=True)) == {Product.Status.READY}
+    assert all(len(rows) == 10 for rows in stored_lists().values()) and len(stored_lists()) == 15
+    assert neighbour_mismatches() == []
+    # and again: nothing to change
+    again = similarity_rebuild(trigger="test")
+    assert "re-embedded 0 stale" in again.message and "0 list(s) rewritten" in again.message
+
+
+def test_rebuild_failure_is_recorded(make_products, monkeypatch):
+    from catalog.services import rebuild
+
+    make_products(2)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(rebuild, "indexable_vectors", boom)
+    with pytest.raises(RuntimeError):
+        similarity_rebuild(trigger="test")
+    run = RebuildRun.objects.get()
+    assert run.state == RebuildRun.State.FAILED and "disk on fire" in run.message
+
+
+def test_stuck_products_are_requeued_once_per_period(make_products, settings,
+                                                     django_capture_on_commit_callbacks):
+    products = make_products(3)
+    old = timezone.now() - timedelta(seconds=settings.LOOKALIKE_STUCK_AFTER_SECONDS + 60)
+    Product.objects.filter(pk__in=[products[0].pk, products[1].pk]).update(status_changed_at=old)
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert products_requeue_stuck() == {"requeued": 2}
+        assert products_requeue_stuck() == {"requeued": 0}
+    assert [(cb.task, cb.kwargs) for cb in callbacks] == [
+        (queue.EMBED, {"product_ids": sorted([products[0].pk, products[1].pk])})
+    ]
+
+
+def test_reconcile_adds_missing_products_to_the_matrix(make_products):
+    products = make_products(12)
+    products_embed_batch(product_ids=[p.pk for p in products])  # index task "lost"
+    result = reconcile()
+    assert result["added"] == 12
+    assert set(Product.objects.values_list("status", flat=True)) == {Product.Status.READY}
+    assert neighbour_mismatches() == []

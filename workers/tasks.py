@@ -1,0 +1,69 @@
+"""Thin Celery tasks: fetch by id, call a catalog service.
+
+Every task is ``acks_late`` (a task whose worker dies is redelivered) and idempotent.
+Unexpected errors (database, storage, broker, a matrix writer conflict) are retried with
+exponential backoff; a rejected image is permanent: the service records it on the product
+and the task succeeds, and ``ImageRejected`` is never retried should it escape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+from django.core.exceptions import ValidationError
+
+from similarity.errors import ImageRejected, MatrixFullError, StaleMatrixError
+
+RETRY: dict[str, Any] = {
+    "acks_late": True,
+    "autoretry_for": (Exception,),
+    "dont_autoretry_for": (ImageRejected, ValidationError, MatrixFullError, StaleMatrixError),
+    "retry_backoff": 2,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 8,
+}
+
+
+def _ids(product_ids: list[int] | tuple[int, ...] | int) -> list[int]:
+    if isinstance(product_ids, int):
+        return [product_ids]
+    return [int(pid) for pid in product_ids]
+
+
+@shared_task(name="workers.tasks.embed_products", **RETRY)
+def embed_products(product_ids: list[int]) -> int:
+    from catalog.services.embedding import products_embed
+
+    ids = _ids(product_ids)
+    products_embed(product_ids=ids)
+    return len(ids)
+
+
+@shared_task(name="workers.tasks.index_products", **RETRY)
+def index_products(product_ids: list[int]) -> int:
+    from catalog.services.indexing import index_apply
+
+    return len(index_apply(product_ids=_ids(product_ids)))
+
+
+@shared_task(name="workers.tasks.remove_products", **RETRY)
+def remove_products(product_ids: list[int]) -> int:
+    from catalog.services.indexing import index_remove
+
+    return len(index_remove(product_ids=_ids(product_ids)))
+
+
+@shared_task(name="workers.tasks.rebuild_similarity", **{**RETRY, "max_retries": 2})
+def rebuild_similarity(trigger: str = "beat") -> int:
+    from catalog.services.rebuild import similarity_rebuild
+
+    return similarity_rebuild(trigger=trigger).pk
+
+
+@shared_task(name="workers.tasks.reconcile", **RETRY)
+def reconcile() -> dict[str, int]:
+    from catalog.services.rebuild import reconcile as reconcile_service
+
+    return reconcile_service()
