@@ -43,7 +43,7 @@ bench: venv model
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 demo: venv model
-	$(PY) bench/demo.py
+	$(PY) scripts/demo.py $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,159 @@
+"""`make demo`: the whole product on this machine, as a new user would run it.
+
+Starts Redis if it is down, migrates, creates a demo admin, starts an embed worker, an
+index worker and beat, imports 2,000 Fashion-MNIST garments through them, prints the
+top 10 for a held-out query and writes its sheet, then serves the storefront and admin
+on 127.0.0.1:8000 until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+DATA = Path(os.environ.get("LOOKALIKE_DATA_DIR", ROOT / "var")).resolve()
+ENV = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.local", "LOOKALIKE_DATA_DIR": str(DATA),
+       "PYTHONPATH": str(ROOT)}
+BROKER = ENV.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+
+
+def say(text: str) -> None:
+    print(f"\n\033[1m==> {text}\033[0m", flush=True)
+
+
+def manage(*args: str) -> None:
+    subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=ENV, check=True)
+
+
+def ensure_redis() -> None:
+    client = redis.Redis.from_url(BROKER)
+    try:
+        client.ping()
+        return
+    except redis.ConnectionError:
+        pass
+    server = shutil.which("redis-server")
+    if server is None:
+        sys.exit(f"Redis is not answering at {BROKER} and redis-server is not installed "
+                 "(scripts/install-system-deps.sh installs it)")
+    say("Redis is down: starting redis-server on 127.0.0.1:6379")
+    (DATA / "redis").mkdir(parents=True, exist_ok=True)
+    subprocess.run([server, "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379",
+                    "--save", "", "--appendonly", "no", "--dir", str(DATA / "redis"),
+                    "--logfile", str(DATA / "redis" / "redis.log")], check=True)
+    for _ in range(50):
+        try:
+            client.ping()
+            return
+        except redis.ConnectionError:
+            time.sleep(0.1)
+    sys.exit(f"redis-server did not start; see {DATA / 'redis' / 'redis.log'}")
+
+
+def ensure_admin() -> tuple[str, str]:
+    """A superuser 'demo' whose password is kept in var/demo-admin.txt across runs."""
+    secret_file = DATA / "demo-admin.txt"
+    if secret_file.exists():
+        password = secret_file.read_text().strip()
+    else:
+        password = secrets.token_urlsafe(12)
+        secret_file.write_text(password + "\n")
+        secret_file.chmod(0o600)
+    code = (
+        "from django.contrib.auth import get_user_model\n"
+        "User = get_user_model()\n"
+        "user, _ = User.objects.get_or_create(username='demo', defaults={'email': 'demo@example.com'})\n"
+        "user.is_staff = user.is_superuser = True\n"
+        f"user.set_password({password!r})\n"
+        "user.save()\n"
+    )
+    manage("shell", "-c", code)
+    return "demo", password
+
+
+def start(name: str, *argv: str) -> subprocess.Popen:
+    log = (DATA / "logs" / f"{name}.log").open("ab")
+    return subprocess.Popen(argv, cwd=ROOT, env=ENV, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for proc in processes:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in processes:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def write_query_image(path: Path) -> None:
+    from similarity.fashion_mnist import load_split, to_photo
+
+    images, _ = load_split("test")
+    to_photo(images[1], size=224).save(path)  # a held-out pullover: not in the catalog
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--per-class", type=int, default=200, help="garments per class (10 classes)")
+    parser.add_argument("--no-serve", action="store_true", help="stop after the sheet")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args()
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    (DATA / "logs").mkdir(exist_ok=True)
+    ensure_redis()
+    say("Migrating the database")
+    manage("migrate", "--noinput", "-v", "0")
+    user, password = ensure_admin()
+
+    celery = [PY, "-m", "celery", "-A", "workers.app"]
+    processes = [
+        start("worker-embed", *celery, "worker", "-Q", "embed", "-c", "1", "-n", "embed@%h", "-l", "info"),
+        start("worker-index", *celery, "worker", "-Q", "index", "-c", "1", "-n", "index@%h", "-l", "info"),
+        start("beat", *celery, "beat", "-l", "info"),
+    ]
+    print(f"workers and beat started; logs in {DATA / 'logs'}")
+    try:
+        say(f"Importing {args.per_class * 10} Fashion-MNIST garments through the workers")
+        manage("import_garments", "--fashion-mnist", "--split", "train",
+               "--per-class", str(args.per_class), "--skip-existing")
+
+        query = DATA / "demo-query.png"
+        sheet = DATA / "demo-sheet.png"
+        write_query_image(query)
+        say(f"Top 10 for a held-out photo ({query})")
+        manage("similar", str(query), "-k", "10", "--sheet", str(sheet))
+        print(f"sheet written to {sheet}")
+
+        if args.no_serve:
+            return 0
+        say(f"Serving http://127.0.0.1:{args.port}/  (admin: http://127.0.0.1:{args.port}/admin/)")
+        print(f"admin login: {user} / {password}")
+        print(f"search by photo: http://127.0.0.1:{args.port}/search/   Ctrl-C to stop")
+        web = subprocess.Popen([PY, "manage.py", "runserver", f"127.0.0.1:{args.port}", "--noreload"],
+                               cwd=ROOT, env=ENV)
+        processes.append(web)
+        web.wait()
+    except KeyboardInterrupt:
+        print("\nstopping…")
+    finally:
+        stop(processes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
