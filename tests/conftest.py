@@ -10,6 +10,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The real Redis broker and the real Celery worker subprocess, shared by every package.
+pytest_plugins = ["tests.worker_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:

@@ -29,6 +29,11 @@ class TaskSend:
     task: str
     kwargs: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # on_commit(robust=True) logs a failed callback by its __qualname__, which an
+        # instance lacks: without this a broker outage turned into an AttributeError.
+        object.__setattr__(self, "__qualname__", f"TaskSend({self.task})")
+
     def __call__(self) -> None:
         from workers.app import app
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -51,40 +52,49 @@ def stale_products() -> list[int]:
 
 
 
-def similarity_rebuild(*, trigger: str = "beat") -> RebuildRun:
+def similarity_rebuild(
+    *, trigger: str = "beat", progress: Callable[[str, int, int], None] | None = None
+) -> RebuildRun:
     """Re-embed what is stale, rebuild the matrix from the database, sync every list.
 
     Steps recorded in a ``RebuildRun`` (step, done/total): ``embed`` (stale products,
     including any stuck in pending), ``matrix`` (full build, published as a new
     generation), ``neighbours`` (every product's list compared with the matrix and
     rewritten where it differs), then state ``done``. A failure records state ``failed``
-    with the error, and re-raises.
+    with the error, and re-raises. ``progress(step, done, total)``, if given, is called after
+    every recorded progress update (the management command draws its progress bar with it).
     """
     run = RebuildRun.objects.create(trigger=trigger[:32], step="embed")
+
+    def report(*, step: str | None = None, done: int | None = None, total: int | None = None) -> None:
+        _progress(run, step=step, done=done, total=total)
+        if progress is not None:
+            progress(run.step, run.done, run.total)
+
     try:
         stale = stale_products()
-        _progress(run, step="embed", done=0, total=len(stale))
+        report(step="embed", done=0, total=len(stale))
         failed = 0
         for start in range(0, len(stale), _EMBED_CHUNK):
             outcome = products_embed_batch(product_ids=stale[start : start + _EMBED_CHUNK])
             failed += len(outcome.failed)
-            _progress(run, done=min(start + _EMBED_CHUNK, len(stale)))
+            report(done=min(start + _EMBED_CHUNK, len(stale)))
 
         store = matrix_store()
         with store.lock(timeout=lock_timeout()):
             ids, vectors = indexable_vectors()
-            _progress(run, step="matrix", done=0, total=int(ids.size))
+            report(step="matrix", done=0, total=int(ids.size))
             matrix = store.rebuild(ids, vectors)
             matrix_remember(store, matrix)
-            _progress(run, done=int(ids.size))
+            report(done=int(ids.size))
 
             existing = existing_ids()
-            _progress(run, step="neighbours", done=0, total=len(existing))
+            report(step="neighbours", done=0, total=len(existing))
             rewritten = neighbours_sync_chunked(
                 matrix=matrix,
                 product_ids=sorted(existing),
                 existing=existing,
-                progress=lambda done, total: _progress(run, done=done, total=total),
+                progress=lambda done, total: report(done=done, total=total),
             )
             products_mark_ready(set(ids.tolist()))
         run.state = RebuildRun.State.DONE

@@ -1,0 +1,184 @@
+"""``manage.py import_garments DIR`` or ``--fashion-mnist``: bulk import, then follow the workers."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from catalog.management.commands._args import non_negative_float, non_negative_int, positive_int
+from catalog.management.commands._progress import (
+    WORKER_HINT,
+    follow_products,
+    new_bar,
+    progress_stream,
+)
+from catalog.selectors_progress import ProductsProgress, products_failure_reasons, products_progress
+from catalog.services.imports import (
+    DEFAULT_BATCH,
+    DIR_NAME_PATTERN,
+    FASHION_MNIST_NAME_PATTERN,
+    ImportResult,
+    ImportSource,
+    fashion_mnist_sources,
+    garment_dir_sources,
+    name_pattern_check,
+    products_import,
+)
+
+
+class Command(BaseCommand):
+    help = (
+        "Import garment images as products (DIR: one category per subfolder; or --fashion-mnist), "
+        "queue them to the workers and follow them until every product is ready or failed."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("directory", nargs="?", type=Path,
+                            help="a folder whose subfolders are categories holding image files")
+        parser.add_argument("--fashion-mnist", action="store_true",
+                            help="import Debian's Fashion-MNIST (dataset-fashion-mnist) instead")
+        parser.add_argument("--split", choices=["train", "test"], default="train",
+                            help="Fashion-MNIST split (default train)")
+        parser.add_argument("--per-class", type=positive_int, default=200,
+                            help="Fashion-MNIST garments per class (default 200; 10 classes)")
+        parser.add_argument("--offset", type=non_negative_int, default=0,
+                            help="skip this many garments of every class first (default 0)")
+        parser.add_argument("--name-pattern", default=None,
+                            help="product names from {stem}, {category} and {n} (default "
+                                 f"{DIR_NAME_PATTERN!r} for DIR, {FASHION_MNIST_NAME_PATTERN!r} "
+                                 "for Fashion-MNIST)")
+        parser.add_argument("--skip-existing", action="store_true",
+                            help="skip images whose sha256 is already in the catalog")
+        parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH,
+                            help=f"products created per transaction (default {DEFAULT_BATCH})")
+        parser.add_argument("--no-wait", action="store_true",
+                            help="queue the products and exit without following the workers")
+        parser.add_argument("--timeout", type=non_negative_float, default=3600.0,
+                            help="seconds to follow the workers before giving up (default 3600)")
+        parser.add_argument("--poll-interval", type=non_negative_float, default=0.5,
+                            help=argparse.SUPPRESS)
+        parser.add_argument("--no-progress", action="store_true", help="draw no progress bars")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        sources, pattern = self._sources(options)
+        try:
+            name_pattern_check(pattern)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        stream = progress_stream(options)
+        show = not options["no_progress"]
+
+        with new_bar(stream=stream, total=len(sources), desc="import", unit="file", show=show) as bar:
+            def advance(result: ImportResult) -> None:
+                bar.update(result.handled - bar.n)
+
+            result = products_import(
+                sources=sources, name_pattern=pattern, skip_existing=options["skip_existing"],
+                batch_size=options["batch_size"], progress=advance,
+            )
+        self._report_import(result)
+        ids = result.product_ids
+
+        if options["no_wait"] or not ids:
+            state = products_progress(product_ids=ids)
+            self._summary(result, state)
+            if ids:
+                self.stdout.write(f"not following the workers (--no-wait): {state.pending} pending")
+            return
+
+        timeout = options["timeout"]
+        self.stdout.write(
+            f"following the workers until all {len(ids)} product(s) are ready or failed "
+            f"(timeout {timeout:g} s)"
+        )
+        try:
+            state = follow_products(ids, stream=stream, timeout=timeout,
+                                    interval=options["poll_interval"], show=show)
+        except KeyboardInterrupt:
+            state = products_progress(product_ids=ids)
+            self._summary(result, state)
+            raise CommandError(
+                f"interrupted: {state.pending} product(s) still pending; the workers carry on",
+                returncode=130,
+            ) from None
+        self._summary(result, state)
+        if not state.done:
+            raise CommandError(
+                f"timed out after {timeout:g} s: {state.pending} of {len(ids)} imported product(s) "
+                f"still pending (ready {state.ready}, failed {state.failed}); {WORKER_HINT}"
+            )
+
+    # ------------------------------------------------------------------------------------
+
+    def _sources(self, options: dict[str, Any]) -> tuple[list[ImportSource], str]:
+        directory: Path | None = options["directory"]
+        if options["fashion_mnist"] == (directory is not None):
+            raise CommandError("give either a DIR or --fashion-mnist (exactly one)")
+        if options["fashion_mnist"]:
+            try:
+                sources = fashion_mnist_sources(
+                    split=options["split"], per_class=options["per_class"], offset=options["offset"]
+                )
+            except (OSError, ValueError) as exc:
+                raise CommandError(str(exc)) from exc
+            self.stdout.write(
+                f"importing {len(sources)} Fashion-MNIST garment(s): {options['split']} split, "
+                f"{options['per_class']} per class from offset {options['offset']}"
+            )
+            return sources, options["name_pattern"] or FASHION_MNIST_NAME_PATTERN
+        try:
+            sources, loose = garment_dir_sources(directory=directory)
+        except OSError as exc:
+            raise CommandError(str(exc)) from exc
+        if loose:
+            self.stderr.write(
+                f"ignoring {len(loose)} file(s) directly in {directory} (no category): put them in "
+                f"a category subfolder, e.g. {loose[0].name}"
+            )
+        if not sources:
+            raise CommandError(f"no image files in category subfolders of {directory}")
+        categories = sorted({s.category for s in sources})
+        self.stdout.write(
+            f"importing {len(sources)} file(s) from {directory} into {len(categories)} "
+            f"categor{'y' if len(categories) == 1 else 'ies'}: {', '.join(categories)}"
+        )
+        return sources, options["name_pattern"] or DIR_NAME_PATTERN
+
+    def _report_import(self, result: ImportResult) -> None:
+        self.stdout.write(
+            f"created {len(result.product_ids)} product(s); skipped {len(result.skipped)} already "
+            f"in the catalog; rejected {len(result.rejected)}"
+        )
+        for rejection in result.rejected:
+            self.stdout.write(
+                f"  rejected {rejection.label}: {rejection.reason}: {rejection.message}",
+                style_func=self.style.WARNING,
+            )
+
+    def _summary(self, result: ImportResult, state: ProductsProgress) -> None:
+        line = (
+            f"summary: imported {len(result.product_ids)}, ready {state.ready}, "
+            f"failed {state.failed}, pending {state.pending}"
+        )
+        if state.gone:
+            line += f", deleted meanwhile {state.gone}"
+        if result.skipped:
+            line += f", skipped (already in the catalog) {len(result.skipped)}"
+        if result.rejected:
+            line += f", rejected {len(result.rejected)}"
+        self.stdout.write(line)
+        if state.failed:
+            self.stdout.write("failed in the workers, by reason:")
+            for reason, products in products_failure_reasons(product_ids=result.product_ids).items():
+                examples = ", ".join(f"{p.name} (#{p.pk})" for p in products[:5])
+                more = f" and {len(products) - 5} more" if len(products) > 5 else ""
+                self.stdout.write(f"  {reason}: {len(products)}: {examples}{more}")
+        if result.rejected:
+            reasons: dict[str, int] = {}
+            for rejection in result.rejected:
+                reasons[rejection.reason] = reasons.get(rejection.reason, 0) + 1
+            grouped = ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items()))
+            self.stdout.write(f"rejected before import, by reason: {grouped}")

@@ -1,0 +1,87 @@
+"""Reads for following work in progress: imported products and rebuild runs. Nothing writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from catalog.models import Product, RebuildRun
+
+_CHUNK = 500
+
+
+def _chunks(ids: Sequence, size: int = _CHUNK) -> Iterator[list]:
+    for start in range(0, len(ids), size):
+        yield list(ids[start : start + size])
+
+
+@dataclass(frozen=True)
+class ProductsProgress:
+    """How far a set of products has come. ``gone`` were deleted meanwhile."""
+
+    total: int
+    ready: int = 0
+    failed: int = 0
+    gone: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.ready + self.failed + self.gone
+
+    @property
+    def pending(self) -> int:
+        """Neither ready nor failed yet (pending or processing)."""
+        return self.total - self.finished
+
+    @property
+    def done(self) -> bool:
+        return self.pending == 0
+
+
+def products_progress(*, product_ids: Sequence[int]) -> ProductsProgress:
+    """Counts of ready / failed / deleted among ``product_ids``."""
+    ids = sorted(set(product_ids))
+    ready = failed = found = 0
+    for chunk in _chunks(ids):
+        for status in Product.objects.filter(pk__in=chunk).values_list("status", flat=True):
+            found += 1
+            if status == Product.Status.READY:
+                ready += 1
+            elif status == Product.Status.FAILED:
+                failed += 1
+    return ProductsProgress(total=len(ids), ready=ready, failed=failed, gone=len(ids) - found)
+
+
+def products_failure_reasons(*, product_ids: Sequence[int]) -> dict[str, list[Product]]:
+    """The failed products among ``product_ids`` grouped by reason (the error's first word)."""
+    groups: dict[str, list[Product]] = {}
+    for chunk in _chunks(sorted(set(product_ids))):
+        failed = (
+            Product.objects.filter(pk__in=chunk, status=Product.Status.FAILED)
+            .only("pk", "name", "category", "error_message")
+            .order_by("pk")
+        )
+        for product in failed:
+            reason = (product.error_message or "unknown").split(":", 1)[0].strip() or "unknown"
+            groups.setdefault(reason, []).append(product)
+    return dict(sorted(groups.items(), key=lambda item: (-len(item[1]), item[0])))
+
+
+def products_existing_sha256(*, sha256s: Iterable[str]) -> set[str]:
+    """Which of these image hashes some product in the catalog already has."""
+    wanted = sorted({s for s in sha256s if s})
+    found: set[str] = set()
+    for chunk in _chunks(wanted):
+        found.update(
+            Product.objects.filter(image_sha256__in=chunk).values_list("image_sha256", flat=True)
+        )
+    return found
+
+
+def rebuild_run_get(*, run_id: int) -> RebuildRun | None:
+    return RebuildRun.objects.filter(pk=run_id).first()
+
+
+def rebuild_run_latest(*, trigger: str) -> RebuildRun | None:
+    """The most recent rebuild run started with this trigger."""
+    return RebuildRun.objects.filter(trigger=trigger).order_by("-started_at", "-pk").first()

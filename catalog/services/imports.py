@@ -1,0 +1,243 @@
+"""Importing garments in bulk (``manage.py import_garments``): folders or Fashion-MNIST.
+
+Every product is created through :func:`products_bulk_create` (one transaction per batch and
+category), so its embedding is queued on commit to the real workers, in batches. Files the
+engine rejects are reported with their reason and skipped; they never stop the import.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from itertools import groupby
+from pathlib import Path
+
+import numpy as np
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+
+from catalog.selectors_progress import products_existing_sha256
+from catalog.services.engine import image_limits, sha256_hex
+from catalog.services.products import image_validate, products_bulk_create
+from similarity.errors import ImageRejected
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH = 100
+DIR_NAME_PATTERN = "{stem}"
+FASHION_MNIST_NAME_PATTERN = "{category} {n}"
+
+
+@dataclass(frozen=True)
+class ImportSource:
+    """One garment to import; its bytes are read only when its batch is processed.
+
+    ``label`` names it in reports (a relative path, "train #123"); ``filename`` is the upload
+    name (its stem fills ``{stem}`` in the name pattern, its suffix is ignored).
+    """
+
+    category: str
+    label: str
+    filename: str
+    load: Callable[[], bytes]
+
+
+@dataclass(frozen=True)
+class Rejection:
+    label: str
+    reason: str
+    message: str
+
+
+@dataclass
+class ImportResult:
+    product_ids: list[int] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # already in the catalog (same sha256)
+    rejected: list[Rejection] = field(default_factory=list)
+
+    @property
+    def handled(self) -> int:
+        return len(self.product_ids) + len(self.skipped) + len(self.rejected)
+
+
+# ------------------------------------------------------------------------------- sources
+
+
+def _read_path(path: Path) -> bytes:
+    """The file's bytes; a file over the upload limit is refused before it is read."""
+    limit = image_limits().max_bytes
+    size = path.stat().st_size
+    if size > limit:
+        raise ImageRejected("too_large", f"image is {size:,} bytes, over the {limit:,} bytes limit")
+    return path.read_bytes()
+
+
+def _visible(path: Path, root: Path) -> bool:
+    return not any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def garment_dir_sources(*, directory: Path) -> tuple[list[ImportSource], list[Path]]:
+    """Every file under each subfolder of ``directory``; the subfolder's name is the category.
+
+    Returns the sources (sorted by category, then path) and the files lying directly in
+    ``directory``, which belong to no category and are not imported. Hidden files and
+    folders (".name") are ignored. Raises ``FileNotFoundError`` / ``NotADirectoryError``.
+    """
+    root = Path(directory)
+    if not root.exists():
+        raise FileNotFoundError(f"{root} does not exist")
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root} is not a directory")
+    sources: list[ImportSource] = []
+    loose: list[Path] = []
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_file():
+            loose.append(entry)
+            continue
+        if not entry.is_dir():
+            continue
+        category = entry.name.strip()
+        for path in sorted(p for p in entry.rglob("*") if p.is_file() and _visible(p, root)):
+            sources.append(
+                ImportSource(
+                    category=category,
+                    label=str(path.relative_to(root)),
+                    filename=path.name,
+                    load=partial(_read_path, path),
+                )
+            )
+    return sources, loose
+
+
+def _fashion_png(image: np.ndarray, size: int) -> bytes:
+    from similarity.fashion_mnist import to_photo
+
+    buf = io.BytesIO()
+    to_photo(image, size).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def fashion_mnist_sources(
+    *, split: str = "train", per_class: int = 200, offset: int = 0, size: int = 224,
+    directory: Path | None = None,
+) -> list[ImportSource]:
+    """``per_class`` garments of each of the 10 classes as dark-on-white ``size`` px PNGs.
+
+    Categories are the class names ("T-shirt/top", "Trouser", …); sources are ordered by
+    class so that a batch holds one category. Raises ``FileNotFoundError`` if Debian's
+    dataset-fashion-mnist is not installed, ``ValueError`` for a bad split or too few images.
+    """
+    from similarity import fashion_mnist
+
+    if per_class < 1:
+        raise ValueError(f"per_class must be at least 1, got {per_class}")
+    if offset < 0:
+        raise ValueError(f"offset must not be negative, got {offset}")
+    images, labels = fashion_mnist.load_split(split, directory or fashion_mnist.DEFAULT_DIR)
+    picks = fashion_mnist.balanced_indices(labels, per_class, offset=offset)
+    order = sorted((int(labels[i]), int(i)) for i in picks)
+    return [
+        ImportSource(
+            category=fashion_mnist.CLASS_NAMES[label],
+            label=f"fashion-mnist {split} #{index}",
+            filename=f"fashion-mnist-{split}-{index}.png",
+            load=partial(_fashion_png, images[index], size),
+        )
+        for label, index in order
+    ]
+
+
+# ------------------------------------------------------------------------------- import
+
+
+def name_pattern_check(name_pattern: str) -> None:
+    """Raise ``ValueError`` unless the pattern only uses {category}, {n} and {stem}."""
+    try:
+        name = name_pattern.format(category="Category", n=1, stem="stem")
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        raise ValueError(
+            f"name pattern {name_pattern!r} is invalid: use {{category}}, {{n}} and {{stem}}"
+        ) from exc
+    if not name.strip():
+        raise ValueError(f"name pattern {name_pattern!r} gives empty names")
+
+
+def _batches(items: Sequence[ImportSource], size: int) -> Iterator[Sequence[ImportSource]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def products_import(
+    *,
+    sources: Sequence[ImportSource],
+    name_pattern: str = DIR_NAME_PATTERN,
+    skip_existing: bool = False,
+    batch_size: int = DEFAULT_BATCH,
+    progress: Callable[[ImportResult], None] | None = None,
+) -> ImportResult:
+    """Create one pending product per usable source, ``batch_size`` sources at a time.
+
+    Each batch is read, hashed and validated; rejected images are recorded with the
+    engine's reason and skipped; with ``skip_existing`` an image whose sha256 is already in
+    the catalog (or earlier in this import) is skipped. The rest are created per category
+    with :func:`products_bulk_create` (embedding queued on commit). ``progress`` is called
+    after every batch with the result so far.
+    """
+    name_pattern_check(name_pattern)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    result = ImportResult()
+    seen: set[str] = set()
+
+    def reject(source: ImportSource, reason: str, message: str) -> None:
+        result.rejected.append(Rejection(source.label, reason, message))
+        logger.info("import: %s rejected (%s): %s", source.label, reason, message)
+
+    for batch in _batches(sources, batch_size):
+        loaded: list[tuple[ImportSource, bytes, str]] = []
+        for source in batch:
+            try:
+                data = source.load()
+            except ImageRejected as exc:
+                reject(source, exc.reason, exc.message)
+                continue
+            except OSError as exc:
+                reject(source, "unreadable", f"cannot read the file: {exc}")
+                continue
+            loaded.append((source, data, sha256_hex(data)))
+
+        existing = products_existing_sha256(sha256s=[s for *_, s in loaded]) if skip_existing else set()
+        good: list[tuple[ImportSource, ContentFile]] = []
+        for source, data, sha in loaded:
+            if skip_existing and (sha in existing or sha in seen):
+                result.skipped.append(source.label)
+                continue
+            upload = ContentFile(data, name=source.filename)
+            try:
+                image_validate(upload)
+            except ValidationError as exc:
+                reject(source, str(getattr(exc, "code", None) or "invalid"), exc.messages[0])
+                continue
+            seen.add(sha)
+            good.append((source, upload))
+
+        for category, group in groupby(good, key=lambda item: item[0].category):
+            members = list(group)
+            try:
+                products = products_bulk_create(
+                    files=[upload for _, upload in members], category=category,
+                    name_pattern=name_pattern,
+                )
+            except ValidationError as exc:  # validated above: only a race can get here
+                for source, _ in members:
+                    reject(source, str(getattr(exc, "code", None) or "invalid"), "; ".join(exc.messages))
+                continue
+            result.product_ids.extend(p.pk for p in products)
+        if progress is not None:
+            progress(result)
+    return result
