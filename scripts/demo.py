@@ -137,7 +137,6 @@ def main() -> int:
         write_query_image(query)
         say(f"Top 10 for a held-out photo ({query})")
         manage("similar", str(query), "-k", "10", "--sheet", str(sheet))
-        print(f"sheet written to {sheet}")
 
         if args.no_serve:
             return 0
