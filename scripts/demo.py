@@ -9,6 +9,7 @@ on 127.0.0.1:8000 until Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import shutil
@@ -88,15 +89,21 @@ def start(name: str, *argv: str) -> subprocess.Popen:
                             start_new_session=True)
 
 
+def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):  # already gone
+        os.killpg(proc.pid, sig)
+
+
 def stop(processes: list[subprocess.Popen]) -> None:
+    """Warm shutdown of the workers and beat (each leads its own process group)."""
     for proc in processes:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
+            _signal_group(proc, signal.SIGTERM)
     for proc in processes:
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            _signal_group(proc, signal.SIGKILL)
 
 
 def write_query_image(path: Path) -> None:
@@ -143,12 +150,17 @@ def main() -> int:
         say(f"Serving http://127.0.0.1:{args.port}/  (admin: http://127.0.0.1:{args.port}/admin/)")
         print(f"admin login: {user} / {password}")
         print(f"search by photo: http://127.0.0.1:{args.port}/search/   Ctrl-C to stop")
+        # The web server stays in our process group, so Ctrl-C reaches it directly.
         web = subprocess.Popen([PY, "manage.py", "runserver", f"127.0.0.1:{args.port}", "--noreload"],
                                cwd=ROOT, env=ENV)
-        processes.append(web)
-        web.wait()
+        try:
+            web.wait()
+        finally:
+            if web.poll() is None:
+                web.terminate()
+                web.wait(timeout=20)
     except KeyboardInterrupt:
-        print("\nstopping…")
+        print("\nstopping the workers and beat…")
     finally:
         stop(processes)
     return 0
