@@ -187,7 +187,8 @@ class ProductAdmin(admin.ModelAdmin):
 
     # -- actions -------------------------------------------------------------------------------
 
-    @admin.action(description="Recompute similarity of the selected products")
+    # Both actions queue work for every selected (or every) product: change permission only.
+    @admin.action(description="Recompute similarity of the selected products", permissions=["change"])
     def recompute_similarity(self, request: HttpRequest, queryset: QuerySet[Product]) -> None:
         from catalog.services.products import products_recompute
 
@@ -197,7 +198,7 @@ class ProductAdmin(admin.ModelAdmin):
             request, f"Queued {len(ids)} product(s) to be embedded and indexed again.", messages.SUCCESS
         )
 
-    @admin.action(description="Rebuild everything (all products, full matrix)")
+    @admin.action(description="Rebuild everything (all products, full matrix)", permissions=["change"])
     def rebuild_everything(self, request: HttpRequest, queryset: QuerySet[Product] | None = None) -> None:
         from catalog.services.rebuild import similarity_rebuild_enqueue
 

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 from catalog import ratelimit, selectors
 from catalog.forms import SearchByPhotoForm, rejection_error
 from catalog.models import Product
-from catalog.views import SEARCH_RESULTS, search_status
+from catalog.views import SEARCH_RESULTS, body_too_large, search_status
 from similarity.errors import ImageRejected
 
 
@@ -64,6 +64,10 @@ def search(request: HttpRequest) -> JsonResponse:
         )
         response["Retry-After"] = str(retry_after)
         return response
+    too_large = body_too_large(request)  # before the body is read
+    if too_large is not None:
+        form = SearchByPhotoForm.refused(too_large)
+        return error_json(" ".join(form.errors["image"]), "too_large", 413)
     form = SearchByPhotoForm(request.POST, request.FILES)
     if form.is_valid():
         try:

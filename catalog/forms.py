@@ -24,7 +24,7 @@ from similarity.images import load_image
 THUMBNAIL_SIDE = 320
 
 
-def _human_bytes(n: int) -> str:
+def human_bytes(n: int) -> str:
     if n >= 1024 * 1024:
         return f"{n / (1024 * 1024):.1f} MB"
     if n >= 1024:
@@ -50,7 +50,7 @@ def read_upload(upload: UploadedFile, *, max_bytes: int) -> bytes:
         raise rejection_error(
             ImageRejected(
                 "too_large",
-                f"the file is {_human_bytes(size)}, over the {_human_bytes(max_bytes)} limit",
+                f"the file is {human_bytes(size)}, over the {human_bytes(max_bytes)} limit",
             )
         )
     upload.seek(0)
@@ -99,6 +99,14 @@ class SearchByPhotoForm(forms.Form):
         self.image_bytes = data
         self.thumbnail_url = thumbnail_data_url(decoded)
         return upload
+
+    @classmethod
+    def refused(cls, exc: ImageRejected) -> SearchByPhotoForm:
+        """A form whose only error is ``exc`` on the image; no upload is looked at."""
+        form = cls(data={}, files={})
+        form.errors.pop("image", None)  # "missing": replaced by the real reason
+        form.add_error("image", rejection_error(exc))
+        return form
 
     @property
     def rejection_reason(self) -> str | None:

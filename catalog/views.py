@@ -6,14 +6,17 @@ from django.conf import settings
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from catalog import ratelimit, selectors
-from catalog.forms import SearchByPhotoForm, rejection_error
+from catalog.forms import SearchByPhotoForm, human_bytes, rejection_error
 from similarity.errors import ImageRejected
 
 PAGE_SIZE = 24
 SEARCH_RESULTS = 10
+# Room for the multipart framing and the other fields around the image itself.
+BODY_OVERHEAD = 64 * 1024
 
 
 @require_http_methods(["GET", "HEAD"])
@@ -46,24 +49,57 @@ def search_status(form: SearchByPhotoForm) -> int:
     return 413 if form.rejection_reason == "too_large" else 400
 
 
+def body_too_large(request: HttpRequest) -> ImageRejected | None:
+    """Refuse by the declared Content-Length, before Django reads (and spools) the body.
+
+    The form checks the image's own size too; this only stops a huge request early.
+    """
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    limit = settings.LOOKALIKE_MAX_UPLOAD_BYTES
+    if length <= limit + BODY_OVERHEAD:
+        return None
+    return ImageRejected(
+        "too_large", f"the upload is {human_bytes(length)}, over the {human_bytes(limit)} limit"
+    )
+
+
+# CSRF is checked by hand (csrf_protect below) after the cheap refusals: the middleware's
+# check would read the whole multipart body first, however large it is.
+@csrf_exempt
 @require_http_methods(["GET", "HEAD", "POST"])
 def search_by_photo(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        return _search_page(request)
+
+    allowed, retry_after = ratelimit.hit(request, scope="search", rate=settings.LOOKALIKE_SEARCH_RATE)
+    if not allowed:
+        context = {
+            "results": None,
+            "form": SearchByPhotoForm(),
+            "rate_limited": True,
+            "retry_after": retry_after,
+            "rate": ratelimit.parse_rate(settings.LOOKALIKE_SEARCH_RATE).describe(),
+        }
+        response = render(request, "catalog/search.html", context, status=429)
+        response["Retry-After"] = str(retry_after)
+        return response
+
+    too_large = body_too_large(request)
+    if too_large is not None:
+        context = {"results": None, "rate_limited": False, "form": SearchByPhotoForm.refused(too_large)}
+        return render(request, "catalog/search.html", context, status=413)
+    return _search_page(request)
+
+
+@csrf_protect
+def _search_page(request: HttpRequest) -> HttpResponse:
     context: dict = {"results": None, "rate_limited": False}
     if request.method != "POST":
         context["form"] = SearchByPhotoForm()
         return render(request, "catalog/search.html", context)
-
-    allowed, retry_after = ratelimit.hit(request, scope="search", rate=settings.LOOKALIKE_SEARCH_RATE)
-    if not allowed:
-        context.update(
-            form=SearchByPhotoForm(),
-            rate_limited=True,
-            retry_after=retry_after,
-            rate=ratelimit.parse_rate(settings.LOOKALIKE_SEARCH_RATE).describe(),
-        )
-        response = render(request, "catalog/search.html", context, status=429)
-        response["Retry-After"] = str(retry_after)
-        return response
 
     form = SearchByPhotoForm(request.POST, request.FILES)
     context["form"] = form

@@ -19,6 +19,10 @@ class ImageRejected(SimilarityError):
         self.reason = reason
         self.message = message
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # Rebuildable from its arguments, so it survives Celery's result serialisation.
+        return (type(self), (self.reason, self.message))
+
 
 class MatrixError(SimilarityError):
     """The distance matrix cannot be read, written or changed as asked."""

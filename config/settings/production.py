@@ -7,6 +7,9 @@ from config.settings.base import env_bool, env_list
 
 if not SECRET_KEY:  # noqa: F405
     raise ImproperlyConfigured("SECRET_KEY must be set in the environment for production")
+_DEV_KEY = "dev-only-insecure-key-do-not-use-in-production"  # local.py: refused here
+if SECRET_KEY == _DEV_KEY:  # noqa: F405
+    raise ImproperlyConfigured("SECRET_KEY is the development key; set a secret one for production")
 DEBUG = False
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
 if not ALLOWED_HOSTS:

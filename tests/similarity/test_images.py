@@ -396,3 +396,14 @@ def test_jpeg_draft_decodes_smaller_but_not_below_the_request():
 def test_draft_size_is_ignored_for_non_jpeg():
     data = encode(Image.new("RGB", (1200, 900), GREEN), "PNG")
     assert load_image(data, draft_size=(256, 256)).size == (1200, 900)
+
+
+def test_image_rejected_round_trips_through_pickle_with_its_reason():
+    import pickle
+
+    from similarity.errors import ImageRejected
+
+    error = pickle.loads(pickle.dumps(ImageRejected("truncated", "image file is truncated")))
+    assert isinstance(error, ImageRejected)
+    assert (error.reason, error.message, str(error)) == ("truncated", "image file is truncated",
+                                                          "image file is truncated")
