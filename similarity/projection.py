@@ -21,6 +21,8 @@ Fitters:
   kept, so similarity inside a category still counts.
 - :func:`fit_lda`: class whitening followed by the ``dim <= classes - 1`` directions along
   which the category means spread most (Fisher's linear discriminant).
+- :func:`fit_blend`: the LDA space next to the plain cosine space (weighted), so that inside
+  a category neighbours are still ordered by visual likeness.
 - :func:`select_by_cross_validation`: pick a fitter's hyper-parameters by stratified k-fold
   inside the catalog only (held-out catalog items query the rest of it).
 """
@@ -37,8 +39,10 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "BlendProjection",
     "LinearProjection",
     "cross_validated_precision",
+    "fit_blend",
     "fit_class_whitening",
     "fit_lda",
     "fit_pca_whitening",
@@ -227,6 +231,60 @@ def fit_lda(x: np.ndarray, y: Iterable[Any], *, dim: int | None = None, pca_dim:
     top = top * np.where(signs == 0, 1.0, signs)
     return LinearProjection(mean, axes @ whitener @ top, input_l2=input_l2, output_l2=output_l2,
                             kind="lda", params={"dim": dim, "pca_dim": pca_dim, "shrinkage": shrinkage})
+
+
+@dataclass(frozen=True, eq=False)
+class BlendProjection:
+    """``[weight * lda(x), l2(x)] / sqrt(1 + weight**2)``: a class-aware part and the plain cosine
+    space side by side (unit vectors, so euclidean distance ranks like cosine).
+
+    The LDA part (unit length, ``classes - 1`` dimensions) pulls garments of the same
+    category together; the cosine part (all 1280 dimensions) keeps ordering by visual
+    likeness inside a category, which the few LDA dimensions alone lose.
+    """
+
+    lda: LinearProjection
+    weight: float
+
+    @property
+    def output_dim(self) -> int:
+        return self.lda.output_dim + self.lda.input_dim
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        one = x.ndim == 1
+        x2 = np.atleast_2d(x)
+        lda = l2_normalise(self.lda.transform(x2))
+        z = np.hstack([self.weight * lda, l2_normalise(x2)]) / np.sqrt(1.0 + self.weight**2)
+        return z[0] if one else z
+
+    __call__ = transform
+
+    @property
+    def key(self) -> str:
+        digest = hashlib.sha256(f"{self.lda.key}/{self.weight!r}".encode()).hexdigest()[:16]
+        return f"blend-{digest}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "blend", "weight": self.weight, "key": self.key,
+                **{f"lda_{k}": v for k, v in self.lda.to_dict().items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BlendProjection:
+        lda = LinearProjection.from_dict({k[4:]: v for k, v in data.items() if k.startswith("lda_")})
+        proj = cls(lda=lda, weight=float(data["weight"]))
+        if "key" in data and str(data["key"]) != proj.key:
+            raise ValueError(f"projection data does not match its key {data['key']!r}")
+        return proj
+
+
+def fit_blend(x: np.ndarray, y: Iterable[Any], *, weight: float, pca_dim: int = 256,
+              shrinkage: float = 0.1) -> BlendProjection:
+    """:func:`fit_lda` (default ``dim``) blended with the cosine space (see :class:`BlendProjection`)."""
+    if weight < 0:
+        raise ValueError(f"weight must be non-negative, got {weight}")
+    lda = fit_lda(x, y, pca_dim=pca_dim, shrinkage=shrinkage, input_l2=True, output_l2=True)
+    return BlendProjection(lda=lda, weight=float(weight))
 
 
 # ---------------------------------------------------------------------------------------------

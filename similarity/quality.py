@@ -113,27 +113,38 @@ class QualityReport:
     """Overall and per-category precision@k and mAP@k over the scored queries."""
 
     k: int
-    precision: float
-    map: float
+    precision: float | None  # None when nothing could be scored (n == 0)
+    map: float | None
     n: int
     per_category: dict[Hashable, CategoryScore] = field(default_factory=dict)
 
     def worst(self) -> tuple[Hashable, CategoryScore]:
         """The category with the lowest precision (ties: the first in category order)."""
+        if not self.per_category:
+            raise ValueError("no category was scored")
         return min(self.per_category.items(), key=lambda kv: kv[1].precision)
 
     def best(self) -> tuple[Hashable, CategoryScore]:
+        """The category with the highest precision (ties: the first in category order)."""
+        if not self.per_category:
+            raise ValueError("no category was scored")
         return max(self.per_category.items(), key=lambda kv: kv[1].precision)
 
-    def as_dict(self, names: dict | None = None) -> dict:
-        """``{"precision_at_k", "map_at_k", "per_category", "n"}`` with k in the key names."""
+    def as_dict(self, *, names: dict | None = None, digits: int | None = None) -> dict:
+        """``{"precision_at_<k>", "map_at_<k>", "per_category", "n"}``; categories keyed by
+        ``names.get(category, str(category))``; figures rounded to ``digits`` if given."""
         k = self.k
         names = names or {}
+
+        def fig(x: float | None) -> float | None:
+            return x if x is None or digits is None else round(x, digits)
+
         return {
-            f"precision_at_{k}": self.precision,
-            f"map_at_{k}": self.map,
+            f"precision_at_{k}": fig(self.precision),
+            f"map_at_{k}": fig(self.map),
             "per_category": {
-                str(names.get(c, c)): {f"precision_at_{k}": s.precision, f"map_at_{k}": s.map, "n": s.n}
+                str(names.get(c, c)): {f"precision_at_{k}": fig(s.precision), f"map_at_{k}": fig(s.map),
+                                       "n": s.n}
                 for c, s in self.per_category.items()
             },
             "n": self.n,
@@ -178,7 +189,7 @@ def evaluate(
 
     scores = [s for rows in per.values() for s in rows]
     if not scores:
-        return QualityReport(k=k, precision=0.0, map=0.0, n=0, per_category={})
+        return QualityReport(k=k, precision=None, map=None, n=0, per_category={})
     arr = np.asarray(scores)
     per_category = {}
     for cat in sorted(per, key=_sort_key):
