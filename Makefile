@@ -7,12 +7,13 @@ STAMP := $(VENV)/.installed
 export LOOKALIKE_DATA_DIR ?= $(CURDIR)/var
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help system-deps test-system-deps venv model demo test lint bench clean
+.PHONY: help system-deps test-system-deps venv model demo test lint bench quality clean
 
 help:
 	@echo "make demo   - install, prepare the model and run the demo"
 	@echo "make test   - install and run lint + the test suite"
 	@echo "make bench  - run the benchmarks and print one table"
+	@echo "make quality - measure retrieval quality (bench/quality.py) and draw its sheet"
 
 system-deps:
 	scripts/install-system-deps.sh base
@@ -41,6 +42,9 @@ test: test-system-deps venv model lint
 
 bench: venv model
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+quality: venv model
+	$(PY) bench/quality.py --sheet docs/quality_sheet.png $(QUALITY_ARGS)
 
 demo: venv model
 	$(PY) scripts/demo.py $(DEMO_ARGS)
