@@ -29,6 +29,12 @@ compaction itself. A writer that managed to append to a generation after a newer
 published (only possible once the seal was deleted) notices it, withdraws its delta and
 raises ``ConcurrentWriterError``.
 
+Fencing: a store given ``fence`` (a callable; the index writer passes its Redis lock's
+check, see catalog.services.locking) calls it after a temp file is written and fsynced and
+right before publishing it; if it raises, the temp file is removed and nothing is published,
+so a writer whose distributed lock expired cannot add a file. ``similarity.failpoints`` names
+that moment ``store.before_publish`` (crash tests pause and SIGKILL a writer there).
+
 Everything is read with ``np.load(..., allow_pickle=False)`` and written with
 ``allow_pickle=False``: ids are int64, text is fixed-width unicode, no object arrays.
 """
@@ -50,6 +56,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from similarity.errors import MatrixError, StaleMatrixError
+from similarity.failpoints import failpoint
 from similarity.matrix import METRICS, DistanceMatrix
 
 FORMAT_VERSION = 1
@@ -186,6 +193,7 @@ class MatrixStore:
         max_items: int = 20_000,
         dim: int = 1280,
         max_deltas: int = 500,
+        fence: Callable[[], None] | None = None,
     ) -> None:
         if max_deltas < 1:
             raise MatrixError(f"max_deltas must be >= 1, got {max_deltas}")
@@ -196,6 +204,9 @@ class MatrixStore:
         self.max_items = max_items
         self.dim = dim
         self.max_deltas = max_deltas
+        #: Called right before every file is published; raises to refuse the write (a writer
+        #: whose distributed lock expired: see catalog.services.locking). None: no check.
+        self.fence = fence
 
     def __repr__(self) -> str:
         return f"MatrixStore({str(self.directory)!r}, meta={self.meta!r})"
@@ -533,6 +544,9 @@ class MatrixStore:
                     np.savez(f, allow_pickle=False, **arrays)
                     f.flush()
                     os.fsync(f.fileno())
+                    failpoint("store.before_publish")
+                    if self.fence is not None:
+                        self.fence()  # raises (and the temp file goes) if no longer the writer
                     if exclusive:
                         os.link(tmp, path)
                     else:

@@ -1,14 +1,19 @@
 """Vectors → distance matrix → neighbour rows (the index queue: one writer at a time).
 
-Every write to the matrix happens under the store's lock, on this process's copy of the
-matrix refreshed from disk first. The neighbour table is then brought in line with the
-matrix for exactly the products whose list changed: each such list is compared with the
-stored rows and rewritten (delete + insert, in one transaction) only when it differs.
+Every write to the matrix and to the neighbour table happens inside ``index_writer``: a Redis
+lock with a fencing token (catalog.services.locking; one writer across processes and hosts),
+then the store's flock, on this process's copy of the matrix refreshed from disk first. Each
+matrix file is published, and each neighbour-table transaction committed, only after the
+fencing check passes: a writer whose lock expired (or was taken over) aborts without writing.
+The neighbour table is then brought in line with the matrix for exactly the products whose
+list changed: each such list is compared with the stored rows and rewritten (delete + insert,
+in one transaction) only when it differs.
 Running the same call twice leaves the same state: the second finds nothing to change.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -29,19 +34,41 @@ from catalog.services.engine import (
     vector_from_bytes,
     vector_key_current,
 )
+from catalog.services.locking import FencedLock, lock_name_for, writer_lock
 from similarity.errors import MatrixError, MatrixFullError, StaleMatrixError
+from similarity.failpoints import failpoint
 from similarity.matrix import DistanceMatrix
 from similarity.store import ConcurrentWriterError, MatrixStore
 
 logger = logging.getLogger(__name__)
 
 Neighbours = list[tuple[int, float]]
+Fence = Callable[[], None]
 _CHUNK = 500
 _ATTEMPTS = 3
 
 
 def lock_timeout() -> float:
     return float(getattr(settings, "LOOKALIKE_INDEX_LOCK_TIMEOUT", 600))
+
+
+@contextlib.contextmanager
+def index_writer(store: MatrixStore) -> Iterator[FencedLock]:
+    """The single-writer section for ``store``: Redis lock + fencing token, then its flock.
+
+    Inside, ``store.fence`` is the lock's check, so every file the store publishes is fenced;
+    callers pass ``lock.check`` as ``fence`` to ``neighbours_sync`` too.
+    """
+    failpoint("index.acquire")
+    with writer_lock(lock_name_for(store.directory), blocking_timeout=lock_timeout()) as lock:
+        failpoint("index.locked")
+        with store.lock(timeout=lock_timeout()):
+            store.fence = lock.check
+            try:
+                yield lock
+            finally:
+                store.fence = None
+        failpoint("index.unlocked")
 
 
 def _chunks(ids: Sequence[int], size: int = _CHUNK) -> Iterator[Sequence[int]]:
@@ -188,10 +215,15 @@ def _write_lists(lists: dict[int, Neighbours]) -> None:
 
 
 def neighbours_sync(
-    *, matrix: DistanceMatrix, product_ids: Iterable[int], existing: Collection[int]
+    *, matrix: DistanceMatrix, product_ids: Iterable[int], existing: Collection[int],
+    fence: Fence | None = None,
 ) -> set[int]:
     """Rewrite, in one transaction, the stored lists of ``product_ids`` that differ from the
-    matrix (missing neighbours skipped); return the ids rewritten."""
+    matrix (missing neighbours skipped); return the ids rewritten.
+
+    ``fence`` (the writer lock's check) is called before writing and again right before the
+    commit: if it raises, the transaction rolls back and nothing is written.
+    """
     with transaction.atomic():
         wanted = _wanted_lists(matrix, sorted(set(product_ids)), existing)
         stored = stored_lists(wanted)
@@ -200,19 +232,25 @@ def neighbours_sync(
             for pid, lst in wanted.items()
             if stored.get(pid, []) != [(rank, nid, d) for rank, (nid, d) in enumerate(lst, 1)]
         }
+        if differ and fence is not None:
+            fence()
         _write_lists(differ)
+        if differ and fence is not None:
+            fence()
     return set(differ)
 
 
 def neighbours_sync_chunked(
     *, matrix: DistanceMatrix, product_ids: Sequence[int], existing: Collection[int],
     chunk: int = _CHUNK, progress: Callable[[int, int], None] | None = None,
+    fence: Fence | None = None,
 ) -> set[int]:
     """Like ``neighbours_sync`` but one transaction per ``chunk`` products, with progress."""
     rewritten: set[int] = set()
     ids = sorted(set(product_ids))
     for done, part in enumerate(_chunks(ids, chunk), start=1):
-        rewritten |= neighbours_sync(matrix=matrix, product_ids=part, existing=existing)
+        rewritten |= neighbours_sync(matrix=matrix, product_ids=part, existing=existing,
+                                     fence=fence)
         if progress is not None:
             progress(min(done * chunk, len(ids)), len(ids))
     return rewritten
@@ -237,6 +275,30 @@ def _plan(matrix: DistanceMatrix, product_ids: set[int], existing: set[int]) -> 
     return _Plan(up_ids, up_vecs, ghosts | (asked_present - keep))
 
 
+def lists_touching(matrix: DistanceMatrix, ids: Collection[int]) -> set[int]:
+    """Products whose list may involve ``ids``: their top-k in the matrix holds one of them, or
+    their stored rows do.
+
+    After a crash between publishing a matrix delta and writing the neighbour rows, the
+    redelivered task finds the matrix already up to date (the upsert writes nothing and
+    reports no change): this is how it still finds, and repairs, every list the crashed run
+    should have rewritten. Cheap: one pass over the N x k table and one indexed query.
+    """
+    if not ids:
+        return set()
+    table_ids, nbr_ids, _ = matrix.top_k_table()
+    found: set[int] = set()
+    if table_ids.size:
+        rows = np.isin(nbr_ids, np.fromiter(ids, np.int64, len(ids))).any(axis=1)
+        found.update(table_ids[rows].tolist())
+    for chunk in _chunks(sorted(ids)):
+        found.update(
+            ProductNeighbour.objects.filter(neighbour_id__in=list(chunk))
+            .values_list("product_id", flat=True)
+        )
+    return found
+
+
 def _mark_full(ids: Iterable[int], exc: MatrixFullError) -> None:
     Product.objects.filter(pk__in=list(ids)).update(
         status=Product.Status.FAILED,
@@ -255,7 +317,7 @@ def index_apply(*, product_ids: Iterable[int]) -> set[int]:
     """
     asked = {int(pid) for pid in product_ids}
     store = matrix_store()
-    with store.lock(timeout=lock_timeout()):
+    with index_writer(store) as lock:
         matrix = matrix_open(store)
         to_sync: set[int] = set()
         upserted: set[int] = set()
@@ -273,22 +335,27 @@ def index_apply(*, product_ids: Iterable[int]) -> set[int]:
             if plan.remove_ids:
                 to_sync |= store.remove(matrix, sorted(plan.remove_ids))
             to_sync |= upserted | (plan.remove_ids & existing)
+            to_sync |= lists_touching(matrix, upserted | plan.remove_ids)
+            failpoint("index.before_neighbours")
             try:
-                rewritten = neighbours_sync(matrix=matrix, product_ids=to_sync, existing=existing)
+                rewritten = neighbours_sync(matrix=matrix, product_ids=to_sync, existing=existing,
+                                            fence=lock.check)
             except IntegrityError:
                 # A neighbour was deleted between reading the ids and writing: look again.
                 if attempt == _ATTEMPTS - 1:
                     raise
                 logger.info("a neighbour vanished while writing lists; retrying")
                 continue
-            products_mark_ready(upserted)
+            products_mark_ready(upserted, fence=lock.check)
             return rewritten
     return set()  # pragma: no cover - the loop returns or raises
 
 
-def products_mark_ready(ids: Collection[int]) -> None:
+def products_mark_ready(ids: Collection[int], *, fence: Fence | None = None) -> None:
     if not ids:
         return
+    if fence is not None:
+        fence()
     for chunk in _chunks(sorted(ids)):
         Product.objects.filter(
             pk__in=list(chunk),
@@ -314,7 +381,8 @@ def index_repair() -> dict[str, int]:
     rewritten. Cheap compared with a rebuild: no distance is recomputed from scratch.
     """
     store = matrix_store()
-    with store.lock(timeout=lock_timeout()):
+    with index_writer(store) as lock:
+        store.cleanup_temp()  # temp files of writers that crashed
         matrix = matrix_open(store)
         in_matrix = set(matrix.ids.tolist())
         indexable = set(indexable_products().values_list("pk", flat=True))
@@ -328,7 +396,7 @@ def index_repair() -> dict[str, int]:
             store.remove(matrix, sorted(extra))
         existing = existing_ids()
         rewritten = neighbours_sync_chunked(
-            matrix=matrix, product_ids=sorted(existing), existing=existing
+            matrix=matrix, product_ids=sorted(existing), existing=existing, fence=lock.check
         )
-        products_mark_ready(indexable & set(matrix.ids.tolist()))
+        products_mark_ready(indexable & set(matrix.ids.tolist()), fence=lock.check)
     return {"added": len(missing), "removed": len(extra), "lists_rewritten": len(rewritten)}

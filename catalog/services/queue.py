@@ -2,11 +2,17 @@
 
 Each queued send is a :class:`TaskSend` registered with ``transaction.on_commit``, so tests
 can see what a service queued with ``django_capture_on_commit_callbacks``.
+
+Test hook: with ``LOOKALIKE_TEST_DUPLICATE_SENDS=n`` in the environment every task is sent
+``1 + n`` times with one task id, as a broker redelivering it would (the reliability tests
+prove that every task is idempotent). Never set it in production.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,8 +43,16 @@ class TaskSend:
     def __call__(self) -> None:
         from workers.app import app
 
-        app.send_task(self.task, kwargs=self.kwargs)
+        copies = 1 + duplicate_sends()
+        task_id = str(uuid.uuid4())
+        for _ in range(copies):
+            app.send_task(self.task, kwargs=self.kwargs, task_id=task_id)
         logger.debug("queued %s %s", self.task, self.kwargs)
+
+
+def duplicate_sends() -> int:
+    """Extra copies of every task to send (test hook, 0 unless the environment says)."""
+    return max(0, int(os.environ.get("LOOKALIKE_TEST_DUPLICATE_SENDS", "0") or 0))
 
 
 def embed_batch_size() -> int:

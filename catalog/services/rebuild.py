@@ -17,8 +17,8 @@ from catalog.services.engine import matrix_remember, matrix_store, vector_key_cu
 from catalog.services.indexing import (
     existing_ids,
     index_repair,
+    index_writer,
     indexable_vectors,
-    lock_timeout,
     neighbours_sync_chunked,
     products_mark_ready,
 )
@@ -81,7 +81,7 @@ def similarity_rebuild(
             report(done=min(start + _EMBED_CHUNK, len(stale)))
 
         store = matrix_store()
-        with store.lock(timeout=lock_timeout()):
+        with index_writer(store) as lock:
             ids, vectors = indexable_vectors()
             report(step="matrix", done=0, total=int(ids.size))
             matrix = store.rebuild(ids, vectors)
@@ -95,8 +95,9 @@ def similarity_rebuild(
                 product_ids=sorted(existing),
                 existing=existing,
                 progress=lambda done, total: report(done=done, total=total),
+                fence=lock.check,
             )
-            products_mark_ready(set(ids.tolist()))
+            products_mark_ready(set(ids.tolist()), fence=lock.check)
         run.state = RebuildRun.State.DONE
         run.step = "done"
         run.message = (
