@@ -51,7 +51,7 @@ def run(quick: bool = False) -> list[dict]:
          "figure": f"{BATCH / keras_s:.0f} images/s", "ratio": "1.00x"},
         {"benchmark": "embed, LiteRT fp32 XNNPACK (chosen), batch 64",
          "figure": f"{BATCH / litert_s:.0f} images/s",
-         "ratio": f"{keras_s / litert_s:.2f}x vs Keras; max |diff| {max_diff:.1e}"},
+         "ratio": f"{keras_s / litert_s:.2f}x vs Keras; max abs diff {max_diff:.1e}"},
     ]
     count = BATCH * (2 if quick else 4)
     with tempfile.TemporaryDirectory() as tmp:
