@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from django.conf import settings
 from django.db.models import Count, Max, QuerySet, Sum
 
 from catalog.models import EMBEDDING_DIM, MAX_NEIGHBOURS, Product, ProductNeighbour
 from similarity.embedding import ImageEmbedder
+
+if TYPE_CHECKING:
+    from catalog.services.space import Space
 from similarity.images import ImageLimits
 
 NeighboursState = Literal["ready", "computing", "failed"]
@@ -117,9 +119,18 @@ def current_vector_key() -> str:
     return vector_key_current()
 
 
+def search_space() -> Space:
+    """The similarity space of the catalog (the stored projection, if any): the query is
+    mapped into it exactly as the catalog's vectors are."""
+    from catalog.services.space import space_current
+
+    return space_current()
+
+
 @dataclass(frozen=True)
 class _SearchIndex:
     key: tuple
+    space: Space
     ids: np.ndarray  # (N,) int64, ascending
     vectors: np.ndarray  # (N, dim) float32 (L2-normalised for cosine)
     sq_norms: np.ndarray  # (N,) float64
@@ -136,15 +147,18 @@ def _ready_products(vector_key: str) -> QuerySet[Product]:
     )
 
 
-def _catalog_key(metric: str, vector_key: str) -> tuple:
-    """Changes whenever a ready product is added, removed, re-embedded or touched."""
+def _catalog_key(space: Space, vector_key: str) -> tuple:
+    """Changes whenever a ready product is added, removed, re-embedded or touched, or the
+    similarity space (its stored projection) changes."""
     agg = _ready_products(vector_key).aggregate(
         n=Count("id"), updated=Max("updated_at"), changed=Max("status_changed_at"), ids=Sum("id")
     )
-    return (metric, vector_key, agg["n"], agg["updated"], agg["changed"], agg["ids"])
+    return (space.metric, space.key, vector_key, agg["n"], agg["updated"], agg["changed"],
+            agg["ids"])
 
 
-def _load_index(key: tuple, metric: str, vector_key: str) -> _SearchIndex:
+def _load_index(key: tuple, space: Space, vector_key: str) -> _SearchIndex:
+    metric = space.metric
     rows = list(_ready_products(vector_key).order_by("id").values_list("id", "vector"))
     n = len(rows)
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
@@ -158,26 +172,27 @@ def _load_index(key: tuple, metric: str, vector_key: str) -> _SearchIndex:
         vectors[i] = np.frombuffer(raw, dtype="<f4")
     if not keep.all():
         ids, vectors = ids[keep], vectors[keep]
+    vectors = space.apply(vectors)  # the stored projection (lda-blend), or as they are
     if metric == "cosine":
         norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
         norms[norms == 0] = 1.0
         vectors = (vectors / norms[:, None]).astype(np.float32)
     sq = np.einsum("ij,ij->i", vectors.astype(np.float64), vectors.astype(np.float64))
-    return _SearchIndex(key=key, ids=ids, vectors=vectors, sq_norms=sq, metric=metric)
+    return _SearchIndex(key=key, space=space, ids=ids, vectors=vectors, sq_norms=sq, metric=metric)
 
 
 def _search_index() -> _SearchIndex:
     global _index
-    metric = settings.LOOKALIKE_METRIC
+    space = search_space()
     vector_key = current_vector_key()
-    key = _catalog_key(metric, vector_key)
+    key = _catalog_key(space, vector_key)
     current = _index
     if current is not None and current.key == key:
         return current
     with _index_lock:
         if _index is not None and _index.key == key:
             return _index
-        _index = _load_index(key, metric, vector_key)
+        _index = _load_index(key, space, vector_key)
         return _index
 
 
@@ -230,7 +245,7 @@ def products_search_by_image(*, image_bytes: bytes, k: int = 10) -> list[tuple[P
 def products_search_by_vector(*, vector: np.ndarray, k: int = 10) -> list[tuple[Product, float]]:
     index = _search_index()
     hits = vectors_nearest(
-        vector, ids=index.ids, vectors=index.vectors, sq_norms=index.sq_norms,
+        index.space.query(vector), ids=index.ids, vectors=index.vectors, sq_norms=index.sq_norms,
         metric=index.metric, k=k,
     )
     products = Product.objects.in_bulk([pid for pid, _ in hits])

@@ -139,6 +139,11 @@ def main() -> int:
         manage("import_garments", "--fashion-mnist", "--split", "train",
                "--per-class", str(args.per_class), "--skip-existing")
 
+        # Fits the category-aware projection (LOOKALIKE_SPACE=lda-blend) on the catalog and
+        # rewrites every list in it: what the nightly beat rebuild does.
+        say("Full rebuild: fit the projection on the catalog's categories, rewrite every list")
+        manage("rebuild_similarity")
+
         query = DATA / "demo-query.png"
         sheet = DATA / "demo-sheet.png"
         write_query_image(query)

@@ -52,6 +52,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from similarity.store import FORMAT_VERSION, MatrixStore
 
     info = MatrixStore.info(args.path)
+    # A matrix in a projected space records "<policy>+<space>": the policy part says how its
+    # vectors were made; the space's own currency is checked by the catalog that fitted it.
+    policy, _, space = str(info["policy"] or "").partition("+")
+    info["space"] = space or "raw"
+    if info["n"]:
+        info["policy"] = policy
     expected = {
         "weights_sha256": ModelIdentity().weights_sha256,
         "policy": get_policy(args.preprocess).key,
@@ -71,6 +77,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         ("size", f"{info['n']} products, {info['bytes']:,} bytes on disk"),
         ("model", info["model"] if info["n"] else "-"),
         ("policy", info["policy"]),
+        ("space", info["space"]),
         ("metric", info["metric"]),
         ("generation", f"{info['generation']} + {info['deltas']} deltas"),
         ("stale", "yes: " + "; ".join(differs) if differs else "no"),

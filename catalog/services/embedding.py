@@ -104,14 +104,20 @@ def products_embed_batch(*, product_ids: Sequence[int]) -> EmbedOutcome:
         now = timezone.now()
         for (product, name, data, _), vector in zip(good, vectors, strict=True):
             sha = sha256_hex(data)
+            # A ready product re-embedded only because the model or policy changed (same
+            # image) stays ready: its old list stays visible until the new one is written.
+            migrating = (
+                product.status == Product.Status.READY and product.embedded_image_sha256 == sha
+            )
+            fields: dict[str, object] = {"status": Product.Status.PROCESSING,
+                                         "status_changed_at": now}
             written = Product.objects.filter(pk=product.pk, image=name).update(
                 vector=vector_to_bytes(vector),
                 vector_key=key,
                 image_sha256=sha,
                 embedded_image_sha256=sha,
-                status=Product.Status.PROCESSING,
                 error_message="",
-                status_changed_at=now,
+                **({} if migrating else fields),
             )
             if written:
                 outcome.embedded.append(product.pk)

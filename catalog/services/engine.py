@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
@@ -23,6 +24,9 @@ from similarity.preprocess import get_policy
 from similarity.runtime import ModelIdentity
 from similarity.store import MatrixMeta, MatrixStore
 from similarity.weights import WEIGHTS_SHA256
+
+if TYPE_CHECKING:
+    from catalog.services.space import Space
 
 logger = logging.getLogger(__name__)
 
@@ -82,20 +86,29 @@ def embedder_get() -> ImageEmbedder:
         return embedder
 
 
-def matrix_store() -> MatrixStore:
-    return MatrixStore(
+def matrix_store(space: Space | None = None) -> MatrixStore:
+    """The store of the current similarity space (``space``, or ``space_current()``).
+
+    The space's key is recorded with the policy key (``<policy>+<space key>``), so a matrix
+    built under another projection is stale; ``store.space`` is the space it was made for.
+    """
+    from catalog.services.space import space_current
+
+    space = space_current() if space is None else space
+    policy = policy_key() if not space.key else f"{policy_key()}+{space.key}"
+    store = MatrixStore(
         Path(settings.LOOKALIKE_MATRIX_DIR),
-        meta=MatrixMeta(
-            weights_sha256=WEIGHTS_SHA256, policy=policy_key(), metric=settings.LOOKALIKE_METRIC
-        ),
+        meta=MatrixMeta(weights_sha256=WEIGHTS_SHA256, policy=policy, metric=space.metric),
         k=MAX_NEIGHBOURS,
         max_items=settings.LOOKALIKE_MAX_ITEMS,
-        dim=EMBEDDING_DIM,
+        dim=space.dim,
     )
+    store.space = space  # type: ignore[attr-defined]
+    return store
 
 
 def _matrix_cache_key(store: MatrixStore) -> tuple:
-    return (os.getpid(), str(store.directory.resolve()), store.meta, store.max_items)
+    return (os.getpid(), str(store.directory.resolve()), store.meta, store.max_items, store.dim)
 
 
 def matrix_cached(store: MatrixStore) -> DistanceMatrix | None:

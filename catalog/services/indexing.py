@@ -35,6 +35,8 @@ from catalog.services.engine import (
     vector_key_current,
 )
 from catalog.services.locking import FencedLock, lock_name_for, writer_lock
+from catalog.services.space import PROJECTION_FILE, Space
+from similarity.dedup import duplicate_groups
 from similarity.errors import MatrixError, MatrixFullError, StaleMatrixError
 from similarity.failpoints import failpoint
 from similarity.matrix import DistanceMatrix
@@ -46,6 +48,7 @@ Neighbours = list[tuple[int, float]]
 Fence = Callable[[], None]
 _CHUNK = 500
 _ATTEMPTS = 3
+_COLLAPSE_CANDIDATES = 3 * MAX_NEIGHBOURS
 
 
 def lock_timeout() -> float:
@@ -63,12 +66,24 @@ def index_writer(store: MatrixStore) -> Iterator[FencedLock]:
     with writer_lock(lock_name_for(store.directory), blocking_timeout=lock_timeout()) as lock:
         failpoint("index.locked")
         with store.lock(timeout=lock_timeout()):
+            _follow_space(store)
             store.fence = lock.check
             try:
                 yield lock
             finally:
                 store.fence = None
         failpoint("index.unlocked")
+
+
+def _follow_space(store: MatrixStore) -> None:
+    """A rebuild may have stored a new projection while this writer waited for the lock:
+    write in the space stored now (never a matrix of the previous projection)."""
+    if _space(store) is None:
+        return
+    now = matrix_store()
+    if now.meta != store.meta or now.dim != store.dim:
+        store.meta, store.dim = now.meta, now.dim
+        store.space = now.space  # type: ignore[attr-defined]
 
 
 def _chunks(ids: Sequence[int], size: int = _CHUNK) -> Iterator[Sequence[int]]:
@@ -102,8 +117,11 @@ def _keepable_ids(ids: Iterable[int] | None = None) -> set[int]:
     return found
 
 
-def indexable_vectors(ids: Collection[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(ids int64, vectors float32 N x 1280) of indexable products, by id."""
+def indexable_vectors(
+    ids: Collection[int] | None = None, *, space: Space | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ids int64, vectors float32 N x 1280) of indexable products, by id; with ``space``,
+    the vectors are mapped into it (N x space.dim, its stored projection)."""
     out_ids: list[int] = []
     out_vecs: list[np.ndarray] = []
 
@@ -119,7 +137,13 @@ def indexable_vectors(ids: Collection[int] | None = None) -> tuple[np.ndarray, n
         for chunk in _chunks(sorted(set(ids))):
             take(base.filter(pk__in=list(chunk)))
     vecs = np.stack(out_vecs) if out_vecs else np.empty((0, 1280), np.float32)
+    if space is not None:
+        vecs = space.apply(vecs)
     return np.asarray(out_ids, dtype=np.int64), vecs
+
+
+def _space(store: MatrixStore) -> Space | None:
+    return getattr(store, "space", None)
 
 
 def existing_ids() -> set[int]:
@@ -131,6 +155,8 @@ def _quarantine(store: MatrixStore) -> Path:
     aside = store.directory / f"corrupt-{timezone.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     aside.mkdir()
     for path in store.directory.glob("*.npz"):
+        if path.name == PROJECTION_FILE:
+            continue  # not matrix data: the projection the matrix is rebuilt in
         path.rename(aside / path.name)
     return aside
 
@@ -152,7 +178,7 @@ def matrix_open(store: MatrixStore) -> DistanceMatrix:
     except StaleMatrixError as exc:
         logger.warning("matrix in %s is stale (%s): rebuilding from the database",
                        store.directory, exc)
-        matrix = store.rebuild(*indexable_vectors())
+        matrix = store.rebuild(*indexable_vectors(space=_space(store)))
         # Products embedded by the old model are left out until re-embedded: do it now.
         from catalog.services import queue
 
@@ -161,7 +187,7 @@ def matrix_open(store: MatrixStore) -> DistanceMatrix:
         aside = _quarantine(store)
         logger.error("matrix in %s unreadable (%s): files moved to %s, rebuilding from the "
                      "database", store.directory, exc, aside)
-        matrix = store.rebuild(*indexable_vectors())
+        matrix = store.rebuild(*indexable_vectors(space=_space(store)))
     matrix_remember(store, matrix)
     return matrix
 
@@ -169,23 +195,96 @@ def matrix_open(store: MatrixStore) -> DistanceMatrix:
 # ---------------------------------------------------------------------------- neighbour rows
 
 
+def _awaiting_reembed(ids: Collection[int]) -> set[int]:
+    """Of ``ids``, products whose vector is from an older model or policy (not failed).
+
+    After the model, policy or space changes (an adoption), their lists stay as they are
+    until the beat rebuild re-embeds them and writes the new lists: no list goes empty.
+    """
+    if not ids:
+        return set()
+    key = vector_key_current()
+    found: set[int] = set()
+    for chunk in _chunks(sorted(set(ids))):
+        found.update(
+            Product.objects.filter(pk__in=list(chunk), vector__isnull=False)
+            .exclude(vector_key=key)
+            .exclude(status=Product.Status.FAILED)
+            .values_list("pk", flat=True)
+        )
+    return found
+
+
 def _wanted_lists(
     matrix: DistanceMatrix, product_ids: Iterable[int], existing: Collection[int]
 ) -> dict[int, Neighbours]:
     """Each existing product's top-10 from the matrix, skipping neighbours gone from the DB."""
     wanted: dict[int, Neighbours] = {}
+    collapsing = bool(getattr(settings, "LOOKALIKE_COLLAPSE_DUPLICATES", False))
+    product_ids = list(product_ids)
+    migrating = _awaiting_reembed([pid for pid in product_ids if pid not in matrix])
     for pid in product_ids:
         if pid not in existing:
             continue  # deleted: its rows went with it
+        if pid in migrating:
+            continue  # its old list stays visible until the rebuild re-embeds it
         if pid not in matrix:
             wanted[pid] = []
             continue
-        nbrs = matrix.neighbours(pid)
+        if collapsing:
+            # Spare candidates, so that copies skipped still leave ten places filled.
+            nbrs = matrix.neighbours(pid, k=min(_COLLAPSE_CANDIDATES, max(len(matrix) - 1, 0)))
+        else:
+            nbrs = matrix.neighbours(pid)
         if any(nid not in existing for nid, _ in nbrs):
             wider = matrix.neighbours(pid, k=max(len(matrix) - 1, 0))
-            nbrs = [(nid, d) for nid, d in wider if nid in existing][:MAX_NEIGHBOURS]
+            limit = _COLLAPSE_CANDIDATES if collapsing else MAX_NEIGHBOURS
+            nbrs = [(nid, d) for nid, d in wider if nid in existing][:limit]
         wanted[pid] = [(int(nid), float(d)) for nid, d in nbrs]
+    if collapsing:
+        _collapse_duplicates(wanted)
     return wanted
+
+
+def _collapse_duplicates(wanted: dict[int, Neighbours]) -> None:
+    """Keep only the best-ranked of every group of near-duplicates in each list (in place),
+    then cut to ten: raw vectors within ``LOOKALIKE_DUPLICATE_THRESHOLD`` cosine distance, or
+    the same image bytes (similarity/dedup.py, docs/quality.md)."""
+    candidates = sorted({nid for lst in wanted.values() for nid, _ in lst})
+    if not candidates:
+        return
+    rows: dict[int, tuple[str, bytes]] = {}
+    for chunk in _chunks(candidates):
+        rows.update(
+            (pk, (sha, vector)) for pk, sha, vector in Product.objects.filter(
+                pk__in=list(chunk), vector__isnull=False
+            ).values_list("pk", "image_sha256", "vector")
+        )
+    known = [pid for pid in candidates if pid in rows]
+    position = {pid: i for i, pid in enumerate(known)}
+    groups = (
+        duplicate_groups(np.stack([vector_from_bytes(rows[pid][1]) for pid in known]),
+                         float(settings.LOOKALIKE_DUPLICATE_THRESHOLD))
+        if known else np.empty(0, np.int64)
+    )
+    by_sha: dict[str, int] = {}
+    for pid in known:  # identical image bytes join the first group seen with them
+        sha = rows[pid][0]
+        if sha:
+            first = by_sha.setdefault(sha, int(groups[position[pid]]))
+            groups[groups == groups[position[pid]]] = first
+    for pid, lst in wanted.items():
+        seen: set[int] = set()
+        kept: Neighbours = []
+        for nid, d in lst:
+            group = int(groups[position[nid]]) if nid in position else -1 - nid
+            if group in seen:
+                continue
+            seen.add(group)
+            kept.append((nid, d))
+            if len(kept) == MAX_NEIGHBOURS:
+                break
+        wanted[pid] = kept
 
 
 def stored_lists(product_ids: Iterable[int]) -> dict[int, list[tuple[int, int, float]]]:
@@ -266,8 +365,9 @@ class _Plan:
     remove_ids: set[int]
 
 
-def _plan(matrix: DistanceMatrix, product_ids: set[int], existing: set[int]) -> _Plan:
-    up_ids, up_vecs = indexable_vectors(product_ids)
+def _plan(matrix: DistanceMatrix, product_ids: set[int], existing: set[int],
+          space: Space | None = None) -> _Plan:
+    up_ids, up_vecs = indexable_vectors(product_ids, space=space)
     in_matrix = set(matrix.ids.tolist())
     ghosts = in_matrix - existing
     asked_present = product_ids & in_matrix
@@ -323,7 +423,7 @@ def index_apply(*, product_ids: Iterable[int]) -> set[int]:
         upserted: set[int] = set()
         for attempt in range(_ATTEMPTS):
             existing = existing_ids()
-            plan = _plan(matrix, asked, existing)
+            plan = _plan(matrix, asked, existing, _space(store))
             if plan.upsert_ids.size:
                 try:
                     to_sync |= store.upsert(matrix, plan.upsert_ids, plan.upsert_vectors)
@@ -390,7 +490,7 @@ def index_repair() -> dict[str, int]:
         missing = indexable - in_matrix
         extra = in_matrix - keep
         if missing:
-            ids, vecs = indexable_vectors(missing)
+            ids, vecs = indexable_vectors(missing, space=_space(store))
             store.upsert(matrix, ids, vecs)
         if extra:
             store.remove(matrix, sorted(extra))

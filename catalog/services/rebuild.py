@@ -22,6 +22,7 @@ from catalog.services.indexing import (
     neighbours_sync_chunked,
     products_mark_ready,
 )
+from catalog.services.space import projection_refit
 
 logger = logging.getLogger(__name__)
 
@@ -80,11 +81,15 @@ def similarity_rebuild(
             failed += len(outcome.failed)
             report(done=min(start + _EMBED_CHUNK, len(stale)))
 
-        store = matrix_store()
-        with index_writer(store) as lock:
+        with index_writer(matrix_store()) as lock:
             ids, vectors = indexable_vectors()
             report(step="matrix", done=0, total=int(ids.size))
-            matrix = store.rebuild(ids, vectors)
+            # The projection (lda-blend space) is refitted here and only here; the matrix is
+            # then built in the new space (its meta records the projection key).
+            space = projection_refit(ids, vectors, vector_key_current())
+            store = matrix_store(space)
+            store.fence = lock.check
+            matrix = store.rebuild(ids, space.apply(vectors))
             matrix_remember(store, matrix)
             report(done=int(ids.size))
 

@@ -104,8 +104,15 @@ LOOKALIKE_MAX_IMAGE_PIXELS = int(os.environ.get("LOOKALIKE_MAX_IMAGE_PIXELS", 50
 DATA_UPLOAD_MAX_MEMORY_SIZE = LOOKALIKE_MAX_UPLOAD_BYTES + 1024 * 1024
 LOOKALIKE_DATA_DIR = DATA_DIR
 LOOKALIKE_MATRIX_DIR = Path(os.environ.get("LOOKALIKE_MATRIX_DIR", DATA_DIR / "matrix"))
-LOOKALIKE_PREPROCESS_POLICY = os.environ.get("LOOKALIKE_PREPROCESS_POLICY", "torchvision")
+# The adopted configuration (docs/quality.md, "Adoption"): pad-margin@1 preprocessing and the
+# LDA-blended-with-cosine projection refitted at every full rebuild. LOOKALIKE_METRIC applies
+# to the "raw" space only (the reference: torchvision + raw + euclidean).
+LOOKALIKE_PREPROCESS_POLICY = os.environ.get("LOOKALIKE_PREPROCESS_POLICY", "pad-margin")
+LOOKALIKE_SPACE = os.environ.get("LOOKALIKE_SPACE", "lda-blend")
 LOOKALIKE_METRIC = os.environ.get("LOOKALIKE_METRIC", "euclidean")
+# Near-duplicate collapsing of written lists (off by default: see docs/quality.md, Adoption).
+LOOKALIKE_COLLAPSE_DUPLICATES = env_bool("LOOKALIKE_COLLAPSE_DUPLICATES", False)
+LOOKALIKE_DUPLICATE_THRESHOLD = float(os.environ.get("LOOKALIKE_DUPLICATE_THRESHOLD", 0.01))
 LOOKALIKE_MAX_ITEMS = int(os.environ.get("LOOKALIKE_MAX_ITEMS", 20_000))
 LOOKALIKE_NEIGHBOURS = 10
 LOOKALIKE_STUCK_AFTER_SECONDS = int(os.environ.get("LOOKALIKE_STUCK_AFTER_SECONDS", 15 * 60))

@@ -137,3 +137,14 @@ def test_info_on_a_missing_directory_is_a_clear_error(tmp_path, data_dir):
     result = run_cli("info", str(tmp_path / "nope"), data_dir=data_dir)
     assert result.returncode == 2
     assert "nope is not a directory" in result.stderr
+
+
+def test_info_separates_a_projected_space_from_the_policy(tmp_path, data_dir):
+    _store_with_three(tmp_path / "matrix", "pad-margin@1+lda-blend:blend-0123abcd")
+    result = run_cli("info", str(tmp_path / "matrix"), "--preprocess", "pad-margin", data_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    assert "policy: pad-margin@1" in result.stdout
+    assert "space: lda-blend:blend-0123abcd" in result.stdout
+    assert "stale: no" in result.stdout
+    reference = run_cli("info", str(tmp_path / "matrix"), data_dir=data_dir)
+    assert "stale: yes: policy is 'pad-margin@1', current code uses 'torchvision@1'" in reference.stdout

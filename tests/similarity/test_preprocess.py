@@ -15,6 +15,7 @@ from similarity.preprocess import (
     DEFAULT_POLICY_NAME,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    PAD_MARGIN_V1,
     PAD_SQUARE_V1,
     POLICIES,
     TORCHVISION_V1,
@@ -53,7 +54,9 @@ def gradient(width: int, height: int) -> Image.Image:
 
 def test_registry_and_keys():
     assert DEFAULT_POLICY_NAME == "torchvision"
-    assert set(POLICIES) == {"torchvision", "pad-square"}
+    assert set(POLICIES) == {"torchvision", "pad-square", "pad-margin"}
+    assert PAD_MARGIN_V1.key == "pad-margin@1"
+    assert get_policy("pad-margin") is PAD_MARGIN_V1
     assert TORCHVISION_V1.key == "torchvision@1"
     assert PAD_SQUARE_V1.key == "pad-square@1"
     assert get_policy("torchvision") is TORCHVISION_V1
@@ -68,7 +71,7 @@ def test_policies_are_frozen():
 
 
 def test_unknown_policy_name_lists_known_names():
-    with pytest.raises(ValueError, match="pad-square, torchvision") as info:
+    with pytest.raises(ValueError, match="pad-margin, pad-square, torchvision") as info:
         get_policy("resnet")
     assert isinstance(info.value, KeyError)
     assert isinstance(info.value, SimilarityError)
@@ -186,6 +189,32 @@ def test_pad_square_matches_padding_then_resizing():
     row_diff = np.abs(arr - literal).max(axis=(1, 2))
     assert (row_diff > 0.05).sum() <= 2
     np.testing.assert_allclose(arr[60:160], literal[60:160], atol=0.03)
+
+
+# --- pad-margin --------------------------------------------------------------------------
+
+
+def test_pad_margin_puts_the_padded_garment_at_87_5_percent():
+    img = Image.new("RGB", (300, 150), (0, 0, 0))  # all garment, 2:1
+    arr = PAD_MARGIN_V1.to_array(img)
+    dark = (arr < 0).all(axis=2)
+    rows, cols = np.flatnonzero(dark.any(axis=1)), np.flatnonzero(dark.any(axis=0))
+    # 224 * 0.875 = 196 px square, centred at 14..209; the 2:1 garment is 196 x 98 inside it.
+    assert (cols.min(), cols.max()) == (14, 209)
+    assert abs(rows.min() - 63) <= 1 and abs(rows.max() - 160) <= 1
+    # A white margin all around, even where pad-square would touch the edge.
+    np.testing.assert_allclose(arr[:, :12], np.broadcast_to(WHITE_NORM, (224, 12, 3)), atol=1e-6)
+    np.testing.assert_allclose(arr[:, -12:], np.broadcast_to(WHITE_NORM, (224, 12, 3)), atol=1e-6)
+    assert PAD_SQUARE_V1.to_array(img)[112, 0].max() < 0.0
+
+
+def test_pad_margin_matches_the_measured_bench_geometry():
+    from bench.quality import _pad_with_margin
+
+    x, y = np.meshgrid(np.linspace(0, 255, 120), np.linspace(0, 255, 90))
+    img = Image.fromarray(np.stack([x, y, (x + y) / 2], -1).astype(np.uint8))
+    expected = normalise(_pad_with_margin(0.875)(img))
+    np.testing.assert_allclose(PAD_MARGIN_V1.to_array(img), expected, atol=1e-5)
 
 
 # --- prepare -----------------------------------------------------------------------------

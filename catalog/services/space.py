@@ -1,0 +1,215 @@
+"""The similarity space: what the neighbour matrix and search by photo compare.
+
+``LOOKALIKE_SPACE``:
+
+- ``"raw"``: the stored 1,280-d embeddings as they are, with ``LOOKALIKE_METRIC``.
+- ``"lda-blend"``: the embeddings mapped by a projection learned from the catalog's own
+  category labels (``similarity.projection.fit_blend``, docs/quality.md), unit vectors
+  compared by euclidean distance (which ranks like cosine on them).
+
+The projection is fitted only by the full rebuild (``projection_refit``), on the indexable
+labelled products, and persisted as ``projection.npz`` in the matrix directory (written to a
+temp file, fsynced, renamed; read with ``allow_pickle=False``). Between rebuilds every
+vector (incremental index updates, search queries) goes through the *stored* projection,
+never a refitted one. Its key, and the vector key it was fitted on, are part of the matrix
+metadata (``MatrixMeta.policy`` reads ``<policy key>+lda-blend:<projection key>``), so a
+matrix built under another projection is stale. When the catalog is too small to fit
+(fewer than two categories, or too few labelled products) the space is plain cosine on the
+raw vectors (``lda-blend:none``) until a rebuild can fit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+
+from catalog.models import EMBEDDING_DIM
+from similarity.atomic import atomic_file, fsync_dir
+from similarity.projection import BlendProjection, fit_blend
+
+logger = logging.getLogger(__name__)
+
+SPACES = ("raw", "lda-blend")
+PROJECTION_FILE = "projection.npz"
+BLEND_WEIGHT = 1.0
+BLEND_PCA_DIM = 1024
+BLEND_SHRINKAGE = 0.05
+
+_cache_lock = threading.Lock()
+_cache: dict[tuple, tuple[BlendProjection, str] | None] = {}
+
+
+@dataclass(frozen=True)
+class Space:
+    """``key`` is "" for the raw space, else ``lda-blend:<projection key or none>``."""
+
+    name: str
+    key: str
+    metric: str
+    dim: int
+    projection: BlendProjection | None = None
+
+    def apply(self, vectors: np.ndarray) -> np.ndarray:
+        """(N, 1280) raw vectors to (N, dim) float32 vectors of this space."""
+        vectors = np.asarray(vectors)
+        if self.projection is None:
+            return np.asarray(vectors, dtype=np.float32)
+        if vectors.shape[0] == 0:
+            return np.empty((0, self.dim), np.float32)
+        return self.projection.transform(vectors).astype(np.float32)
+
+    def query(self, vector: np.ndarray) -> np.ndarray:
+        """One raw vector to this space (float64)."""
+        vector = np.asarray(vector, dtype=np.float64).reshape(-1)
+        return vector if self.projection is None else self.projection.transform(vector)
+
+
+def space_name() -> str:
+    name = getattr(settings, "LOOKALIKE_SPACE", "raw")
+    if name not in SPACES:
+        raise ValueError(f"LOOKALIKE_SPACE must be one of {SPACES}, got {name!r}")
+    return name
+
+
+def projection_path() -> Path:
+    return Path(settings.LOOKALIKE_MATRIX_DIR) / PROJECTION_FILE
+
+
+# ------------------------------------------------------------------------------ persistence
+
+
+def _to_arrays(projection: BlendProjection, vector_key: str) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {"vector_key": np.array(vector_key)}
+    for name, value in projection.to_dict().items():
+        if isinstance(value, dict | list):
+            arrays[f"{name}__json"] = np.array(json.dumps(value, sort_keys=True))
+        else:
+            arrays[name] = np.asarray(value)
+    return arrays
+
+
+def _from_arrays(z: np.lib.npyio.NpzFile) -> tuple[BlendProjection, str]:
+    data: dict[str, object] = {}
+    for name in z.files:
+        arr = z[name]
+        if name.endswith("__json"):
+            data[name[: -len("__json")]] = json.loads(str(arr[()]))
+        elif arr.ndim == 0:
+            data[name] = arr.item()
+        else:
+            data[name] = arr
+    vector_key = str(data.pop("vector_key"))
+    return BlendProjection.from_dict(data), vector_key  # from_dict checks the stored key
+
+
+def projection_save(projection: BlendProjection, vector_key: str) -> Path:
+    """Write the projection atomically (temp file, fsync, rename, fsync the directory)."""
+    path = projection_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path, prefix=".p-") as handle:
+        np.savez(handle, allow_pickle=False, **_to_arrays(projection, vector_key))
+    return path
+
+
+def projection_remove() -> None:
+    path = projection_path()
+    if path.exists():
+        path.unlink()
+        fsync_dir(path.parent)
+
+
+def projection_load() -> tuple[BlendProjection, str] | None:
+    """(projection, vector key it was fitted on), or None without a (readable) file.
+
+    Cached per process by the file's inode, size and mtime.
+    """
+    path = projection_path()
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key]
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            loaded: tuple[BlendProjection, str] | None = _from_arrays(z)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logger.error("projection %s unreadable (%s): using the cosine space", path, exc)
+        loaded = None
+    with _cache_lock:
+        _cache.clear()
+        _cache[key] = loaded
+    return loaded
+
+
+# ------------------------------------------------------------------------------ the space
+
+
+def _cosine_fallback() -> Space:
+    return Space(name="lda-blend", key="lda-blend:none", metric="cosine", dim=EMBEDDING_DIM)
+
+
+def space_current() -> Space:
+    """The space writers and search use now (reads the stored projection, never fits)."""
+    name = space_name()
+    if name == "raw":
+        return Space(name="raw", key="", metric=settings.LOOKALIKE_METRIC, dim=EMBEDDING_DIM)
+    from catalog.services.engine import vector_key_current
+
+    loaded = projection_load()
+    if loaded is None or loaded[1] != vector_key_current():
+        return _cosine_fallback()  # not fitted yet, or fitted on vectors of another policy
+    projection = loaded[0]
+    return Space(name=name, key=f"lda-blend:{projection.key}", metric="euclidean",
+                 dim=projection.output_dim, projection=projection)
+
+
+def fit_params(labels: Sequence[str]) -> dict[str, float | int] | None:
+    """fit_blend's parameters for these labels, or None when the catalog is too small.
+
+    ``pca_dim`` is 1024, lowered to stay below (labelled products - categories) and never
+    below the LDA's ``categories - 1`` dimensions.
+    """
+    counts = Counter(labels)
+    classes = len(counts)
+    if classes < 2:
+        return None
+    pca_dim = min(BLEND_PCA_DIM, EMBEDDING_DIM, len(labels) - classes - 1)
+    if pca_dim < classes - 1:
+        return None
+    return {"weight": BLEND_WEIGHT, "pca_dim": pca_dim, "shrinkage": BLEND_SHRINKAGE}
+
+
+def projection_refit(ids: np.ndarray, vectors: np.ndarray, vector_key: str) -> Space:
+    """Fit the projection on the labelled products among ``ids`` and store it (full rebuild
+    only, under the index writer lock); return the new space. Raw space: nothing to fit."""
+    if space_name() == "raw":
+        return space_current()
+    from catalog.models import Product
+
+    category = dict(Product.objects.exclude(category="").values_list("pk", "category"))
+    rows = [i for i, pid in enumerate(ids.tolist()) if category.get(pid)]
+    labels = [category[int(ids[i])] for i in rows]
+    params = fit_params(labels)
+    if params is None:
+        logger.warning("too few labelled products (%d in %d categories) to fit the projection: "
+                       "cosine space", len(labels), len(set(labels)))
+        projection_remove()
+        return _cosine_fallback()
+    projection = fit_blend(vectors[rows], labels, **params)
+    projection_save(projection, vector_key)
+    logger.info("projection %s fitted on %d products in %d categories (pca_dim %s)",
+                projection.key, len(labels), len(set(labels)), params["pca_dim"])
+    return space_current()
