@@ -38,6 +38,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 test: test-system-deps venv model lint
+	scripts/ensure-redis.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: venv model

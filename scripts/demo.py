@@ -12,11 +12,9 @@ import argparse
 import contextlib
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import redis
@@ -38,28 +36,10 @@ def manage(*args: str) -> None:
 
 
 def ensure_redis() -> None:
-    client = redis.Redis.from_url(BROKER)
-    try:
-        client.ping()
-        return
-    except redis.ConnectionError:
-        pass
-    server = shutil.which("redis-server")
-    if server is None:
-        sys.exit(f"Redis is not answering at {BROKER} and redis-server is not installed "
-                 "(scripts/install-system-deps.sh installs it)")
-    say("Redis is down: starting redis-server on 127.0.0.1:6379")
-    (DATA / "redis").mkdir(parents=True, exist_ok=True)
-    subprocess.run([server, "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379",
-                    "--save", "", "--appendonly", "no", "--dir", str(DATA / "redis"),
-                    "--logfile", str(DATA / "redis" / "redis.log")], check=True)
-    for _ in range(50):
-        try:
-            client.ping()
-            return
-        except redis.ConnectionError:
-            time.sleep(0.1)
-    sys.exit(f"redis-server did not start; see {DATA / 'redis' / 'redis.log'}")
+    """Start a local Redis if nothing answers (the broker the workers use)."""
+    if BROKER.startswith("redis://127.0.0.1:6379"):
+        subprocess.run([str(ROOT / "scripts" / "ensure-redis.sh")], check=True)
+    redis.Redis.from_url(BROKER).ping()
 
 
 def ensure_admin() -> tuple[str, str]:
