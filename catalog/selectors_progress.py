@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from catalog.models import Product, RebuildRun
+from similarity.batching import chunked
 
 _CHUNK = 500
-
-
-def _chunks(ids: Sequence, size: int = _CHUNK) -> Iterator[list]:
-    for start in range(0, len(ids), size):
-        yield list(ids[start : start + size])
 
 
 @dataclass(frozen=True)
@@ -42,7 +38,7 @@ def products_progress(*, product_ids: Sequence[int]) -> ProductsProgress:
     """Counts of ready / failed / deleted among ``product_ids``."""
     ids = sorted(set(product_ids))
     ready = failed = found = 0
-    for chunk in _chunks(ids):
+    for chunk in chunked(ids, _CHUNK):
         for status in Product.objects.filter(pk__in=chunk).values_list("status", flat=True):
             found += 1
             if status == Product.Status.READY:
@@ -55,7 +51,7 @@ def products_progress(*, product_ids: Sequence[int]) -> ProductsProgress:
 def products_failure_reasons(*, product_ids: Sequence[int]) -> dict[str, list[Product]]:
     """The failed products among ``product_ids`` grouped by reason (the error's first word)."""
     groups: dict[str, list[Product]] = {}
-    for chunk in _chunks(sorted(set(product_ids))):
+    for chunk in chunked(sorted(set(product_ids)), _CHUNK):
         failed = (
             Product.objects.filter(pk__in=chunk, status=Product.Status.FAILED)
             .only("pk", "name", "category", "error_message")
@@ -71,7 +67,7 @@ def products_existing_sha256(*, sha256s: Iterable[str]) -> set[str]:
     """Which of these image hashes some product in the catalog already has."""
     wanted = sorted({s for s in sha256s if s})
     found: set[str] = set()
-    for chunk in _chunks(wanted):
+    for chunk in chunked(wanted, _CHUNK):
         found.update(
             Product.objects.filter(image_sha256__in=chunk).values_list("image_sha256", flat=True)
         )

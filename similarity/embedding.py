@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,15 +90,11 @@ class ImageEmbedder:
     def embed_many(self, sources: Sequence[Source]) -> np.ndarray:
         """Images → (N, 1280) float32 in input order; the first bad image raises."""
         out = np.empty((len(sources), 1280), dtype=np.float32)
-        for start, chunk in _chunks(sources, self.batch_size):
+        for start in range(0, len(sources), self.batch_size):
+            chunk = sources[start : start + self.batch_size]
             prepared = self.prepare_many(chunk)
             for item in prepared:
                 if item.error is not None:
                     raise item.error
             out[start : start + len(chunk)] = self._runtime.embed(np.stack([p.array for p in prepared]))
         return out
-
-
-def _chunks(items: Sequence[Source], size: int) -> Iterator[tuple[int, Sequence[Source]]]:
-    for start in range(0, len(items), size):
-        yield start, items[start : start + size]

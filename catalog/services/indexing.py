@@ -36,6 +36,7 @@ from catalog.services.engine import (
 )
 from catalog.services.locking import FencedLock, lock_name_for, writer_lock
 from catalog.services.space import PROJECTION_FILE, Space
+from similarity.batching import chunked
 from similarity.dedup import duplicate_groups
 from similarity.errors import MatrixError, MatrixFullError, StaleMatrixError
 from similarity.failpoints import failpoint
@@ -86,11 +87,6 @@ def _follow_space(store: MatrixStore) -> None:
         store.space = now.space  # type: ignore[attr-defined]
 
 
-def _chunks(ids: Sequence[int], size: int = _CHUNK) -> Iterator[Sequence[int]]:
-    for start in range(0, len(ids), size):
-        yield ids[start : start + size]
-
-
 def indexable_products() -> QuerySet[Product]:
     """Products whose vector is current for their current image: these belong in the matrix."""
     return (
@@ -112,8 +108,8 @@ def _keepable_ids(ids: Iterable[int] | None = None) -> set[int]:
     if ids is None:
         return set(qs.values_list("pk", flat=True))
     found: set[int] = set()
-    for chunk in _chunks(sorted(set(ids))):
-        found.update(qs.filter(pk__in=list(chunk)).values_list("pk", flat=True))
+    for chunk in chunked(sorted(set(ids)), _CHUNK):
+        found.update(qs.filter(pk__in=chunk).values_list("pk", flat=True))
     return found
 
 
@@ -134,8 +130,8 @@ def indexable_vectors(
     if ids is None:
         take(base.iterator(chunk_size=1000))
     else:
-        for chunk in _chunks(sorted(set(ids))):
-            take(base.filter(pk__in=list(chunk)))
+        for chunk in chunked(sorted(set(ids)), _CHUNK):
+            take(base.filter(pk__in=chunk))
     vecs = np.stack(out_vecs) if out_vecs else np.empty((0, 1280), np.float32)
     if space is not None:
         vecs = space.apply(vecs)
@@ -205,9 +201,9 @@ def _awaiting_reembed(ids: Collection[int]) -> set[int]:
         return set()
     key = vector_key_current()
     found: set[int] = set()
-    for chunk in _chunks(sorted(set(ids))):
+    for chunk in chunked(sorted(set(ids)), _CHUNK):
         found.update(
-            Product.objects.filter(pk__in=list(chunk), vector__isnull=False)
+            Product.objects.filter(pk__in=chunk, vector__isnull=False)
             .exclude(vector_key=key)
             .exclude(status=Product.Status.FAILED)
             .values_list("pk", flat=True)
@@ -254,10 +250,10 @@ def _collapse_duplicates(wanted: dict[int, Neighbours]) -> None:
     if not candidates:
         return
     rows: dict[int, tuple[str, bytes]] = {}
-    for chunk in _chunks(candidates):
+    for chunk in chunked(candidates, _CHUNK):
         rows.update(
             (pk, (sha, vector)) for pk, sha, vector in Product.objects.filter(
-                pk__in=list(chunk), vector__isnull=False
+                pk__in=chunk, vector__isnull=False
             ).values_list("pk", "image_sha256", "vector")
         )
     known = [pid for pid in candidates if pid in rows]
@@ -290,9 +286,9 @@ def _collapse_duplicates(wanted: dict[int, Neighbours]) -> None:
 def stored_lists(product_ids: Iterable[int]) -> dict[int, list[tuple[int, int, float]]]:
     """The stored rows as (rank, neighbour id, distance), by rank, per product."""
     stored: dict[int, list[tuple[int, int, float]]] = {}
-    for chunk in _chunks(sorted(set(product_ids))):
+    for chunk in chunked(sorted(set(product_ids)), _CHUNK):
         rows = (
-            ProductNeighbour.objects.filter(product_id__in=list(chunk))
+            ProductNeighbour.objects.filter(product_id__in=chunk)
             .order_by("product_id", "rank")
             .values_list("product_id", "rank", "neighbour_id", "distance")
         )
@@ -303,8 +299,8 @@ def stored_lists(product_ids: Iterable[int]) -> dict[int, list[tuple[int, int, f
 
 def _write_lists(lists: dict[int, Neighbours]) -> None:
     ids = sorted(lists)
-    for chunk in _chunks(ids):
-        ProductNeighbour.objects.filter(product_id__in=list(chunk)).delete()
+    for chunk in chunked(ids, _CHUNK):
+        ProductNeighbour.objects.filter(product_id__in=chunk).delete()
     rows = [
         ProductNeighbour(product_id=pid, neighbour_id=nid, rank=rank, distance=dist)
         for pid in ids
@@ -347,7 +343,7 @@ def neighbours_sync_chunked(
     """Like ``neighbours_sync`` but one transaction per ``chunk`` products, with progress."""
     rewritten: set[int] = set()
     ids = sorted(set(product_ids))
-    for done, part in enumerate(_chunks(ids, chunk), start=1):
+    for done, part in enumerate(chunked(ids, chunk), start=1):
         rewritten |= neighbours_sync(matrix=matrix, product_ids=part, existing=existing,
                                      fence=fence)
         if progress is not None:
@@ -391,9 +387,9 @@ def lists_touching(matrix: DistanceMatrix, ids: Collection[int]) -> set[int]:
     if table_ids.size:
         rows = np.isin(nbr_ids, np.fromiter(ids, np.int64, len(ids))).any(axis=1)
         found.update(table_ids[rows].tolist())
-    for chunk in _chunks(sorted(ids)):
+    for chunk in chunked(sorted(ids), _CHUNK):
         found.update(
-            ProductNeighbour.objects.filter(neighbour_id__in=list(chunk))
+            ProductNeighbour.objects.filter(neighbour_id__in=chunk)
             .values_list("product_id", flat=True)
         )
     return found
@@ -456,9 +452,9 @@ def products_mark_ready(ids: Collection[int], *, fence: Fence | None = None) -> 
         return
     if fence is not None:
         fence()
-    for chunk in _chunks(sorted(ids)):
+    for chunk in chunked(sorted(ids), _CHUNK):
         Product.objects.filter(
-            pk__in=list(chunk),
+            pk__in=chunk,
             status__in=[Product.Status.PENDING, Product.Status.PROCESSING],
             vector_key=vector_key_current(),
             embedded_image_sha256=F("image_sha256"),

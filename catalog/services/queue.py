@@ -13,12 +13,14 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+
+from similarity.batching import chunked
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +61,6 @@ def embed_batch_size() -> int:
     return int(getattr(settings, "LOOKALIKE_EMBED_BATCH", 32))
 
 
-def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(ids), size):
-        yield ids[start : start + size]
-
-
 def _send(task: str, *, robust: bool, **kwargs: Any) -> None:
     transaction.on_commit(TaskSend(task, kwargs), robust=robust)
 
@@ -71,7 +68,7 @@ def _send(task: str, *, robust: bool, **kwargs: Any) -> None:
 def embed_enqueue(*, product_ids: Iterable[int], robust: bool = True) -> None:
     """Queue embedding in batches (one task per ``LOOKALIKE_EMBED_BATCH`` products)."""
     ids = sorted(set(product_ids))
-    for chunk in _chunks(ids, embed_batch_size()):
+    for chunk in chunked(ids, embed_batch_size()):
         _send(EMBED, robust=robust, product_ids=chunk)
 
 

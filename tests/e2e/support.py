@@ -9,7 +9,7 @@ from django.conf import settings
 
 from catalog.models import Product, ProductNeighbour
 from tests.e2e.dom import Node, parse
-from tests.pipeline.helpers import K, brute_force, neighbour_mismatches, upload, wait_for
+from tests.pipeline.helpers import K, brute_force, neighbour_mismatches, settled, upload, wait_for
 
 SETTLE_TIMEOUT = 60.0
 
@@ -23,26 +23,8 @@ class Card:
     image: str | None
 
 
-def settled(expected: int) -> bool | str:
-    """True when ``expected`` products are all ready with min(10, N-1) neighbours equal to brute force."""
-    products = Product.objects.all()
-    n = products.count()
-    if n != expected:
-        return f"{n} products, expected {expected}"
-    not_ready = list(products.exclude(status=Product.Status.READY).values_list("name", "status"))
-    if not_ready:
-        return f"not ready: {not_ready[:5]}"
-    want = min(K, n - 1)
-    for pid in products.values_list("pk", flat=True):
-        have = ProductNeighbour.objects.filter(product_id=pid).count()
-        if have != want:
-            return f"product {pid} has {have} neighbours, want {want}"
-    problems = neighbour_mismatches()
-    return True if not problems else f"brute-force mismatches: {problems[:3]}"
-
-
 def wait_settled(expected: int, what: str) -> None:
-    wait_for(lambda: settled(expected), timeout=SETTLE_TIMEOUT, what=what)
+    wait_for(settled(expected), timeout=SETTLE_TIMEOUT, what=what)
 
 
 def stored_ids(product_id: int) -> list[int]:

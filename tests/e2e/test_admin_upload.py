@@ -170,7 +170,7 @@ def test_admin_delete_and_image_change_are_repaired(worker, staff, garments):
         now = Product.objects.get(pk=target.pk)
         if now.embedded_image_sha256 != now.image_sha256:
             return f"{target.name} not re-embedded yet ({now.status})"
-        return settled(n - 1)
+        return settled(n - 1)()
 
     wait_for(repaired, timeout=60, what="the delete and the image change repaired")
     lists = assert_lists_equal_brute_force()

@@ -12,7 +12,7 @@ from catalog.services.products import (
     product_update,
     products_bulk_create,
 )
-from tests.pipeline.helpers import K, fashion_images, neighbour_mismatches, upload, wait_for
+from tests.pipeline.helpers import K, fashion_images, neighbour_mismatches, settled, upload, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,30 +20,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture(scope="module")
 def garments(model_path):
     return fashion_images(2)  # 20 garments, 2 per class
-
-
-def settled(expected: int | None = None):
-    """A predicate: every product ready, min(10, N-1) neighbours each, equal to brute force."""
-
-    def check() -> bool | str:
-        products = Product.objects.all()
-        n = products.count()
-        if expected is not None and n != expected:
-            return f"{n} products, expected {expected}"
-        not_ready = list(products.exclude(status=Product.Status.READY).values_list("pk", "status"))
-        if not_ready:
-            return f"not ready: {not_ready[:5]}"
-        want = min(K, n - 1)
-        short = [
-            p for p in products.values_list("pk", flat=True)
-            if ProductNeighbour.objects.filter(product_id=p).count() != want
-        ]
-        if short:
-            return f"lists without {want} neighbours: {short[:5]}"
-        problems = neighbour_mismatches()
-        return True if not problems else f"brute-force mismatches: {problems[:3]}"
-
-    return check
 
 
 def create(garments, start: int, count: int) -> list[Product]:

@@ -4,10 +4,6 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def no_broker(monkeypatch):
+def _sends_recorded(no_broker):
     """Tasks run in-process here; whatever they queue is recorded, not sent."""
-    from catalog.services import queue
-
-    sent: list[queue.TaskSend] = []
-    monkeypatch.setattr(queue.TaskSend, "__call__", lambda self: sent.append(self))
-    return sent
+    return no_broker

@@ -40,10 +40,6 @@ def make_products(garments):
 
 
 @pytest.fixture(autouse=True)
-def no_broker(monkeypatch):
+def _sends_recorded(no_broker):
     """Callbacks run by ``django_capture_on_commit_callbacks(execute=True)`` send nothing."""
-    from catalog.services import queue
-
-    sent: list[queue.TaskSend] = []
-    monkeypatch.setattr(queue.TaskSend, "__call__", lambda self: sent.append(self))
-    return sent
+    return no_broker
