@@ -34,9 +34,12 @@ import itertools
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from similarity.atomic import atomic_file
 
 __all__ = [
     "BlendProjection",
@@ -355,3 +358,40 @@ def _sq_euclidean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = np.asarray(b, dtype=np.float64)
     d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
     return np.maximum(d, 0.0)
+
+
+# ------------------------------------------------------------------------------ persistence
+# A fitted blend is stored as an .npz of plain arrays (nested parameters as JSON text), so it
+# loads with allow_pickle=False; ``vector_key`` records which embeddings it was fitted on.
+
+
+def _to_arrays(projection: BlendProjection, vector_key: str) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {"vector_key": np.array(vector_key)}
+    for name, value in projection.to_dict().items():
+        if isinstance(value, dict | list):
+            arrays[f"{name}__json"] = np.array(json.dumps(value, sort_keys=True))
+        else:
+            arrays[name] = np.asarray(value)
+    return arrays
+
+
+def save_blend(path: Path, projection: BlendProjection, vector_key: str) -> None:
+    """Write atomically (temp file, fsync, rename, fsync the directory)."""
+    with atomic_file(path, prefix=".p-") as handle:
+        np.savez(handle, allow_pickle=False, **_to_arrays(projection, vector_key))
+
+
+def load_blend(path: Path) -> tuple[BlendProjection, str]:
+    """(projection, the vector key it was fitted on); ``from_dict`` checks the stored key."""
+    data: dict[str, object] = {}
+    with np.load(path, allow_pickle=False) as z:
+        for name in z.files:
+            arr = z[name]
+            if name.endswith("__json"):
+                data[name[: -len("__json")]] = json.loads(str(arr[()]))
+            elif arr.ndim == 0:
+                data[name] = arr.item()
+            else:
+                data[name] = arr
+    vector_key = str(data.pop("vector_key"))
+    return BlendProjection.from_dict(data), vector_key

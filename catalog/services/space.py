@@ -20,7 +20,6 @@ raw vectors (``lda-blend:none``) until a rebuild can fit.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import Counter
@@ -32,8 +31,8 @@ import numpy as np
 from django.conf import settings
 
 from catalog.models import EMBEDDING_DIM
-from similarity.atomic import atomic_file, fsync_dir
-from similarity.projection import BlendProjection, fit_blend
+from similarity.atomic import fsync_dir
+from similarity.projection import BlendProjection, fit_blend, load_blend, save_blend
 
 logger = logging.getLogger(__name__)
 
@@ -86,36 +85,11 @@ def projection_path() -> Path:
 # ------------------------------------------------------------------------------ persistence
 
 
-def _to_arrays(projection: BlendProjection, vector_key: str) -> dict[str, np.ndarray]:
-    arrays: dict[str, np.ndarray] = {"vector_key": np.array(vector_key)}
-    for name, value in projection.to_dict().items():
-        if isinstance(value, dict | list):
-            arrays[f"{name}__json"] = np.array(json.dumps(value, sort_keys=True))
-        else:
-            arrays[name] = np.asarray(value)
-    return arrays
-
-
-def _from_arrays(z: np.lib.npyio.NpzFile) -> tuple[BlendProjection, str]:
-    data: dict[str, object] = {}
-    for name in z.files:
-        arr = z[name]
-        if name.endswith("__json"):
-            data[name[: -len("__json")]] = json.loads(str(arr[()]))
-        elif arr.ndim == 0:
-            data[name] = arr.item()
-        else:
-            data[name] = arr
-    vector_key = str(data.pop("vector_key"))
-    return BlendProjection.from_dict(data), vector_key  # from_dict checks the stored key
-
-
 def projection_save(projection: BlendProjection, vector_key: str) -> Path:
     """Write the projection atomically (temp file, fsync, rename, fsync the directory)."""
     path = projection_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path, prefix=".p-") as handle:
-        np.savez(handle, allow_pickle=False, **_to_arrays(projection, vector_key))
+    save_blend(path, projection, vector_key)
     return path
 
 
@@ -141,8 +115,7 @@ def projection_load() -> tuple[BlendProjection, str] | None:
         if key in _cache:
             return _cache[key]
     try:
-        with np.load(path, allow_pickle=False) as z:
-            loaded: tuple[BlendProjection, str] | None = _from_arrays(z)
+        loaded: tuple[BlendProjection, str] | None = load_blend(path)
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
