@@ -36,7 +36,7 @@ def _catalog(n: int) -> np.ndarray:
     from django.utils import timezone
 
     from catalog.models import Product
-    from catalog.services.engine import vector_key_current
+    from catalog.vectors import vector_key_current
 
     rng = np.random.default_rng(0)
     vectors = np.abs(rng.normal(0.3, 0.4, (n, 1280))).astype("<f4")
@@ -65,11 +65,12 @@ def run(quick: bool = False) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         _setup_django(Path(tmp))
         from catalog import selectors
+        from catalog.engine import embedder_get
 
         n = 2_000 if quick else N
         _catalog(n)
         query = _query_png()
-        selectors.search_embedder()  # the model loads once per process, at first use
+        embedder_get()  # the model loads once per process, at first use
         repeats = 3 if quick else 7
 
         def cold() -> None:

@@ -93,7 +93,7 @@ class ProductAdmin(admin.ModelAdmin):
 
     @admin.display(description="Status", ordering="status")
     def coloured_status(self, obj: Product) -> str:
-        colour = STATUS_COLOURS.get(obj.status, "#555")
+        colour = STATUS_COLOURS.get(Product.Status(obj.status), "#555")
         return format_html(
             '<span class="lookalike-status lookalike-status-{}" style="color:#fff;background:{};'
             'padding:2px 8px;border-radius:10px;font-size:11px;font-weight:600">{}</span>',

@@ -67,7 +67,7 @@ def search(request: HttpRequest) -> JsonResponse:
     too_large = body_too_large(request)  # before the body is read
     if too_large is not None:
         form = SearchByPhotoForm.refused(too_large)
-        return error_json(" ".join(form.errors["image"]), "too_large", 413)
+        return error_json(" ".join(str(e) for e in form.errors["image"]), "too_large", 413)
     form = SearchByPhotoForm(request.POST, request.FILES)
     if form.is_valid():
         try:

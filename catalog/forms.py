@@ -18,6 +18,7 @@ from django.core.files.uploadedfile import UploadedFile
 from PIL import Image
 
 from catalog.models import Product
+from catalog.vectors import image_limits
 from similarity.errors import ImageRejected
 from similarity.images import load_image
 
@@ -87,10 +88,7 @@ class SearchByPhotoForm(forms.Form):
 
     def clean_image(self) -> UploadedFile:
         upload = self.cleaned_data["image"]
-        # Imported here so that the form module does not build an embedder at import time.
-        from catalog.selectors import search_image_limits
-
-        limits = search_image_limits()
+        limits = image_limits()
         data = read_upload(upload, max_bytes=limits.max_bytes)
         try:
             decoded = load_image(data, limits=limits)
@@ -184,7 +182,9 @@ class MultipleFileField(forms.FileField):
 
 class BulkUploadForm(forms.Form):
     # Empty files pass here so that the service lists them by name with every other refusal.
-    files = MultipleFileField(
+    # The metaclass moves declared fields into base_fields, so at run time this does not
+    # shadow BaseForm.files (the uploaded files); mypy sees only the class attribute.
+    files = MultipleFileField(  # type: ignore[assignment]
         label="Images", help_text="Select many files at once: one product each.", allow_empty_file=True
     )
     category = forms.CharField(max_length=64)
@@ -196,7 +196,7 @@ class BulkUploadForm(forms.Form):
 
     def clean_files(self) -> list[UploadedFile]:
         files = self.cleaned_data["files"]
-        limit = getattr(settings, "LOOKALIKE_BULK_MAX_FILES", 500)
+        limit = settings.LOOKALIKE_BULK_MAX_FILES
         if len(files) > limit:
             raise ValidationError(f"At most {limit} files per upload; you sent {len(files)}.")
         return files

@@ -10,7 +10,8 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-EMBEDDING_DIM = 1280
+from catalog.vectors import vector_from_bytes
+
 MAX_NEIGHBOURS = 10
 
 
@@ -60,7 +61,7 @@ class Product(models.Model):
     def vector_array(self) -> np.ndarray | None:
         if self.vector is None:
             return None
-        return np.frombuffer(bytes(self.vector), dtype="<f4").reshape(EMBEDDING_DIM)
+        return vector_from_bytes(self.vector)
 
 
 class ProductNeighbour(models.Model):

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 from django.db.models import Count, Max, QuerySet, Sum
 
-from catalog.models import EMBEDDING_DIM, MAX_NEIGHBOURS, Product, ProductNeighbour
-from similarity.embedding import ImageEmbedder
-
-if TYPE_CHECKING:
-    from catalog.services.space import Space
-from similarity.images import ImageLimits
+from catalog.engine import embedder_get
+from catalog.models import MAX_NEIGHBOURS, Product, ProductNeighbour
+from catalog.space import Space, space_current
+from catalog.vectors import vector_key_current
+from similarity.runtime import EMBEDDING_DIM
 
 NeighboursState = Literal["ready", "computing", "failed"]
 
@@ -98,38 +97,9 @@ def product_neighbours_state(
 # Search by photo
 
 
-def search_image_limits() -> ImageLimits:
-    """The upload limits of the settings, as the engine wants them."""
-    from catalog.services.engine import image_limits
-
-    return image_limits()
-
-
-def search_embedder() -> ImageEmbedder:
-    """This process' embedder (built on first use, then reused; shared with the write side)."""
-    from catalog.services.engine import embedder_get
-
-    return embedder_get()
-
-
-def current_vector_key() -> str:
-    """Only vectors made by the current model and policy are comparable with a query."""
-    from catalog.services.engine import vector_key_current
-
-    return vector_key_current()
-
-
-def search_space() -> Space:
-    """The similarity space of the catalog (the stored projection, if any): the query is
-    mapped into it exactly as the catalog's vectors are."""
-    from catalog.services.space import space_current
-
-    return space_current()
-
-
 @dataclass(frozen=True)
 class _SearchIndex:
-    key: tuple
+    key: tuple[object, ...]
     space: Space
     ids: np.ndarray  # (N,) int64, ascending
     vectors: np.ndarray  # (N, dim) float32 (L2-normalised for cosine)
@@ -160,12 +130,13 @@ def _catalog_key(space: Space, vector_key: str) -> tuple:
 def _load_index(key: tuple, space: Space, vector_key: str) -> _SearchIndex:
     metric = space.metric
     rows = list(_ready_products(vector_key).order_by("id").values_list("id", "vector"))
+    # vector__isnull=False above: every blob is bytes (or a memoryview on PostgreSQL).
     n = len(rows)
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
     vectors = np.empty((n, EMBEDDING_DIM), dtype=np.float32)
     keep = np.ones(n, dtype=bool)
     for i, (_, blob) in enumerate(rows):
-        raw = bytes(blob)
+        raw = bytes(blob or b"")
         if len(raw) != EMBEDDING_DIM * 4:
             keep[i] = False  # a damaged vector is skipped rather than failing every search
             continue
@@ -183,8 +154,8 @@ def _load_index(key: tuple, space: Space, vector_key: str) -> _SearchIndex:
 
 def _search_index() -> _SearchIndex:
     global _index
-    space = search_space()
-    vector_key = current_vector_key()
+    space = space_current()
+    vector_key = vector_key_current()
     key = _catalog_key(space, vector_key)
     current = _index
     if current is not None and current.key == key:
@@ -238,7 +209,7 @@ def products_search_by_image(*, image_bytes: bytes, k: int = 10) -> list[tuple[P
 
     Raises ``similarity.errors.ImageRejected`` (with its ``reason``) for an unusable image.
     """
-    vector = search_embedder().embed(image_bytes)
+    vector = embedder_get().embed(image_bytes)
     return products_search_by_vector(vector=vector, k=k)
 
 

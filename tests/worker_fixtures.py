@@ -72,6 +72,7 @@ def celery_worker_process(
     lookalike_storage_dirs, tmp_path_factory,
 ):
     """``celery -A workers.app worker -Q embed,index -c 1 --pool prefork`` as a subprocess."""
+    from django.conf import settings
     from django.db import connection
 
     with django_db_blocker.unblock():
@@ -85,6 +86,9 @@ def celery_worker_process(
         "MEDIA_ROOT": str(lookalike_storage_dirs["MEDIA_ROOT"]),
         "LOOKALIKE_MATRIX_DIR": str(lookalike_storage_dirs["LOOKALIKE_MATRIX_DIR"]),
         "CELERY_BROKER_URL": broker_url,
+        # The test database's name differs from the settings' (test_…): pass the namespace
+        # the test process sends to, rather than letting the worker derive its own.
+        "LOOKALIKE_NAMESPACE": settings.LOOKALIKE_NAMESPACE,
         "PYTHONPATH": str(REPO),
         "LOG_LEVEL": "INFO",
     }

@@ -13,6 +13,7 @@ from typing import Any
 from celery import shared_task
 from django.core.exceptions import ValidationError
 
+from catalog import task_names
 from similarity.errors import ImageRejected, MatrixFullError, StaleMatrixError
 
 RETRY: dict[str, Any] = {
@@ -32,38 +33,43 @@ def _ids(product_ids: list[int] | tuple[int, ...] | int) -> list[int]:
     return [int(pid) for pid in product_ids]
 
 
-@shared_task(name="workers.tasks.embed_products", **RETRY)
-def embed_products(product_ids: list[int]) -> int:
+@shared_task(name=task_names.EMBED, **RETRY)
+def embed_products(product_ids: list[int]) -> dict[str, int]:
     from catalog.services.embedding import products_embed
 
-    ids = _ids(product_ids)
-    products_embed(product_ids=ids)
-    return len(ids)
+    return products_embed(product_ids=_ids(product_ids)).counts()
 
 
-@shared_task(name="workers.tasks.index_products", **RETRY)
-def index_products(product_ids: list[int]) -> int:
-    from catalog.services.indexing import index_apply
+@shared_task(name=task_names.INDEX, **RETRY)
+def index_products(product_ids: list[int]) -> dict[str, int]:
+    from catalog.services.indexing import index_apply_counted
 
-    return len(index_apply(product_ids=_ids(product_ids)))
+    return index_apply_counted(product_ids=_ids(product_ids))
 
 
-@shared_task(name="workers.tasks.remove_products", **RETRY)
+@shared_task(name=task_names.REMOVE, **RETRY)
 def remove_products(product_ids: list[int]) -> int:
     from catalog.services.indexing import index_remove
 
     return len(index_remove(product_ids=_ids(product_ids)))
 
 
-@shared_task(name="workers.tasks.rebuild_similarity", **{**RETRY, "max_retries": 2})
+@shared_task(name=task_names.REBUILD, **{**RETRY, "max_retries": 2})
 def rebuild_similarity(trigger: str = "beat") -> int:
     from catalog.services.rebuild import similarity_rebuild
 
     return similarity_rebuild(trigger=trigger).pk
 
 
-@shared_task(name="workers.tasks.reconcile", **RETRY)
+@shared_task(name=task_names.RECONCILE, **RETRY)
 def reconcile() -> dict[str, int]:
     from catalog.services.rebuild import reconcile as reconcile_service
 
     return reconcile_service()
+
+
+@shared_task(name=task_names.SWEEP_LOST, **{**RETRY, "max_retries": 0})
+def requeue_lost() -> dict[str, int]:
+    from catalog.services.rebuild import products_requeue_lost
+
+    return products_requeue_lost()

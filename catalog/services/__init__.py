@@ -5,6 +5,9 @@
 - ``indexing``: vectors → distance matrix → neighbour rows (the index queue, one writer);
 - ``rebuild``: the periodic full rebuild and the reconcile sweep;
 - ``beat``: the django-celery-beat schedule;
-- ``engine``: per-process embedder / matrix store and the settings they are built from;
-- ``queue``: tasks queued after commit.
+- ``queue``: tasks queued after commit, sent by name (``catalog.task_names``).
+
+Not writes, so beside this package: ``catalog.vectors`` (what a vector is keyed by, from
+settings only), ``catalog.space`` (the similarity space) and ``catalog.engine`` (the
+per-process embedder and matrix store built from them).
 """

@@ -7,11 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from django.conf import settings
 from django.utils import timezone
 
+from catalog.deployment import database_label
+from catalog.engine import embedder_get
 from catalog.models import Product
 from catalog.services import queue
-from catalog.services.engine import embedder_get, sha256_hex, vector_key_current, vector_to_bytes
+from catalog.vectors import sha256_hex, vector_key_current, vector_to_bytes
+from similarity.embedding import ImageEmbedder
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +27,11 @@ class EmbedOutcome:
     embedded: list[int] = field(default_factory=list)
     current: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
+    unknown: list[int] = field(default_factory=list)  # not in this deployment's database
+
+    def counts(self) -> dict[str, int]:
+        return {"embedded": len(self.embedded), "current": len(self.current),
+                "failed": len(self.failed), "unknown": len(self.unknown)}
 
     @property
     def to_index(self) -> list[int]:
@@ -51,6 +60,79 @@ def _mark_failed(product: Product, image_name: str, message: str) -> bool:
     )
 
 
+# (product, image name read at the start, image bytes)
+_Job = tuple[Product, str, bytes]
+
+
+def _read_image(product: Product, outcome: EmbedOutcome) -> _Job | None:
+    """The product's image bytes, or None (a missing file marks it failed)."""
+    name = product.image.name or ""
+    try:
+        if not name:
+            raise FileNotFoundError(name)
+        with product.image.storage.open(name, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        if _mark_failed(product, name, "missing: the image file is missing from storage"):
+            outcome.failed.append(product.pk)
+        return None
+    return product, name, data
+
+
+def _jobs(product_ids: Sequence[int], key: str, outcome: EmbedOutcome) -> list[_Job]:
+    """Read the images of the products whose vector is not current (others go to outcome)."""
+    products = list(
+        Product.objects.filter(pk__in=list(product_ids)).defer("vector").order_by("pk")
+    )
+    outcome.unknown = sorted(set(product_ids) - {p.pk for p in products})
+    jobs: list[_Job] = []
+    for product in products:
+        if _vector_is_current(product, key) and product.status != Product.Status.FAILED:
+            outcome.current.append(product.pk)
+        elif (job := _read_image(product, outcome)) is not None:
+            jobs.append(job)
+    return jobs
+
+
+def _store_vector(job: _Job, vector: np.ndarray, key: str) -> bool:
+    """Write the vector if the product still has the image read at the start."""
+    product, name, data = job
+    sha = sha256_hex(data)
+    # A ready product re-embedded only because the model or policy changed (same image)
+    # stays ready: its old list stays visible until the new one is written.
+    migrating = product.status == Product.Status.READY and product.embedded_image_sha256 == sha
+    status: dict[str, object] = (
+        {} if migrating
+        else {"status": Product.Status.PROCESSING, "status_changed_at": timezone.now()}
+    )
+    return bool(Product.objects.filter(pk=product.pk, image=name).update(
+        vector=vector_to_bytes(vector), vector_key=key, image_sha256=sha,
+        embedded_image_sha256=sha, error_message="", **status,
+    ))
+
+
+def _embed_chunk(embedder: ImageEmbedder, chunk: list[_Job], key: str,
+                 outcome: EmbedOutcome) -> None:
+    """Decode and check a chunk, mark the rejected ones failed, embed and store the rest."""
+    prepared = embedder.prepare_many([data for _, _, data in chunk])
+    good: list[tuple[_Job, np.ndarray]] = []
+    for job, item in zip(chunk, prepared, strict=True):
+        if item.array is not None:
+            good.append((job, item.array))
+            continue
+        assert item.error is not None
+        message = f"{item.error.reason}: {item.error.message}"
+        logger.info("product %s rejected: %s", job[0].pk, message)
+        if _mark_failed(job[0], job[1], message):
+            outcome.failed.append(job[0].pk)
+    if not good:
+        return
+    vectors = embedder.embed_arrays(np.stack([array for _, array in good]))
+    for (job, _), vector in zip(good, vectors, strict=True):
+        if _store_vector(job, vector, key):
+            outcome.embedded.append(job[0].pk)
+
+
 def products_embed_batch(*, product_ids: Sequence[int]) -> EmbedOutcome:
     """Embed the products whose vector is not current for their image; queue nothing.
 
@@ -62,73 +144,30 @@ def products_embed_batch(*, product_ids: Sequence[int]) -> EmbedOutcome:
     """
     outcome = EmbedOutcome()
     key = vector_key_current()
-    products = list(
-        Product.objects.filter(pk__in=list(product_ids)).defer("vector").order_by("pk")
-    )
-    todo: list[tuple[Product, str, bytes]] = []
-    for product in products:
-        if _vector_is_current(product, key) and product.status != Product.Status.FAILED:
-            outcome.current.append(product.pk)
-            continue
-        name = product.image.name
-        try:
-            if not name:
-                raise FileNotFoundError(name)
-            with product.image.storage.open(name, "rb") as handle:
-                data = handle.read()
-        except FileNotFoundError:
-            if _mark_failed(product, name, "missing: the image file is missing from storage"):
-                outcome.failed.append(product.pk)
-            continue
-        todo.append((product, name, data))
-
-    if not todo:
-        return outcome
-    embedder = embedder_get()
-    for start in range(0, len(todo), embedder.batch_size):
-        chunk = todo[start : start + embedder.batch_size]
-        prepared = embedder.prepare_many([data for _, _, data in chunk])
-        good: list[tuple[Product, str, bytes, np.ndarray]] = []
-        for (product, name, data), item in zip(chunk, prepared, strict=True):
-            if item.error is not None:
-                message = f"{item.error.reason}: {item.error.message}"
-                logger.info("product %s rejected: %s", product.pk, message)
-                if _mark_failed(product, name, message):
-                    outcome.failed.append(product.pk)
-            else:
-                assert item.array is not None
-                good.append((product, name, data, item.array))
-        if not good:
-            continue
-        vectors = embedder.embed_arrays(np.stack([array for *_, array in good]))
-        now = timezone.now()
-        for (product, name, data, _), vector in zip(good, vectors, strict=True):
-            sha = sha256_hex(data)
-            # A ready product re-embedded only because the model or policy changed (same
-            # image) stays ready: its old list stays visible until the new one is written.
-            migrating = (
-                product.status == Product.Status.READY and product.embedded_image_sha256 == sha
-            )
-            fields: dict[str, object] = {"status": Product.Status.PROCESSING,
-                                         "status_changed_at": now}
-            written = Product.objects.filter(pk=product.pk, image=name).update(
-                vector=vector_to_bytes(vector),
-                vector_key=key,
-                image_sha256=sha,
-                embedded_image_sha256=sha,
-                error_message="",
-                **({} if migrating else fields),
-            )
-            if written:
-                outcome.embedded.append(product.pk)
+    jobs = _jobs(product_ids, key, outcome)
+    if jobs:
+        embedder = embedder_get()
+        for start in range(0, len(jobs), embedder.batch_size):
+            _embed_chunk(embedder, jobs[start : start + embedder.batch_size], key, outcome)
     return outcome
 
 
-def products_embed(*, product_ids: Sequence[int]) -> None:
+def products_embed(*, product_ids: Sequence[int]) -> EmbedOutcome:
     """Embed a batch, then queue the index task for every product that needs indexing."""
     outcome = products_embed_batch(product_ids=product_ids)
-    logger.info(
-        "embedded %d, already current %d, failed %d",
-        len(outcome.embedded), len(outcome.current), len(outcome.failed),
-    )
+    logger.info("embedded %(embedded)d, already current %(current)d, failed %(failed)d, "
+                "unknown %(unknown)d", outcome.counts())
+    if outcome.unknown:
+        warn_unknown(outcome.unknown, task="embed")
     queue.index_enqueue(product_ids=outcome.to_index, robust=False)
+    return outcome
+
+
+def warn_unknown(product_ids: Sequence[int], *, task: str) -> None:
+    """A task named products this database does not hold: say so, never a silent success."""
+    logger.warning(
+        "%s task: %d product(s) not in this deployment's database (%s, namespace %s): %s; "
+        "deleted since, or a task of another deployment sharing this broker",
+        task, len(product_ids), database_label(), settings.LOOKALIKE_NAMESPACE,
+        list(product_ids)[:20],
+    )

@@ -20,8 +20,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 
 from catalog.selectors_progress import products_existing_sha256
-from catalog.services.engine import image_limits, sha256_hex
 from catalog.services.products import image_validate, products_bulk_create
+from catalog.vectors import image_limits, sha256_hex
 from similarity.errors import ImageRejected
 
 logger = logging.getLogger(__name__)
@@ -172,6 +172,74 @@ def _batches(items: Sequence[ImportSource], size: int) -> Iterator[Sequence[Impo
         yield items[start : start + size]
 
 
+def _error_code(exc: ValidationError) -> str:
+    return str(getattr(exc, "code", None) or "invalid")
+
+
+@dataclass
+class _Importer:
+    """One import's state: the result so far and the hashes already taken in this import."""
+
+    name_pattern: str
+    skip_existing: bool
+    result: ImportResult = field(default_factory=ImportResult)
+    seen: set[str] = field(default_factory=set)
+
+    def reject(self, source: ImportSource, reason: str, message: str) -> None:
+        self.result.rejected.append(Rejection(source.label, reason, message))
+        logger.info("import: %s rejected (%s): %s", source.label, reason, message)
+
+    def load(self, batch: Sequence[ImportSource]) -> list[tuple[ImportSource, bytes, str]]:
+        """(source, bytes, sha256) of every source that could be read."""
+        loaded: list[tuple[ImportSource, bytes, str]] = []
+        for source in batch:
+            try:
+                data = source.load()
+            except ImageRejected as exc:
+                self.reject(source, exc.reason, exc.message)
+                continue
+            except OSError as exc:
+                self.reject(source, "unreadable", f"cannot read the file: {exc}")
+                continue
+            loaded.append((source, data, sha256_hex(data)))
+        return loaded
+
+    def validate(self, loaded: list[tuple[ImportSource, bytes, str]]
+                 ) -> list[tuple[ImportSource, ContentFile]]:
+        """The uploads to create: duplicates skipped (if asked), invalid images rejected."""
+        shas = [sha for *_, sha in loaded]
+        existing = products_existing_sha256(sha256s=shas) if self.skip_existing else set()
+        good: list[tuple[ImportSource, ContentFile]] = []
+        for source, data, sha in loaded:
+            if self.skip_existing and (sha in existing or sha in self.seen):
+                self.result.skipped.append(source.label)
+                continue
+            upload = ContentFile(data, name=source.filename)
+            try:
+                image_validate(upload)
+            except ValidationError as exc:
+                self.reject(source, _error_code(exc), exc.messages[0])
+                continue
+            self.seen.add(sha)
+            good.append((source, upload))
+        return good
+
+    def create(self, good: list[tuple[ImportSource, ContentFile]]) -> None:
+        """One bulk create per category (embedding queued on commit)."""
+        for category, group in groupby(good, key=lambda item: item[0].category):
+            members = list(group)
+            try:
+                products = products_bulk_create(
+                    files=[upload for _, upload in members], category=category,
+                    name_pattern=self.name_pattern,
+                )
+            except ValidationError as exc:  # validated above: only a race can get here
+                for source, _ in members:
+                    self.reject(source, _error_code(exc), "; ".join(exc.messages))
+                continue
+            self.result.product_ids.extend(p.pk for p in products)
+
+
 def products_import(
     *,
     sources: Sequence[ImportSource],
@@ -191,53 +259,9 @@ def products_import(
     name_pattern_check(name_pattern)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    result = ImportResult()
-    seen: set[str] = set()
-
-    def reject(source: ImportSource, reason: str, message: str) -> None:
-        result.rejected.append(Rejection(source.label, reason, message))
-        logger.info("import: %s rejected (%s): %s", source.label, reason, message)
-
+    importer = _Importer(name_pattern=name_pattern, skip_existing=skip_existing)
     for batch in _batches(sources, batch_size):
-        loaded: list[tuple[ImportSource, bytes, str]] = []
-        for source in batch:
-            try:
-                data = source.load()
-            except ImageRejected as exc:
-                reject(source, exc.reason, exc.message)
-                continue
-            except OSError as exc:
-                reject(source, "unreadable", f"cannot read the file: {exc}")
-                continue
-            loaded.append((source, data, sha256_hex(data)))
-
-        existing = products_existing_sha256(sha256s=[s for *_, s in loaded]) if skip_existing else set()
-        good: list[tuple[ImportSource, ContentFile]] = []
-        for source, data, sha in loaded:
-            if skip_existing and (sha in existing or sha in seen):
-                result.skipped.append(source.label)
-                continue
-            upload = ContentFile(data, name=source.filename)
-            try:
-                image_validate(upload)
-            except ValidationError as exc:
-                reject(source, str(getattr(exc, "code", None) or "invalid"), exc.messages[0])
-                continue
-            seen.add(sha)
-            good.append((source, upload))
-
-        for category, group in groupby(good, key=lambda item: item[0].category):
-            members = list(group)
-            try:
-                products = products_bulk_create(
-                    files=[upload for _, upload in members], category=category,
-                    name_pattern=name_pattern,
-                )
-            except ValidationError as exc:  # validated above: only a race can get here
-                for source, _ in members:
-                    reject(source, str(getattr(exc, "code", None) or "invalid"), "; ".join(exc.messages))
-                continue
-            result.product_ids.extend(p.pk for p in products)
+        importer.create(importer.validate(importer.load(batch)))
         if progress is not None:
-            progress(result)
-    return result
+            progress(importer.result)
+    return importer.result

@@ -26,21 +26,19 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from catalog.engine import SpaceStore, matrix_cached, matrix_remember, matrix_store
 from catalog.models import MAX_NEIGHBOURS, Product, ProductNeighbour
-from catalog.services.engine import (
-    matrix_cached,
-    matrix_remember,
-    matrix_store,
-    vector_from_bytes,
-    vector_key_current,
-)
+from catalog.services import queue
+from catalog.services.embedding import warn_unknown
 from catalog.services.locking import FencedLock, lock_name_for, writer_lock
-from catalog.services.space import PROJECTION_FILE, Space
+from catalog.space import PROJECTION_FILE, Space
+from catalog.vectors import vector_from_bytes, vector_key_current
 from similarity.batching import chunked
 from similarity.dedup import duplicate_groups
 from similarity.errors import MatrixError, MatrixFullError, StaleMatrixError
 from similarity.failpoints import failpoint
 from similarity.matrix import DistanceMatrix
+from similarity.runtime import EMBEDDING_DIM
 from similarity.store import ConcurrentWriterError, MatrixStore
 
 logger = logging.getLogger(__name__)
@@ -52,39 +50,30 @@ _ATTEMPTS = 3
 _COLLAPSE_CANDIDATES = 3 * MAX_NEIGHBOURS
 
 
-def lock_timeout() -> float:
-    return float(getattr(settings, "LOOKALIKE_INDEX_LOCK_TIMEOUT", 600))
-
-
 @contextlib.contextmanager
-def index_writer(store: MatrixStore) -> Iterator[FencedLock]:
-    """The single-writer section for ``store``: Redis lock + fencing token, then its flock.
+def index_writer(target: SpaceStore) -> Iterator[FencedLock]:
+    """The single-writer section for ``target``: Redis lock + fencing token, then its flock.
 
-    Inside, ``store.fence`` is the lock's check, so every file the store publishes is fenced;
-    callers pass ``lock.check`` as ``fence`` to ``neighbours_sync`` too.
+    Inside, the store's ``fence`` is the lock's check, so every file the store publishes is
+    fenced; callers pass ``lock.check`` as ``fence`` to ``neighbours_sync`` too. A rebuild may
+    have stored a new projection while this writer waited for the lock: the target follows
+    the space stored now (never writing a matrix of the previous projection).
     """
+    store = target.store
+    timeout = settings.LOOKALIKE_INDEX_LOCK_TIMEOUT
     failpoint("index.acquire")
-    with writer_lock(lock_name_for(store.directory), blocking_timeout=lock_timeout()) as lock:
+    with writer_lock(lock_name_for(store.directory), blocking_timeout=timeout) as lock:
         failpoint("index.locked")
-        with store.lock(timeout=lock_timeout()):
-            _follow_space(store)
+        with store.lock(timeout=timeout):
+            now = matrix_store()
+            if (now.store.meta, now.store.dim) != (store.meta, store.dim):
+                target.follow(now)
             store.fence = lock.check
             try:
                 yield lock
             finally:
                 store.fence = None
         failpoint("index.unlocked")
-
-
-def _follow_space(store: MatrixStore) -> None:
-    """A rebuild may have stored a new projection while this writer waited for the lock:
-    write in the space stored now (never a matrix of the previous projection)."""
-    if _space(store) is None:
-        return
-    now = matrix_store()
-    if now.meta != store.meta or now.dim != store.dim:
-        store.meta, store.dim = now.meta, now.dim
-        store.space = now.space  # type: ignore[attr-defined]
 
 
 def indexable_products() -> QuerySet[Product]:
@@ -116,15 +105,16 @@ def _keepable_ids(ids: Iterable[int] | None = None) -> set[int]:
 def indexable_vectors(
     ids: Collection[int] | None = None, *, space: Space | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(ids int64, vectors float32 N x 1280) of indexable products, by id; with ``space``,
+    """(ids int64, vectors float32 N x EMBEDDING_DIM) of indexable products, by id; with ``space``,
     the vectors are mapped into it (N x space.dim, its stored projection)."""
     out_ids: list[int] = []
     out_vecs: list[np.ndarray] = []
 
-    def take(qs: Iterable[tuple[int, bytes]]) -> None:
+    def take(qs: Iterable[tuple[int, bytes | memoryview | None]]) -> None:
         for pk, vector in qs:
-            out_ids.append(pk)
-            out_vecs.append(vector_from_bytes(vector))
+            if vector is not None:  # indexable products always have one
+                out_ids.append(pk)
+                out_vecs.append(vector_from_bytes(vector))
 
     base = indexable_products().order_by("pk").values_list("pk", "vector")
     if ids is None:
@@ -132,14 +122,10 @@ def indexable_vectors(
     else:
         for chunk in chunked(sorted(set(ids)), _CHUNK):
             take(base.filter(pk__in=chunk))
-    vecs = np.stack(out_vecs) if out_vecs else np.empty((0, 1280), np.float32)
+    vecs = np.stack(out_vecs) if out_vecs else np.empty((0, EMBEDDING_DIM), np.float32)
     if space is not None:
         vecs = space.apply(vecs)
     return np.asarray(out_ids, dtype=np.int64), vecs
-
-
-def _space(store: MatrixStore) -> Space | None:
-    return getattr(store, "space", None)
 
 
 def existing_ids() -> set[int]:
@@ -157,12 +143,13 @@ def _quarantine(store: MatrixStore) -> Path:
     return aside
 
 
-def matrix_open(store: MatrixStore) -> DistanceMatrix:
+def matrix_open(target: SpaceStore) -> DistanceMatrix:
     """This process's matrix, brought up to date with the disk (call under the lock).
 
     The matrix is derived data: if the files are stale (other weights, policy, metric) or
     unreadable, it is rebuilt from the vectors in the database.
     """
+    store = target.store
     matrix = matrix_cached(store)
     try:
         if matrix is None:
@@ -174,16 +161,14 @@ def matrix_open(store: MatrixStore) -> DistanceMatrix:
     except StaleMatrixError as exc:
         logger.warning("matrix in %s is stale (%s): rebuilding from the database",
                        store.directory, exc)
-        matrix = store.rebuild(*indexable_vectors(space=_space(store)))
+        matrix = store.rebuild(*indexable_vectors(space=target.space))
         # Products embedded by the old model are left out until re-embedded: do it now.
-        from catalog.services import queue
-
         queue.rebuild_enqueue(trigger="stale-matrix")
     except MatrixError as exc:
         aside = _quarantine(store)
         logger.error("matrix in %s unreadable (%s): files moved to %s, rebuilding from the "
                      "database", store.directory, exc, aside)
-        matrix = store.rebuild(*indexable_vectors(space=_space(store)))
+        matrix = store.rebuild(*indexable_vectors(space=target.space))
     matrix_remember(store, matrix)
     return matrix
 
@@ -216,7 +201,7 @@ def _wanted_lists(
 ) -> dict[int, Neighbours]:
     """Each existing product's top-10 from the matrix, skipping neighbours gone from the DB."""
     wanted: dict[int, Neighbours] = {}
-    collapsing = bool(getattr(settings, "LOOKALIKE_COLLAPSE_DUPLICATES", False))
+    collapsing = settings.LOOKALIKE_COLLAPSE_DUPLICATES
     product_ids = list(product_ids)
     migrating = _awaiting_reembed([pid for pid in product_ids if pid not in matrix])
     for pid in product_ids:
@@ -249,7 +234,7 @@ def _collapse_duplicates(wanted: dict[int, Neighbours]) -> None:
     candidates = sorted({nid for lst in wanted.values() for nid, _ in lst})
     if not candidates:
         return
-    rows: dict[int, tuple[str, bytes]] = {}
+    rows: dict[int, tuple[str, bytes | memoryview | None]] = {}
     for chunk in chunked(candidates, _CHUNK):
         rows.update(
             (pk, (sha, vector)) for pk, sha, vector in Product.objects.filter(
@@ -259,7 +244,7 @@ def _collapse_duplicates(wanted: dict[int, Neighbours]) -> None:
     known = [pid for pid in candidates if pid in rows]
     position = {pid: i for i, pid in enumerate(known)}
     groups = (
-        duplicate_groups(np.stack([vector_from_bytes(rows[pid][1]) for pid in known]),
+        duplicate_groups(np.stack([vector_from_bytes(rows[pid][1] or b"") for pid in known]),
                          float(settings.LOOKALIKE_DUPLICATE_THRESHOLD))
         if known else np.empty(0, np.int64)
     )
@@ -403,6 +388,26 @@ def _mark_full(ids: Iterable[int], exc: MatrixFullError) -> None:
     )
 
 
+def _apply_plan(store: MatrixStore, matrix: DistanceMatrix, plan: _Plan) -> tuple[set[int], set[int]]:
+    """Publish the plan's upsert and removal; (ids whose list may have changed, ids upserted).
+
+    Products that do not fit (``MatrixFullError``) are marked failed and taken out.
+    """
+    changed: set[int] = set()
+    upserted: set[int] = set()
+    if plan.upsert_ids.size:
+        try:
+            changed |= store.upsert(matrix, plan.upsert_ids, plan.upsert_vectors)
+            upserted = set(plan.upsert_ids.tolist())
+        except MatrixFullError as exc:
+            logger.error("cannot index %s: %s", plan.upsert_ids.tolist(), exc)
+            _mark_full(plan.upsert_ids.tolist(), exc)
+            plan.remove_ids |= set(plan.upsert_ids.tolist()) & set(matrix.ids.tolist())
+    if plan.remove_ids:
+        changed |= store.remove(matrix, sorted(plan.remove_ids))
+    return changed, upserted
+
+
 def index_apply(*, product_ids: Iterable[int]) -> set[int]:
     """Bring the given products' place in the matrix and every affected list up to date.
 
@@ -412,25 +417,17 @@ def index_apply(*, product_ids: Iterable[int]) -> set[int]:
     mark the indexed products ready. Returns the ids whose stored list was rewritten.
     """
     asked = {int(pid) for pid in product_ids}
-    store = matrix_store()
-    with index_writer(store) as lock:
-        matrix = matrix_open(store)
+    target = matrix_store()
+    with index_writer(target) as lock:
+        matrix = matrix_open(target)
         to_sync: set[int] = set()
         upserted: set[int] = set()
         for attempt in range(_ATTEMPTS):
             existing = existing_ids()
-            plan = _plan(matrix, asked, existing, _space(store))
-            if plan.upsert_ids.size:
-                try:
-                    to_sync |= store.upsert(matrix, plan.upsert_ids, plan.upsert_vectors)
-                    upserted |= set(plan.upsert_ids.tolist())
-                except MatrixFullError as exc:
-                    logger.error("cannot index %s: %s", plan.upsert_ids.tolist(), exc)
-                    _mark_full(plan.upsert_ids.tolist(), exc)
-                    plan.remove_ids |= set(plan.upsert_ids.tolist()) & set(matrix.ids.tolist())
-            if plan.remove_ids:
-                to_sync |= store.remove(matrix, sorted(plan.remove_ids))
-            to_sync |= upserted | (plan.remove_ids & existing)
+            plan = _plan(matrix, asked, existing, target.space)
+            changed, added = _apply_plan(target.store, matrix, plan)
+            upserted |= added
+            to_sync |= changed | upserted | (plan.remove_ids & existing)
             to_sync |= lists_touching(matrix, upserted | plan.remove_ids)
             failpoint("index.before_neighbours")
             try:
@@ -445,6 +442,24 @@ def index_apply(*, product_ids: Iterable[int]) -> set[int]:
             products_mark_ready(upserted, fence=lock.check)
             return rewritten
     return set()  # pragma: no cover - the loop returns or raises
+
+
+def index_apply_counted(*, product_ids: Iterable[int]) -> dict[str, int]:
+    """``index_apply`` for the index task: also warns about, and counts, products this
+    deployment's database does not hold (deleted since, or a stranger's task)."""
+    asked = sorted({int(pid) for pid in product_ids})
+    present = existing_ids_among(asked)
+    unknown = [pid for pid in asked if pid not in present]
+    if unknown:
+        warn_unknown(unknown, task="index")
+    return {"lists_rewritten": len(index_apply(product_ids=asked)), "unknown": len(unknown)}
+
+
+def existing_ids_among(ids: Iterable[int]) -> set[int]:
+    found: set[int] = set()
+    for chunk in chunked(sorted(set(ids)), _CHUNK):
+        found.update(Product.objects.filter(pk__in=chunk).values_list("pk", flat=True))
+    return found
 
 
 def products_mark_ready(ids: Collection[int], *, fence: Fence | None = None) -> None:
@@ -476,17 +491,18 @@ def index_repair() -> dict[str, int]:
     not be there are removed, and every stored list that differs from the matrix is
     rewritten. Cheap compared with a rebuild: no distance is recomputed from scratch.
     """
-    store = matrix_store()
-    with index_writer(store) as lock:
+    target = matrix_store()
+    store = target.store
+    with index_writer(target) as lock:
         store.cleanup_temp()  # temp files of writers that crashed
-        matrix = matrix_open(store)
+        matrix = matrix_open(target)
         in_matrix = set(matrix.ids.tolist())
         indexable = set(indexable_products().values_list("pk", flat=True))
         keep = _keepable_ids()
         missing = indexable - in_matrix
         extra = in_matrix - keep
         if missing:
-            ids, vecs = indexable_vectors(missing, space=_space(store))
+            ids, vecs = indexable_vectors(missing, space=target.space)
             store.upsert(matrix, ids, vecs)
         if extra:
             store.remove(matrix, sorted(extra))

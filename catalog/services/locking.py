@@ -13,8 +13,8 @@ Lua script, verifies that the lock is still held by this writer **and** that its
 still the newest one drawn, and renews the TTL; otherwise it raises ``LockLostError`` and the
 writer aborts without writing (the task is retried; every write is idempotent).
 
-The lock lives in the Redis given by ``LOOKALIKE_LOCK_URL`` (a setting or environment
-variable), by default the Celery broker's.
+The lock lives in the Redis given by the ``LOOKALIKE_LOCK_URL`` setting, by default the Celery
+broker's.
 """
 
 from __future__ import annotations
@@ -64,20 +64,12 @@ class LockTimeoutError(RuntimeError):
 
 
 def lock_url() -> str:
-    return (
-        getattr(settings, "LOOKALIKE_LOCK_URL", "")
-        or os.environ.get("LOOKALIKE_LOCK_URL", "")
-        or settings.CELERY_BROKER_URL
-    )
+    return settings.LOOKALIKE_LOCK_URL or settings.CELERY_BROKER_URL
 
 
 def lock_ttl() -> float:
     """Seconds a lock outlives its holder's last renewal (the watchdog renews every TTL/3)."""
-    return float(
-        getattr(settings, "LOOKALIKE_INDEX_LOCK_TTL", 0)
-        or os.environ.get("LOOKALIKE_INDEX_LOCK_TTL", "")
-        or 30
-    )
+    return float(settings.LOOKALIKE_INDEX_LOCK_TTL)
 
 
 def redis_client(url: str | None = None) -> redis.Redis:
@@ -119,8 +111,9 @@ class FencedLock:
         self._lost = False
 
     @property
-    def _lock_token(self) -> bytes | None:
-        return self._lock.local.token
+    def _lock_token(self) -> bytes:
+        # Before acquire (or after release) no token: b"" matches no holder, so scripts refuse.
+        return self._lock.local.token or b""
 
     def acquire(self) -> int:
         """Block until the lock is ours (or raise ``LockTimeoutError``); return the token."""

@@ -20,7 +20,7 @@ from PIL import Image
 
 from catalog.models import Product
 from catalog.services import queue
-from catalog.services.engine import image_limits, sha256_hex
+from catalog.vectors import image_limits, sha256_hex
 from similarity.errors import ImageRejected
 from similarity.images import load_image
 
@@ -130,18 +130,9 @@ def product_create(*, name: str, category: str, image: File, slug: str | None = 
 
 
 @transaction.atomic
-def product_update(
-    *,
-    product: Product,
-    name: str | None = None,
-    category: str | None = None,
-    image: File | None = None,
-    slug: str | None = None,
-) -> Product:
-    """Change fields; new image bytes make the product pending again and queue it.
-
-    Re-saving the same bytes changes nothing about the image and queues nothing.
-    """
+def _set_text_fields(product: Product, *, name: str | None, category: str | None,
+                     slug: str | None) -> list[str]:
+    """Set the given text fields that differ; return their names."""
     fields: list[str] = []
     if name is not None and name != product.name:
         product.name = name[:_NAME_MAX]
@@ -154,20 +145,41 @@ def product_update(
             raise ValidationError(f"the slug {slug!r} is already used", code="slug_taken")
         product.slug = slug
         fields.append("slug")
-    image_changed = False
-    if image is not None:
-        checked = _check(image)
-        if checked.sha256 != product.image_sha256:
-            old_name, storage = product.image.name, product.image.storage
-            product.image.save(f"upload{checked.suffix}", ContentFile(checked.data), save=False)
-            product.image_sha256 = checked.sha256
-            product.status = Product.Status.PENDING
-            product.error_message = ""
-            product.status_changed_at = timezone.now()
-            fields += ["image", "image_sha256", "status", "error_message", "status_changed_at"]
-            image_changed = True
-            if old_name and old_name != product.image.name:
-                _delete_file_on_commit(storage, old_name)
+    return fields
+
+
+def _set_image(product: Product, image: File) -> bool:
+    """Store new image bytes and make the product pending; False if the bytes are the same."""
+    checked = _check(image)
+    if checked.sha256 == product.image_sha256:
+        return False
+    old_name, storage = product.image.name, product.image.storage
+    product.image.save(f"upload{checked.suffix}", ContentFile(checked.data), save=False)
+    product.image_sha256 = checked.sha256
+    product.status = Product.Status.PENDING
+    product.error_message = ""
+    product.status_changed_at = timezone.now()
+    if old_name and old_name != product.image.name:
+        _delete_file_on_commit(storage, old_name)
+    return True
+
+
+def product_update(
+    *,
+    product: Product,
+    name: str | None = None,
+    category: str | None = None,
+    image: File | None = None,
+    slug: str | None = None,
+) -> Product:
+    """Change fields; new image bytes make the product pending again and queue it.
+
+    Re-saving the same bytes changes nothing about the image and queues nothing.
+    """
+    fields = _set_text_fields(product, name=name, category=category, slug=slug)
+    image_changed = image is not None and _set_image(product, image)
+    if image_changed:
+        fields += ["image", "image_sha256", "status", "error_message", "status_changed_at"]
     if fields:
         product.full_clean(exclude=["image"], validate_unique=False)
         product.save(update_fields=[*fields, "updated_at"])
@@ -187,7 +199,7 @@ def products_delete(*, product_ids: Sequence[int]) -> int:
     """Delete many products (admin bulk delete); returns how many existed."""
     doomed = list(Product.objects.filter(pk__in=list(product_ids)))
     for product in doomed:
-        storage, name = product.image.storage, product.image.name
+        storage, name = product.image.storage, product.image.name or ""
         product.delete()
         _delete_file_on_commit(storage, name)
     queue.remove_enqueue(product_ids=[p for p in product_ids if p is not None])

@@ -17,17 +17,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 
+from catalog.task_names import EMBED, INDEX, REBUILD, REMOVE
 from similarity.batching import chunked
 
 logger = logging.getLogger(__name__)
-
-EMBED = "workers.tasks.embed_products"
-INDEX = "workers.tasks.index_products"
-REMOVE = "workers.tasks.remove_products"
-REBUILD = "workers.tasks.rebuild_similarity"
 
 
 @dataclass(frozen=True)
@@ -43,22 +40,16 @@ class TaskSend:
         object.__setattr__(self, "__qualname__", f"TaskSend({self.task})")
 
     def __call__(self) -> None:
-        from workers.app import app
-
         copies = 1 + duplicate_sends()
         task_id = str(uuid.uuid4())
         for _ in range(copies):
-            app.send_task(self.task, kwargs=self.kwargs, task_id=task_id)
+            current_app.send_task(self.task, kwargs=self.kwargs, task_id=task_id)
         logger.debug("queued %s %s", self.task, self.kwargs)
 
 
 def duplicate_sends() -> int:
     """Extra copies of every task to send (test hook, 0 unless the environment says)."""
     return max(0, int(os.environ.get("LOOKALIKE_TEST_DUPLICATE_SENDS", "0") or 0))
-
-
-def embed_batch_size() -> int:
-    return int(getattr(settings, "LOOKALIKE_EMBED_BATCH", 32))
 
 
 def _send(task: str, *, robust: bool, **kwargs: Any) -> None:
@@ -68,7 +59,7 @@ def _send(task: str, *, robust: bool, **kwargs: Any) -> None:
 def embed_enqueue(*, product_ids: Iterable[int], robust: bool = True) -> None:
     """Queue embedding in batches (one task per ``LOOKALIKE_EMBED_BATCH`` products)."""
     ids = sorted(set(product_ids))
-    for chunk in chunked(ids, embed_batch_size()):
+    for chunk in chunked(ids, settings.LOOKALIKE_EMBED_BATCH):
         _send(EMBED, robust=robust, product_ids=chunk)
 
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from catalog import broker, task_names
+from catalog.engine import matrix_remember, matrix_store
 from catalog.models import Product, RebuildRun
 from catalog.services import queue
 from catalog.services.embedding import products_embed_batch
-from catalog.services.engine import matrix_remember, matrix_store, vector_key_current
 from catalog.services.indexing import (
     existing_ids,
     index_repair,
@@ -22,7 +24,9 @@ from catalog.services.indexing import (
     neighbours_sync_chunked,
     products_mark_ready,
 )
-from catalog.services.space import projection_refit
+from catalog.space import projection_refit
+from catalog.vectors import vector_key_current
+from similarity.matrix import DistanceMatrix
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +57,67 @@ def stale_products() -> list[int]:
 
 
 
+Report = Callable[..., None]
+
+
+@dataclass
+class _Rebuilt:
+    stale: int = 0
+    failed: int = 0
+    indexed: int = 0
+    rewritten: int = 0
+
+    def message(self) -> str:
+        return (
+            f"re-embedded {self.stale - self.failed} stale product(s) ({self.failed} failed); "
+            f"matrix of {self.indexed} product(s); {self.rewritten} list(s) rewritten"
+        )
+
+
+def _reembed_stale(report: Report, result: _Rebuilt) -> None:
+    stale = stale_products()
+    result.stale = len(stale)
+    report(step="embed", done=0, total=len(stale))
+    for start in range(0, len(stale), _EMBED_CHUNK):
+        outcome = products_embed_batch(product_ids=stale[start : start + _EMBED_CHUNK])
+        result.failed += len(outcome.failed)
+        report(done=min(start + _EMBED_CHUNK, len(stale)))
+
+
+def _categories() -> dict[int, str]:
+    return dict(Product.objects.exclude(category="").values_list("pk", "category"))
+
+
+def _rebuild_matrix(report: Report, fence: Callable[[], None]) -> DistanceMatrix:
+    """Refit the projection (lda-blend space: here and only here), then build the matrix in
+    the new space (its meta records the projection key) and publish it under the fence."""
+    ids, vectors = indexable_vectors()
+    report(step="matrix", done=0, total=int(ids.size))
+    space = projection_refit(ids, vectors, _categories(), vector_key_current())
+    target = matrix_store(space)
+    target.store.fence = fence
+    matrix = target.store.rebuild(ids, space.apply(vectors))
+    matrix_remember(target.store, matrix)
+    report(done=int(ids.size))
+    return matrix
+
+
+def _rewrite_lists(report: Report, matrix: DistanceMatrix, fence: Callable[[], None]) -> int:
+    existing = existing_ids()
+    report(step="neighbours", done=0, total=len(existing))
+    rewritten = neighbours_sync_chunked(
+        matrix=matrix, product_ids=sorted(existing), existing=existing,
+        progress=lambda done, total: report(done=done, total=total), fence=fence,
+    )
+    products_mark_ready(set(matrix.ids.tolist()), fence=fence)
+    return len(rewritten)
+
+
+def _finish(run: RebuildRun, state: str, message: str, fields: list[str]) -> None:
+    run.state, run.message, run.finished_at = state, message, timezone.now()
+    run.save(update_fields=[*fields, "state", "message", "finished_at"])
+
+
 def similarity_rebuild(
     *, trigger: str = "beat", progress: Callable[[str, int, int], None] | None = None
 ) -> RebuildRun:
@@ -72,51 +137,18 @@ def similarity_rebuild(
         if progress is not None:
             progress(run.step, run.done, run.total)
 
+    result = _Rebuilt()
     try:
-        stale = stale_products()
-        report(step="embed", done=0, total=len(stale))
-        failed = 0
-        for start in range(0, len(stale), _EMBED_CHUNK):
-            outcome = products_embed_batch(product_ids=stale[start : start + _EMBED_CHUNK])
-            failed += len(outcome.failed)
-            report(done=min(start + _EMBED_CHUNK, len(stale)))
-
+        _reembed_stale(report, result)
         with index_writer(matrix_store()) as lock:
-            ids, vectors = indexable_vectors()
-            report(step="matrix", done=0, total=int(ids.size))
-            # The projection (lda-blend space) is refitted here and only here; the matrix is
-            # then built in the new space (its meta records the projection key).
-            space = projection_refit(ids, vectors, vector_key_current())
-            store = matrix_store(space)
-            store.fence = lock.check
-            matrix = store.rebuild(ids, space.apply(vectors))
-            matrix_remember(store, matrix)
-            report(done=int(ids.size))
-
-            existing = existing_ids()
-            report(step="neighbours", done=0, total=len(existing))
-            rewritten = neighbours_sync_chunked(
-                matrix=matrix,
-                product_ids=sorted(existing),
-                existing=existing,
-                progress=lambda done, total: report(done=done, total=total),
-                fence=lock.check,
-            )
-            products_mark_ready(set(ids.tolist()), fence=lock.check)
-        run.state = RebuildRun.State.DONE
-        run.step = "done"
-        run.message = (
-            f"re-embedded {len(stale) - failed} stale product(s) ({failed} failed); "
-            f"matrix of {ids.size} product(s); {len(rewritten)} list(s) rewritten"
-        )
+            matrix = _rebuild_matrix(report, lock.check)
+            result.indexed = len(matrix)
+            result.rewritten = _rewrite_lists(report, matrix, lock.check)
     except Exception as exc:
-        run.state = RebuildRun.State.FAILED
-        run.message = f"{type(exc).__name__}: {exc}"
-        run.finished_at = timezone.now()
-        run.save(update_fields=["state", "message", "finished_at"])
+        _finish(run, RebuildRun.State.FAILED, f"{type(exc).__name__}: {exc}", [])
         raise
-    run.finished_at = timezone.now()
-    run.save(update_fields=["state", "step", "message", "finished_at"])
+    run.step = "done"
+    _finish(run, RebuildRun.State.DONE, result.message(), ["step"])
     logger.info("rebuild %s: %s", run.pk, run.message)
     return run
 
@@ -126,27 +158,61 @@ def similarity_rebuild_enqueue(*, trigger: str = "admin") -> None:
     queue.rebuild_enqueue(trigger=trigger)
 
 
-def products_requeue_stuck(*, stuck_after: int | None = None) -> dict[str, int]:
-    """Re-queue products left pending or processing for longer than the threshold.
-
-    Their ``status_changed_at`` is touched, so one lost task causes one re-queue per
-    threshold period, not one per sweep.
-    """
-    seconds = settings.LOOKALIKE_STUCK_AFTER_SECONDS if stuck_after is None else stuck_after
-    cutoff = timezone.now() - timedelta(seconds=seconds)
-    stuck = Product.objects.filter(
+def _stuck_since(cutoff: datetime) -> QuerySet[Product]:
+    return Product.objects.filter(
         status__in=[Product.Status.PENDING, Product.Status.PROCESSING],
         status_changed_at__lt=cutoff,
     )
-    ids = list(stuck.order_by("pk").values_list("pk", flat=True))
+
+
+def _requeue(cutoff: datetime, *, why: str) -> list[int]:
+    """Re-queue products stuck since before ``cutoff``, touching ``status_changed_at`` so one
+    lost task causes one re-queue per period, not one per sweep."""
+    ids = list(_stuck_since(cutoff).order_by("pk").values_list("pk", flat=True))
     if ids:
-        Product.objects.filter(pk__in=ids, status_changed_at__lt=cutoff).update(
-            status_changed_at=timezone.now()
-        )
+        _stuck_since(cutoff).filter(pk__in=ids).update(status_changed_at=timezone.now())
         # The embed task skips products whose vector is current and queues their indexing.
         queue.embed_enqueue(product_ids=ids, robust=False)
-        logger.warning("re-queued %d stuck product(s): %s", len(ids), ids[:20])
-    return {"requeued": len(ids)}
+        logger.warning("re-queued %d %s product(s): %s", len(ids), why, ids[:20])
+    return ids
+
+
+def products_requeue_stuck(*, stuck_after: int | None = None) -> dict[str, int]:
+    """Re-queue products left pending or processing for longer than the threshold
+    (``LOOKALIKE_STUCK_AFTER_SECONDS``), whatever the broker says: the slow safety net."""
+    seconds = settings.LOOKALIKE_STUCK_AFTER_SECONDS if stuck_after is None else stuck_after
+    return {"requeued": len(_requeue(timezone.now() - timedelta(seconds=seconds), why="stuck"))}
+
+
+def pipeline_busy(*, ignore_task: str = task_names.SWEEP_LOST) -> str | None:
+    """Why the pipeline is not idle (messages waiting, a worker running or holding a task),
+    or None when it is: then a product still pending was lost, not waiting its turn."""
+    waiting = {name: n for name, n in broker.queue_lengths().items() if n}
+    if waiting:
+        return f"queued: {waiting}"
+    for worker in broker.workers_state():
+        running = [name for name in worker.active if name != ignore_task]
+        if running or worker.reserved:
+            return f"worker {worker.name} busy: {running or [f'{worker.reserved} reserved']}"
+    return None
+
+
+def products_requeue_lost(*, stuck_after: int | None = None) -> dict[str, int]:
+    """The fast sweep: products pending or processing for ``LOOKALIKE_IDLE_STUCK_SECONDS``
+    while every queue is empty and every worker idle lost their task: re-queue them now.
+
+    Products merely waiting behind a long import are left alone (the queues are not empty
+    or a worker is busy).
+    """
+    seconds = settings.LOOKALIKE_IDLE_STUCK_SECONDS if stuck_after is None else stuck_after
+    cutoff = timezone.now() - timedelta(seconds=seconds)
+    if not _stuck_since(cutoff).exists():
+        return {"requeued": 0, "busy": 0}
+    busy = pipeline_busy()
+    if busy is not None:
+        logger.info("products pending, but the pipeline is busy (%s): not re-queuing", busy)
+        return {"requeued": 0, "busy": 1}
+    return {"requeued": len(_requeue(cutoff, why="lost")), "busy": 0}
 
 
 def reconcile(*, stuck_after: int | None = None) -> dict[str, int]:

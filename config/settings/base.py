@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
+
+from catalog.task_names import QUEUE_OF
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 DATA_DIR = Path(os.environ.get("LOOKALIKE_DATA_DIR", BASE_DIR / "var")).resolve()
@@ -114,9 +119,33 @@ LOOKALIKE_METRIC = os.environ.get("LOOKALIKE_METRIC", "euclidean")
 LOOKALIKE_COLLAPSE_DUPLICATES = env_bool("LOOKALIKE_COLLAPSE_DUPLICATES", False)
 LOOKALIKE_DUPLICATE_THRESHOLD = float(os.environ.get("LOOKALIKE_DUPLICATE_THRESHOLD", 0.01))
 LOOKALIKE_MAX_ITEMS = int(os.environ.get("LOOKALIKE_MAX_ITEMS", 20_000))
-LOOKALIKE_NEIGHBOURS = 10
+# Products per embed task, and how many files one admin bulk upload may hold.
+LOOKALIKE_EMBED_BATCH = int(os.environ.get("LOOKALIKE_EMBED_BATCH", 32))
+LOOKALIKE_BULK_MAX_FILES = int(os.environ.get("LOOKALIKE_BULK_MAX_FILES", 500))
+# The index writer's Redis lock (catalog/services/locking.py): where it lives ("" = the
+# broker's Redis), how long it outlives a dead holder, how long a writer waits for it.
+LOOKALIKE_LOCK_URL = os.environ.get("LOOKALIKE_LOCK_URL", "")
+LOOKALIKE_INDEX_LOCK_TTL = float(os.environ.get("LOOKALIKE_INDEX_LOCK_TTL", 30))
+LOOKALIKE_INDEX_LOCK_TIMEOUT = float(os.environ.get("LOOKALIKE_INDEX_LOCK_TIMEOUT", 600))
 LOOKALIKE_STUCK_AFTER_SECONDS = int(os.environ.get("LOOKALIKE_STUCK_AFTER_SECONDS", 15 * 60))
 LOOKALIKE_SEARCH_RATE = os.environ.get("LOOKALIKE_SEARCH_RATE", "30/m")
+
+
+
+def default_namespace(database: Mapping[str, Any]) -> str:
+    """A deployment is its database: two checkouts (their own SQLite files) or two PostgreSQL
+    databases get different namespaces on one Redis without configuration."""
+    where = "|".join(str(database.get(key) or "") for key in ("ENGINE", "HOST", "PORT", "NAME"))
+    return "lookalike-" + hashlib.sha256(where.encode()).hexdigest()[:10]
+
+
+# Every Redis key of this deployment's broker (queues, unacked messages, worker control)
+# starts with "<namespace>:": deployments sharing a Redis never take each other's tasks.
+LOOKALIKE_NAMESPACE = os.environ.get("LOOKALIKE_NAMESPACE") or default_namespace(DATABASES["default"])
+# Products pending or processing this long while the queues are empty and every worker is
+# idle were lost: the idle sweep (beat, every LOOKALIKE_IDLE_SWEEP_SECONDS) re-queues them.
+LOOKALIKE_IDLE_STUCK_SECONDS = int(os.environ.get("LOOKALIKE_IDLE_STUCK_SECONDS", 30))
+LOOKALIKE_IDLE_SWEEP_SECONDS = int(os.environ.get("LOOKALIKE_IDLE_SWEEP_SECONDS", 30))
 
 # Celery (section 7 of the design notes: at-least-once, long CPU tasks, separate queues).
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
@@ -125,15 +154,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "embed"
-CELERY_TASK_ROUTES = {
-    "workers.tasks.embed_products": {"queue": "embed"},
-    "workers.tasks.index_products": {"queue": "index"},
-    "workers.tasks.remove_products": {"queue": "index"},
-    "workers.tasks.rebuild_similarity": {"queue": "index"},
-    "workers.tasks.reconcile": {"queue": "index"},
-}
+CELERY_TASK_ROUTES = {name: {"queue": queue} for name, queue in QUEUE_OF.items()}
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 3600)),
+    "global_keyprefix": f"{LOOKALIKE_NAMESPACE}:",
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE

@@ -19,7 +19,7 @@ from django.utils.text import slugify
 from PIL import Image
 
 from catalog.models import Product, ProductNeighbour
-from catalog.services.engine import vector_key_current
+from catalog.vectors import vector_key_current
 
 _counter = itertools.count(1)
 

@@ -78,7 +78,7 @@ def search_brute_force(vector: np.ndarray, k: int = K) -> list[tuple[int, float]
 
 def embed_query(data: bytes) -> np.ndarray:
     """The query's vector from the model (the ranking above is done independently, by numpy)."""
-    from catalog.services.engine import embedder_get
+    from catalog.engine import embedder_get
 
     return embedder_get().embed(data)
 

@@ -135,7 +135,7 @@ def problems(expected: int | None = None) -> list[str]:
     min(10, N-1) neighbours each; every list equal to a brute-force recomputation (numpy, from
     the vectors in the database).
     """
-    from catalog.services.engine import matrix_store
+    from catalog.engine import matrix_store
 
     products = Product.objects.all()
     n = products.count()
@@ -145,7 +145,7 @@ def problems(expected: int | None = None) -> list[str]:
     if not_ready:
         return [f"{len(not_ready)} not ready: {not_ready[:5]}"]
     ready = set(products.values_list("pk", flat=True))
-    matrix = matrix_store().load()
+    matrix = matrix_store().store.load()
     ids = set(matrix.ids.tolist())
     if ids != ready:
         return [f"matrix ids != ready ids: missing {sorted(ready - ids)[:5]}, "

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from catalog.models import Product, ProductNeighbour, RebuildRun
-from catalog.services.engine import vector_key_current
 from catalog.services.products import (
     product_create,
     product_delete,
     product_update,
     products_bulk_create,
 )
+from catalog.vectors import vector_key_current
 from tests.pipeline.helpers import K, fashion_images, neighbour_mismatches, settled, upload, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

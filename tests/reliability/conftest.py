@@ -249,7 +249,7 @@ def harness(transactional_db, reliability_redis, data_dir, model_path, lookalike
     is SIGKILLed at the end (before the database is flushed)."""
     from django.db import connection
 
-    from catalog.services import engine
+    from catalog import engine
     from workers.app import app
 
     if reliability_redis.proc.poll() is not None:  # a test left it dead
@@ -268,6 +268,7 @@ def harness(transactional_db, reliability_redis, data_dir, model_path, lookalike
         "MEDIA_ROOT": str(lookalike_storage_dirs["MEDIA_ROOT"]),
         "LOOKALIKE_MATRIX_DIR": str(matrix_dir),
         "CELERY_BROKER_URL": broker,
+        "LOOKALIKE_NAMESPACE": settings.LOOKALIKE_NAMESPACE,
         "LOOKALIKE_LOCK_URL": reliability_redis.url(1),
         "LOOKALIKE_INDEX_LOCK_TTL": str(LOCK_TTL),
         "LOOKALIKE_STUCK_AFTER_SECONDS": str(STUCK_AFTER),

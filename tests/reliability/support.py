@@ -14,7 +14,7 @@ __all__ = ["K", "fashion_images", "files_problems", "problems", "settled", "uplo
 def files_problems(directory: Path) -> list[str]:
     """Every .npz in ``directory`` must load, member by member, with allow_pickle=False, and the
     store must load from them."""
-    from catalog.services.engine import matrix_store
+    from catalog.engine import matrix_store
 
     out = []
     for path in sorted(directory.glob("*.npz")):
@@ -25,7 +25,7 @@ def files_problems(directory: Path) -> list[str]:
         except Exception as exc:
             out.append(f"{path.name}: {type(exc).__name__}: {exc}")
     try:
-        matrix_store().load()
+        matrix_store().store.load()
     except Exception as exc:
         out.append(f"the store does not load: {type(exc).__name__}: {exc}")
     return out

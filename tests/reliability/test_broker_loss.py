@@ -8,7 +8,7 @@ import pytest
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from catalog.models import Product
-from catalog.services.beat import RECONCILE, beat_schedule_ensure
+from catalog.services.beat import RECONCILE_SWEEP, beat_schedule_ensure
 from catalog.services.embedding import products_embed_batch
 from catalog.services.products import product_create, products_bulk_create
 from tests.reliability.conftest import point_app_at
@@ -22,7 +22,7 @@ def images(model_path):
     return fashion_images(1, offset=7, size=128)  # 10 garments
 
 
-def test_tasks_lost_with_the_broker_are_requeued_by_the_beat_sweep(harness, images):
+def test_tasks_lost_with_the_broker_are_requeued_by_the_beat_sweep(harness, images, settings):
     # An index worker lives through the broker restart; nobody consumes "embed" yet, so the
     # embed tasks wait in Redis.
     (indexer,) = harness.start_workers("indexer", queues="index")
@@ -35,11 +35,12 @@ def test_tasks_lost_with_the_broker_are_requeued_by_the_beat_sweep(harness, imag
     embedded = [p.pk for p in singles[:3]]
     assert products_embed_batch(product_ids=embedded).embedded == embedded
     broker = harness.redis.client(0)
-    assert broker.llen("embed") == 1 + 5  # one bulk batch, five single uploads
+    embed_queue = f"{settings.LOOKALIKE_NAMESPACE}:embed"  # keys carry the namespace
+    assert broker.llen(embed_queue) == 1 + 5  # one bulk batch, five single uploads
 
     harness.redis.restart()  # SIGKILL, no persistence: the queues are gone
     point_app_at(harness.redis.url(0))  # this process's pooled connections died with it
-    assert broker.llen("embed") == 0
+    assert broker.llen(embed_queue) == 0
     statuses = dict(Product.objects.values_list("pk", "status"))
     assert sorted(statuses.values()) == ["pending"] * 7 + ["processing"] * 3
     assert len(bulk) + len(singles) == 10
@@ -49,7 +50,7 @@ def test_tasks_lost_with_the_broker_are_requeued_by_the_beat_sweep(harness, imag
     every_second, _ = IntervalSchedule.objects.get_or_create(
         every=1, period=IntervalSchedule.SECONDS
     )
-    PeriodicTask.objects.filter(name=RECONCILE).update(interval=every_second)
+    PeriodicTask.objects.filter(name=RECONCILE_SWEEP).update(interval=every_second)
     harness.start_workers("embedder", queues="embed")
     harness.start_beat()
 

@@ -13,8 +13,8 @@ import time
 import pytest
 from django.utils import timezone
 
+from catalog.engine import matrix_store
 from catalog.models import Product
-from catalog.services.engine import matrix_store
 from catalog.services.products import product_create, products_bulk_create
 from tests.reliability.conftest import STUCK_AFTER
 from tests.reliability.support import (
@@ -57,7 +57,7 @@ def test_child_killed_after_the_delta_is_published_is_redelivered_and_completes(
     second = harness.paused("index.acquire", timeout=60)
     assert second != pid and second in worker.children()  # a new child got the same task
     assert files_problems(harness.matrix_dir) == []
-    assert new.pk in matrix_store().load()  # the delta was published before the kill...
+    assert new.pk in matrix_store().store.load()  # the delta was published before the kill...
     new.refresh_from_db()
     assert new.status == Product.Status.PROCESSING  # ...the neighbour rows were not written
     assert not new.neighbour_links.exists()
@@ -84,7 +84,7 @@ def test_worker_killed_while_writing_the_matrix_is_repaired_by_the_sweep(harness
     # Nothing torn: every published file loads without pickle, the store loads, without the
     # product whose delta was never published; the crashed writer's temp file is still there.
     assert files_problems(harness.matrix_dir) == []
-    assert new.pk not in matrix_store().load()
+    assert new.pk not in matrix_store().store.load()
     assert harness.temp_files()
     new.refresh_from_db()
     assert new.status != Product.Status.READY

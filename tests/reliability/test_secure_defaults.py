@@ -423,10 +423,10 @@ def test_the_only_unpickling_is_the_restricted_unpickler_of_the_weights():
 
 @pytest.mark.django_db
 def test_every_matrix_file_the_project_writes_loads_without_pickle(matrix_dir, settings):
-    from catalog.services.engine import matrix_store
+    from catalog.engine import matrix_store
 
     rng = np.random.default_rng(0)
-    store = matrix_store()
+    store = matrix_store().store
     assert Path(store.directory) == matrix_dir
 
     def vectors(n: int) -> np.ndarray:

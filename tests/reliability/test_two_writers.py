@@ -13,10 +13,10 @@ import uuid
 import numpy as np
 import pytest
 
+from catalog.engine import matrix_store
 from catalog.models import Product, ProductNeighbour
 from catalog.services import queue
 from catalog.services.embedding import products_embed_batch
-from catalog.services.engine import matrix_store
 from catalog.services.indexing import index_apply, neighbours_sync
 from catalog.services.locking import (
     LockLostError,
@@ -81,7 +81,7 @@ def test_the_same_index_task_twice_at_once_never_interleaves(harness, images, mo
     entered = [(pid, name) for _, pid, name in harness.events() if name == "index.locked"]
     assert entered == [(first, "index.locked")], f"a second writer got in: {entered}"
     assert sorted(p.name for p in harness.matrix_dir.iterdir()) == files_at_pause
-    assert not set(new) & set(matrix_store().load().ids.tolist())
+    assert not set(new) & set(matrix_store().store.load().ids.tolist())
     assert not ProductNeighbour.objects.filter(product_id__in=new).exists()
     assert not Product.objects.filter(pk__in=new, status=Product.Status.READY).exists()
 
@@ -118,10 +118,10 @@ def _products(n: int) -> list[int]:
 
 
 def test_a_writer_whose_lock_expired_is_refused(harness, settings):
-    from catalog.services.engine import matrix_store as store_for
+    from catalog.engine import matrix_store as store_for
 
     name = lock_name_for(harness.matrix_dir)
-    store = store_for()
+    store = store_for().store
     ids = _products(4)
     rng = np.random.default_rng(0)
     vecs = rng.normal(size=(4, 1280)).astype(np.float32)

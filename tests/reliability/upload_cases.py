@@ -364,7 +364,7 @@ def stored_product(*, name: str, data: bytes, category: str = "Catalog", status:
     from django.conf import settings
 
     from catalog.models import Product
-    from catalog.services.engine import sha256_hex, vector_key_current, vector_to_bytes
+    from catalog.vectors import sha256_hex, vector_key_current, vector_to_bytes
 
     rel = f"products/{sha256_hex(data)[:16]}-{name.lower().replace(' ', '-')}.png"
     path = Path(settings.MEDIA_ROOT) / rel
@@ -383,7 +383,7 @@ def stored_product(*, name: str, data: bytes, category: str = "Catalog", status:
 @pytest.fixture(scope="session")
 def catalog_vectors(model_path) -> list[tuple[bytes, np.ndarray]]:
     """12 synthetic garments (PNG bytes) and their real embeddings (made once per session)."""
-    from catalog.services.engine import embedder_get
+    from catalog.engine import embedder_get
 
     images = [encode(garment(100 + i), "PNG") for i in range(12)]
     vectors = embedder_get().embed_many(images)

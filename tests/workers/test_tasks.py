@@ -7,7 +7,7 @@ from django.db import OperationalError
 from django_celery_beat.models import PeriodicTask
 
 from catalog.models import Product
-from catalog.services.beat import NIGHTLY_REBUILD, RECONCILE, beat_schedule_ensure
+from catalog.services.beat import NIGHTLY_REBUILD, RECONCILE_SWEEP, beat_schedule_ensure
 from similarity.errors import ImageRejected
 from workers import tasks
 from workers.app import app
@@ -78,7 +78,7 @@ def test_rejected_image_is_not_retried_but_transient_errors_are(monkeypatch):
 
 @pytest.mark.django_db
 def test_tasks_call_the_services(model_path, settings, tmp_path):
-    from catalog.services import engine
+    from catalog import engine
     from catalog.services.products import product_create
     from tests.pipeline.helpers import fashion_images, neighbour_mismatches, upload
 
@@ -89,8 +89,12 @@ def test_tasks_call_the_services(model_path, settings, tmp_path):
         for cls, data in fashion_images(1)
     ]
     ids = [p.pk for p in products]
-    assert tasks.embed_products.apply(args=[ids]).get() == len(ids)
-    assert tasks.index_products.apply(args=[ids]).get() == len(ids)
+    counts = {"embedded": len(ids), "current": 0, "failed": 0, "unknown": 0}
+    assert tasks.embed_products.apply(args=[ids]).get() == counts
+    assert tasks.index_products.apply(args=[ids]).get() == {"lists_rewritten": len(ids),
+                                                            "unknown": 0}
+    assert tasks.embed_products.apply(args=[[*ids, 10**9]]).get() == {
+        "embedded": 0, "current": len(ids), "failed": 0, "unknown": 1}
     assert set(Product.objects.values_list("status", flat=True)) == {"ready"}
     assert neighbour_mismatches() == []
     Product.objects.filter(pk=ids[0]).delete()
@@ -108,7 +112,7 @@ def test_beat_schedule_exists_after_migrate_and_is_staff_editable():
     assert rebuild.task == "workers.tasks.rebuild_similarity"
     assert (rebuild.crontab.minute, rebuild.crontab.hour) == ("0", "3")
     assert rebuild.crontab.day_of_week == "*" and rebuild.enabled
-    sweep = PeriodicTask.objects.get(name=RECONCILE)
+    sweep = PeriodicTask.objects.get(name=RECONCILE_SWEEP)
     assert sweep.task == "workers.tasks.reconcile"
     assert (sweep.interval.every, sweep.interval.period) == (10, "minutes")
     # staff move it to 04:30: ensuring again keeps their choice and creates no duplicate
@@ -118,6 +122,6 @@ def test_beat_schedule_exists_after_migrate_and_is_staff_editable():
     assert PeriodicTask.objects.filter(name=NIGHTLY_REBUILD).count() == 1
     assert PeriodicTask.objects.get(name=NIGHTLY_REBUILD).crontab.hour == "4"
     # deleted by mistake: the next migrate (or ensure) brings it back
-    PeriodicTask.objects.filter(name=RECONCILE).delete()
+    PeriodicTask.objects.filter(name=RECONCILE_SWEEP).delete()
     beat_schedule_ensure()
-    assert PeriodicTask.objects.filter(name=RECONCILE).exists()
+    assert PeriodicTask.objects.filter(name=RECONCILE_SWEEP).exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -80,15 +80,18 @@ class Command(BaseCommand):
                 batch_size=options["batch_size"], progress=advance,
             )
         self._report_import(result)
-        ids = result.product_ids
-
-        if options["no_wait"] or not ids:
-            state = products_progress(product_ids=ids)
+        if options["no_wait"] or not result.product_ids:
+            state = products_progress(product_ids=result.product_ids)
             self._summary(result, state)
-            if ids:
+            if result.product_ids:
                 self.stdout.write(f"not following the workers (--no-wait): {state.pending} pending")
             return
+        self._follow(result, stream, options, show=show)
 
+    def _follow(self, result: ImportResult, stream: TextIO, options: dict[str, Any], *,
+                show: bool) -> None:
+        """Follow the workers until every imported product is ready or failed."""
+        ids = result.product_ids
         timeout = options["timeout"]
         self.stdout.write(
             f"following the workers until all {len(ids)} product(s) are ready or failed "
@@ -129,6 +132,7 @@ class Command(BaseCommand):
                 f"{options['per_class']} per class from offset {options['offset']}"
             )
             return sources, options["name_pattern"] or FASHION_MNIST_NAME_PATTERN
+        assert directory is not None  # exactly one of DIR and --fashion-mnist, checked above
         try:
             sources, loose = garment_dir_sources(directory=directory)
         except OSError as exc:

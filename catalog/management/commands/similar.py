@@ -12,7 +12,7 @@ from PIL import Image
 
 from catalog.models import Product
 from catalog.selectors import products_search_by_image
-from catalog.services.engine import image_limits
+from catalog.vectors import image_limits
 from similarity.errors import ImageRejected
 from similarity.images import load_image
 from similarity.sheet import SheetRow, SheetTile, draw_sheet
@@ -30,7 +30,7 @@ def _k(text: str) -> int:
 def _product_picture(product: Product) -> Image.Image | None:
     """The product's stored image, decoded, or None if it is missing or unusable."""
     try:
-        with product.image.storage.open(product.image.name, "rb") as handle:
+        with product.image.storage.open(product.image.name or "", "rb") as handle:
             data = handle.read()
         return load_image(data, limits=image_limits())
     except (OSError, ImageRejected, ValueError):

@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from django.core.validators import validate_slug
 
 from catalog.models import Product, ProductNeighbour
-from catalog.services.engine import sha256_hex
+from catalog.vectors import sha256_hex
 from similarity.fashion_mnist import CLASS_NAMES
 from tests.pipeline.helpers import fashion_images, neighbour_mismatches
 

@@ -4,8 +4,9 @@ import pytest
 from django.utils import timezone
 
 from catalog import selectors
+from catalog.engine import embedder_get
 from catalog.models import Product
-from catalog.services.engine import vector_key_current
+from catalog.vectors import vector_key_current
 from similarity.errors import ImageRejected
 from tests.catalog.readside import brute_force, image_bytes, make_product
 
@@ -19,7 +20,7 @@ def _hits(results):
 def test_search_returns_the_brute_force_nearest(catalog_of_garments, query_photos, garments):
     from similarity.embedding import ImageEmbedder
 
-    embedder = selectors.search_embedder()
+    embedder = embedder_get()
     assert isinstance(embedder, ImageEmbedder)
     for photo in query_photos[:4]:
         data = image_bytes(photo)
@@ -146,7 +147,7 @@ def test_search_at_ten_thousand_equals_brute_force(media_root, garments, query_p
     assert len(warm) == 10
     assert _hits(cold) == _hits(warm)
     # The same answer as brute force over all 10,000.
-    q = selectors.search_embedder().embed(data).astype(np.float64)
+    q = embedder_get().embed(data).astype(np.float64)
     d = np.linalg.norm(vectors.astype(np.float64) - q, axis=1).astype(np.float32)
     ids = np.array(sorted(Product.objects.values_list("pk", flat=True)))
     order = np.lexsort((ids, d))[:10]

@@ -10,7 +10,7 @@ from tests.pipeline.helpers import fashion_images
 @pytest.fixture(autouse=True)
 def fresh_matrix(settings, tmp_path):
     """Each test gets its own empty matrix directory (and this process forgets its copy)."""
-    from catalog.services import engine
+    from catalog import engine
 
     settings.LOOKALIKE_MATRIX_DIR = tmp_path / "matrix"
     engine.matrix_forget()

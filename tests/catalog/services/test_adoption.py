@@ -12,20 +12,20 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from catalog import selectors
+from catalog import engine, selectors
+from catalog.engine import matrix_store
 from catalog.models import Product
-from catalog.services import engine
 from catalog.services.embedding import products_embed_batch
-from catalog.services.engine import matrix_store, vector_key_current
 from catalog.services.indexing import index_apply, index_writer
 from catalog.services.rebuild import reconcile, similarity_rebuild, stale_products
-from catalog.services.space import (
+from catalog.space import (
     fit_params,
     projection_load,
     projection_path,
     projection_save,
     space_current,
 )
+from catalog.vectors import vector_key_current
 from similarity.errors import StaleMatrixError
 from similarity.projection import fit_blend, l2_normalise
 from tests.pipeline.helpers import fashion_images, stored_lists, upload
@@ -146,7 +146,7 @@ def test_adoption_migrates_without_downtime(garments40, settings, client):
     assert space.key == f"lda-blend:{projection.key}" and space.metric == "euclidean"
     assert space.dim == 1280 + 9
     assert fit_params([p.category for p in after])["pca_dim"] == 40 - 10 - 1
-    store = matrix_store()
+    store = matrix_store().store
     assert store.meta.policy == f"pad-margin@1+lda-blend:{projection.key}"
     assert len(store.load()) == 40
 
@@ -199,7 +199,8 @@ def test_matrix_is_stale_when_the_projection_changes(garments40, settings):
     adopt(settings)
     create(garments40)
     similarity_rebuild(trigger="test")
-    store = matrix_store()
+    target = matrix_store()
+    store = target.store
     store.load()
     old_meta = store.meta
 
@@ -207,17 +208,17 @@ def test_matrix_is_stale_when_the_projection_changes(garments40, settings):
     other = fit_blend(raw_vectors(everything)[:30], [p.category for p in everything][:30],
                       weight=1.0, pca_dim=9, shrinkage=0.05)
     projection_save(other, vector_key_current())
-    changed = matrix_store()
+    changed = matrix_store().store
     # A writer that built its store before the new projection was stored follows it once
     # it holds the lock (a rebuild refits while other writers wait).
-    with index_writer(store):
-        assert store.meta == changed.meta and store.space.key == f"lda-blend:{other.key}"
+    with index_writer(target):
+        assert store.meta == changed.meta and target.space.key == f"lda-blend:{other.key}"
     assert changed.meta != old_meta
     with pytest.raises(StaleMatrixError):
         changed.load()
     # ... and the next writer rebuilds it in the stored (new) projection.
     index_apply(product_ids=[everything[0].pk])
-    assert len(matrix_store().load()) == 40
+    assert len(matrix_store().store.load()) == 40
 
 
 def test_too_small_a_catalog_falls_back_to_cosine(garments40, settings):
@@ -242,7 +243,7 @@ def test_raw_space_is_the_reference(settings):
     settings.LOOKALIKE_SPACE = "raw"
     space = space_current()
     assert (space.key, space.metric, space.dim, space.projection) == ("", "euclidean", 1280, None)
-    assert matrix_store().meta.policy == "torchvision@1"
+    assert matrix_store().store.meta.policy == "torchvision@1"
 
 
 def test_near_duplicates_are_collapsed_in_written_lists(garments40, settings):

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from catalog.engine import matrix_store
 from catalog.models import Product, ProductNeighbour
 from catalog.services import queue
 from catalog.services.embedding import products_embed, products_embed_batch
-from catalog.services.engine import matrix_store, vector_key_current
 from catalog.services.indexing import index_apply, index_remove, index_repair
 from catalog.services.products import product_delete
+from catalog.vectors import vector_key_current
 from tests.pipeline.helpers import K, brute_force, neighbour_mismatches, stored_lists
 
 pytestmark = pytest.mark.django_db
@@ -61,7 +62,7 @@ def test_index_writes_brute_force_neighbours_and_marks_ready(make_products):
     lists = stored_lists()
     assert all(len(rows) == K for rows in lists.values())
     assert neighbour_mismatches() == []
-    matrix = matrix_store().load()
+    matrix = matrix_store().store.load()
     assert sorted(matrix.ids.tolist()) == sorted(p.pk for p in products)
 
 
@@ -106,7 +107,7 @@ def test_delete_then_remove_repairs_every_list(make_products, django_capture_on_
     assert all(len(stored_lists()[h]) == K - 1 for h in holders)
     rewritten = index_remove(product_ids=[victim.pk])
     assert rewritten == holders
-    assert victim.pk not in matrix_store().load()
+    assert victim.pk not in matrix_store().store.load()
     assert all(len(rows) == K for rows in stored_lists().values())
     assert neighbour_mismatches() == []
 
@@ -117,7 +118,7 @@ def test_ghost_in_matrix_is_removed_by_any_index_run(make_products):
     ghost = products[0]
     Product.objects.filter(pk=ghost.pk).delete()  # deleted behind the services' back
     index_apply(product_ids=[products[1].pk])
-    assert ghost.pk not in matrix_store().load()
+    assert ghost.pk not in matrix_store().store.load()
     assert neighbour_mismatches() == []
 
 
@@ -161,7 +162,7 @@ def test_failed_product_leaves_the_matrix(make_products):
         status=Product.Status.FAILED, vector=None, vector_key=""
     )
     index_apply(product_ids=[products[5].pk])
-    assert products[5].pk not in matrix_store().load()
+    assert products[5].pk not in matrix_store().store.load()
     assert not ProductNeighbour.objects.filter(product=products[5]).exists()
     assert neighbour_mismatches() == []
 
@@ -177,7 +178,7 @@ def test_repair_fixes_drifted_rows(make_products):
 
 
 def test_unreadable_matrix_is_rebuilt_from_the_database(make_products, fresh_matrix):
-    from catalog.services import engine
+    from catalog import engine
 
     products = make_products(11)
     embed_and_index(products)
@@ -185,14 +186,14 @@ def test_unreadable_matrix_is_rebuilt_from_the_database(make_products, fresh_mat
         f.write_bytes(b"garbage")
     engine.matrix_forget()
     index_apply(product_ids=[products[0].pk])
-    assert sorted(matrix_store().load().ids.tolist()) == sorted(p.pk for p in products)
+    assert sorted(matrix_store().store.load().ids.tolist()) == sorted(p.pk for p in products)
     assert neighbour_mismatches() == []
 
 
 def test_stale_matrix_is_rebuilt_and_a_full_rebuild_queued(
     make_products, settings, django_capture_on_commit_callbacks
 ):
-    from catalog.services import engine
+    from catalog import engine
 
     products = make_products(11)
     embed_and_index(products)
@@ -200,5 +201,5 @@ def test_stale_matrix_is_rebuilt_and_a_full_rebuild_queued(
     engine.matrix_forget()
     with django_capture_on_commit_callbacks() as callbacks:
         index_apply(product_ids=[products[0].pk])
-    assert sorted(matrix_store().load().ids.tolist()) == sorted(p.pk for p in products)
+    assert sorted(matrix_store().store.load().ids.tolist()) == sorted(p.pk for p in products)
     assert [cb.task for cb in callbacks] == [queue.REBUILD]

@@ -10,9 +10,9 @@ from django.utils import timezone
 from catalog.models import Product, ProductNeighbour, RebuildRun
 from catalog.services import queue
 from catalog.services.embedding import products_embed_batch
-from catalog.services.engine import vector_key_current
 from catalog.services.indexing import index_apply
 from catalog.services.rebuild import products_requeue_stuck, reconcile, similarity_rebuild
+from catalog.vectors import vector_key_current
 from tests.pipeline.helpers import neighbour_mismatches, stored_lists
 
 pytestmark = pytest.mark.django_db

@@ -6,61 +6,42 @@ its first task (TensorFlow is never imported: the converted LiteRT model is cach
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import numpy as np
 from django.conf import settings
 
-from catalog.models import EMBEDDING_DIM, MAX_NEIGHBOURS
+from catalog.models import MAX_NEIGHBOURS
+from catalog.space import Space, space_current
+from catalog.vectors import image_limits, policy_key
 from similarity.embedding import ImageEmbedder
-from similarity.images import ImageLimits
 from similarity.matrix import DistanceMatrix
-from similarity.preprocess import get_policy
-from similarity.runtime import ModelIdentity
 from similarity.store import MatrixMeta, MatrixStore
 from similarity.weights import WEIGHTS_SHA256
-
-if TYPE_CHECKING:
-    from catalog.services.space import Space
 
 logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_embedders: dict[tuple, ImageEmbedder] = {}
-_matrices: dict[tuple, DistanceMatrix] = {}
+_embedders: dict[tuple[object, ...], ImageEmbedder] = {}
+_matrices: dict[tuple[object, ...], DistanceMatrix] = {}
 
 
-def image_limits() -> ImageLimits:
-    return ImageLimits(
-        max_bytes=settings.LOOKALIKE_MAX_UPLOAD_BYTES,
-        max_pixels=settings.LOOKALIKE_MAX_IMAGE_PIXELS,
-    )
+@dataclass
+class SpaceStore:
+    """A matrix store and the similarity space whose vectors it holds.
 
+    The index writer may move it to the space stored now (``follow``) when a rebuild fitted
+    a new projection while the writer waited for its lock.
+    """
 
-def policy_key() -> str:
-    return get_policy(settings.LOOKALIKE_PREPROCESS_POLICY).key
+    store: MatrixStore
+    space: Space
 
-
-def vector_key_current() -> str:
-    """What a current vector is keyed by: ``<model key>/<policy key>`` (no model load needed)."""
-    return f"{ModelIdentity().key}/{policy_key()}"
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def vector_to_bytes(vector: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vector, dtype="<f4").reshape(EMBEDDING_DIM).tobytes()
-
-
-def vector_from_bytes(data: bytes | memoryview) -> np.ndarray:
-    return np.frombuffer(bytes(data), dtype="<f4").reshape(EMBEDDING_DIM)
+    def follow(self, other: SpaceStore) -> None:
+        self.store.meta, self.store.dim, self.space = other.store.meta, other.store.dim, other.space
 
 
 def embedder_get() -> ImageEmbedder:
@@ -86,14 +67,12 @@ def embedder_get() -> ImageEmbedder:
         return embedder
 
 
-def matrix_store(space: Space | None = None) -> MatrixStore:
+def matrix_store(space: Space | None = None) -> SpaceStore:
     """The store of the current similarity space (``space``, or ``space_current()``).
 
     The space's key is recorded with the policy key (``<policy>+<space key>``), so a matrix
-    built under another projection is stale; ``store.space`` is the space it was made for.
+    built under another projection is stale.
     """
-    from catalog.services.space import space_current
-
     space = space_current() if space is None else space
     policy = policy_key() if not space.key else f"{policy_key()}+{space.key}"
     store = MatrixStore(
@@ -103,11 +82,10 @@ def matrix_store(space: Space | None = None) -> MatrixStore:
         max_items=settings.LOOKALIKE_MAX_ITEMS,
         dim=space.dim,
     )
-    store.space = space  # type: ignore[attr-defined]
-    return store
+    return SpaceStore(store=store, space=space)
 
 
-def _matrix_cache_key(store: MatrixStore) -> tuple:
+def _matrix_cache_key(store: MatrixStore) -> tuple[object, ...]:
     return (os.getpid(), str(store.directory.resolve()), store.meta, store.max_items, store.dim)
 
 

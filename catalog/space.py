@@ -23,16 +23,18 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 from django.conf import settings
 
-from catalog.models import EMBEDDING_DIM
+from catalog.vectors import vector_key_current
 from similarity.atomic import fsync_dir
 from similarity.projection import BlendProjection, fit_blend, load_blend, save_blend
+from similarity.runtime import EMBEDDING_DIM
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ class Space:
 
 
 def space_name() -> str:
-    name = getattr(settings, "LOOKALIKE_SPACE", "raw")
+    name = settings.LOOKALIKE_SPACE
     if name not in SPACES:
         raise ValueError(f"LOOKALIKE_SPACE must be one of {SPACES}, got {name!r}")
     return name
@@ -139,8 +141,6 @@ def space_current() -> Space:
     name = space_name()
     if name == "raw":
         return Space(name="raw", key="", metric=settings.LOOKALIKE_METRIC, dim=EMBEDDING_DIM)
-    from catalog.services.engine import vector_key_current
-
     loaded = projection_load()
     if loaded is None or loaded[1] != vector_key_current():
         return _cosine_fallback()  # not fitted yet, or fitted on vectors of another policy
@@ -149,7 +149,13 @@ def space_current() -> Space:
                  dim=projection.output_dim, projection=projection)
 
 
-def fit_params(labels: Sequence[str]) -> dict[str, float | int] | None:
+class FitParams(TypedDict):
+    weight: float
+    pca_dim: int
+    shrinkage: float
+
+
+def fit_params(labels: Sequence[str]) -> FitParams | None:
     """fit_blend's parameters for these labels, or None when the catalog is too small.
 
     ``pca_dim`` is 1024, lowered to stay below (labelled products - categories) and never
@@ -165,16 +171,18 @@ def fit_params(labels: Sequence[str]) -> dict[str, float | int] | None:
     return {"weight": BLEND_WEIGHT, "pca_dim": pca_dim, "shrinkage": BLEND_SHRINKAGE}
 
 
-def projection_refit(ids: np.ndarray, vectors: np.ndarray, vector_key: str) -> Space:
-    """Fit the projection on the labelled products among ``ids`` and store it (full rebuild
-    only, under the index writer lock); return the new space. Raw space: nothing to fit."""
+def projection_refit(
+    ids: np.ndarray, vectors: np.ndarray, categories: Mapping[int, str], vector_key: str
+) -> Space:
+    """Fit the projection on the products among ``ids`` that have a category and store it
+    (full rebuild only, under the index writer lock); return the new space.
+
+    ``categories`` maps product id to its (non-empty) category. Raw space: nothing to fit.
+    """
     if space_name() == "raw":
         return space_current()
-    from catalog.models import Product
-
-    category = dict(Product.objects.exclude(category="").values_list("pk", "category"))
-    rows = [i for i, pid in enumerate(ids.tolist()) if category.get(pid)]
-    labels = [category[int(ids[i])] for i in rows]
+    rows = [i for i, pid in enumerate(ids.tolist()) if categories.get(pid)]
+    labels = [categories[int(ids[i])] for i in rows]
     params = fit_params(labels)
     if params is None:
         logger.warning("too few labelled products (%d in %d categories) to fit the projection: "

@@ -1,0 +1,45 @@
+"""What a stored vector is and what made it: pure helpers read from settings only.
+
+Nothing here touches the database or builds an engine object, so every other catalog module
+can import it (the dependency chain is vectors → space → engine → services/selectors).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+from django.conf import settings
+
+from similarity.images import ImageLimits
+from similarity.preprocess import get_policy
+from similarity.runtime import EMBEDDING_DIM, ModelIdentity
+
+
+def image_limits() -> ImageLimits:
+    """The upload limits of the settings, as the engine wants them."""
+    return ImageLimits(
+        max_bytes=settings.LOOKALIKE_MAX_UPLOAD_BYTES,
+        max_pixels=settings.LOOKALIKE_MAX_IMAGE_PIXELS,
+    )
+
+
+def policy_key() -> str:
+    return get_policy(settings.LOOKALIKE_PREPROCESS_POLICY).key
+
+
+def vector_key_current() -> str:
+    """What a current vector is keyed by: ``<model key>/<policy key>`` (no model load needed)."""
+    return f"{ModelIdentity().key}/{policy_key()}"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def vector_to_bytes(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f4").reshape(EMBEDDING_DIM).tobytes()
+
+
+def vector_from_bytes(data: bytes | memoryview) -> np.ndarray:
+    return np.frombuffer(bytes(data), dtype="<f4").reshape(EMBEDDING_DIM)

@@ -1,0 +1,31 @@
+"""A remote-control command every worker answers: who it is and what code and model it runs.
+
+``manage.py similarity_status`` broadcasts it (catalog.broker.workers_state), so an operator
+sees a worker that outlived its code, or one that reads another database, at a glance.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from celery.signals import worker_init
+from celery.worker.control import control_command
+
+
+@worker_init.connect
+def _remember_code_version(**_: Any) -> None:
+    """Hash the code as it is when the worker starts, not when it is first asked."""
+    from catalog.deployment import code_version
+
+    code_version()
+
+
+@control_command()
+def lookalike_info(state: Any) -> dict[str, Any]:
+    from catalog.deployment import deployment_info
+
+    consumer = state.consumer
+    queues = sorted(q.name for q in consumer.task_consumer.queues) if consumer.task_consumer else []
+    return {**deployment_info(), "pid": os.getpid(), "host": socket.gethostname(), "queues": queues}
