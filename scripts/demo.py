@@ -97,7 +97,7 @@ def port_free(port: int) -> bool:
 def claim(port: int | None) -> None:
     """Lock the data dir and, if the demo serves, the port (also against other checkouts)."""
     DATA.mkdir(parents=True, exist_ok=True)
-    serving = f"serving http://127.0.0.1:{port}/" if port else "not serving"
+    serving = "not serving" if port is None else f"serving http://127.0.0.1:{port}/"
     owner = f"pid {os.getpid()}, {serving}, data dir {DATA}"
     hold_lock(DATA / "demo.lock", owner)
     if port is None:
@@ -144,9 +144,12 @@ class ChildFailed(Exception):
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    with path.open("rb") as f:
-        f.seek(max(0, f.seek(0, os.SEEK_END) - 16 * 1024))
-        return "\n".join(f.read().decode(errors="replace").splitlines()[-lines:])
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 16 * 1024))
+            return "\n".join(f.read().decode(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"(unreadable: {exc})"
 
 
 def live_groups(pgids: list[int]) -> set[int]:
