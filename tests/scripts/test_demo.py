@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,7 +116,8 @@ class Demo:
     def text(self) -> str:
         return self.output.read_text(errors="replace")
 
-    def serving(self) -> bool:
+    def answers(self) -> bool:
+        """Its storefront answers 200 over HTTP."""
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
             with opener.open(f"http://127.0.0.1:{self.port}/", timeout=5) as response:
@@ -124,12 +125,12 @@ class Demo:
         except OSError:
             return False
 
-    def wait_until(self, ready: str) -> None:
-        """Until it serves (ready="serving") or has printed ``ready``; fails if it exits first."""
+    def wait_for(self, what: str, ready: Callable[[], bool]) -> None:
+        """Until ``ready()``; fails if the demo exits first."""
         deadline = time.monotonic() + START_DEADLINE
-        while not (self.serving() if ready == "serving" else ready in self.text()):
+        while not ready():
             assert self.proc.poll() is None, f"the demo exited ({self.proc.returncode}):\n{self.text()}"
-            assert time.monotonic() < deadline, f"no {ready!r} after {START_DEADLINE} s:\n{self.text()}"
+            assert time.monotonic() < deadline, f"no {what} after {START_DEADLINE} s:\n{self.text()}"
             time.sleep(0.5)
 
 
@@ -159,7 +160,7 @@ class Demos:
     def serving(self) -> Demo:
         if self.current is None or self.current.proc.poll() is not None:
             self.current = self.start()
-        self.current.wait_until("serving")
+        self.current.wait_for("HTTP answer", self.current.answers)
         return self.current
 
 
@@ -231,7 +232,7 @@ def test_a_second_demo_names_the_running_one_and_exits(demos: Demos) -> None:
         assert f"Another demo is running: pid {running.proc.pid}, serving " \
                f"http://127.0.0.1:{running.port}/, data dir {running.data_dir}" in message, message
         assert "Migrating" not in message  # it started nothing
-    assert running.serving() and running.proc.poll() is None
+    assert running.answers() and running.proc.poll() is None
 
 
 def test_sigterm_stops_everything(demos: Demos) -> None:
@@ -244,7 +245,7 @@ def test_sighup_stops_everything(demos: Demos) -> None:
 
 def test_sigint_during_a_step_stops_everything(demos: Demos) -> None:
     demo = demos.start()
-    demo.wait_until("workers and beat started")
+    demo.wait_for("workers", lambda: "workers and beat started" in demo.text())
     stop_and_check(demo, signal.SIGINT, run_id(demos))
 
 
@@ -257,4 +258,4 @@ def test_a_dying_worker_stops_the_rest_and_is_named(demos: Demos) -> None:
     assert demo.proc.returncode == 1, demo.text()
     log = demo.data_dir / "logs" / "worker-index.log"
     assert f"index worker (pid {index.pid}) was killed by SIGKILL; the end of {log}:" in demo.text()
-    assert "index@" in demo.text().rsplit("the end of", 1)[1]  # the log's tail follows
+    assert log.read_text().splitlines()[-1] in demo.text().rsplit("the end of", 1)[1]  # its tail
