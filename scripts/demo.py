@@ -118,9 +118,12 @@ class Child:
 
     def describe_exit(self) -> str:
         code = self.proc.returncode
-        if code is not None and code < 0:
+        if code is None or code >= 0:
+            return f"exited with status {code}"
+        try:
             return f"was killed by {signal.Signals(-code).name}"
-        return f"exited with status {code}"
+        except ValueError:  # a real-time signal, say
+            return f"was killed by signal {-code}"
 
 
 class Stopped(Exception):
