@@ -68,6 +68,19 @@ def _workers(env: dict[str, str], tmp: Path) -> Iterator[list[subprocess.Popen]]
                 proc.wait()
 
 
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a worker: its main process, its pool children and the
+    children it has reaped."""
+    tick = os.sysconf("SC_CLK_TCK")
+    user = system = 0.0
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for proc in [pid, *map(int, children)]:
+        fields = Path(f"/proc/{proc}/stat").read_text().rsplit(")", 1)[1].split()
+        user += (int(fields[11]) + int(fields[13])) / tick
+        system += (int(fields[12]) + int(fields[14])) / tick
+    return user, system
+
+
 def _forget_namespace(namespace: str) -> None:
     import redis
 
@@ -135,19 +148,26 @@ def run(quick: bool = False) -> list[dict]:
 
         engine_rate = _engine_alone(fashion_mnist_sources(per_class=per_class))
         try:
-            with _workers(env, tmp):
+            with _workers(env, tmp) as (embedder, indexer):
+                before = [_cpu_seconds(p.pid) for p in (embedder, indexer)]
                 n, seconds = _import(per_class)
+                after = [_cpu_seconds(p.pid) for p in (embedder, indexer)]
                 latencies = _upload_latencies(fashion_mnist_sources(split="test", per_class=2))
         finally:
             _forget_namespace(env["LOOKALIKE_NAMESPACE"])
     rate = n / seconds
     p95 = statistics.quantiles(latencies, n=20)[-1]
+    (eu, es), (iu, is_) = ((a[0] - b[0], a[1] - b[1]) for a, b in zip(after, before, strict=True))
     return [
         {"benchmark": f"import {n:,} Fashion-MNIST garments through the workers "
                       "(1 embed + 1 index worker)",
          "figure": f"{rate:.0f} products/s",
          "ratio": f"{rate / engine_rate:.2f}x of the engine alone on the same files "
                   f"({engine_rate:.0f} images/s)"},
+        {"benchmark": f"index stage CPU during that import (user + system), N = {n:,}",
+         "figure": f"index {iu + is_:.1f} s ({is_:.1f} s system), embed {eu + es:.1f} s "
+                   f"({es:.1f} s system)",
+         "ratio": f"index = {(iu + is_) / (eu + es):.2f}x of embed"},
         {"benchmark": f"upload → ready (10 neighbours written), idle, N = {n:,}, "
                       f"{len(latencies)} uploads",
          "figure": f"median {statistics.median(latencies) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms",
