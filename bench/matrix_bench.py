@@ -210,6 +210,7 @@ def bench_allpairs(n: int, repeat: int, loop_repeat: int) -> list[dict]:
             for j in range(n):
                 d[i, j] = euclidean(vecs[i], vecs[j])
         loops.append(time.perf_counter() - t0)
+    assert m is not None  # repeat >= 1
     err = float(np.abs(m.distances - d).max())
     return [_row(
         "all-pairs distances", n, statistics.median(ours), "notebook loop, scipy euclidean",

@@ -51,13 +51,15 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import numpy as np
 
+from similarity.atomic import fsync_dir
 from similarity.errors import MatrixError, StaleMatrixError
 from similarity.failpoints import failpoint
 from similarity.matrix import METRICS, DistanceMatrix
+from similarity.runtime import EMBEDDING_DIM
 
 FORMAT_VERSION = 1
 OPS = ("upsert", "remove", "seal")
@@ -165,6 +167,28 @@ def _read_npz(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
         return _members(z, path, keys)
 
 
+@contextlib.contextmanager
+def _open_distances(npz: np.lib.npyio.NpzFile, path: Path, n: int) -> Iterator[IO[bytes]]:
+    """The base's ``distances.npy`` member, positioned after its header (checked: C-order
+    float32 n x n)."""
+    if "distances" not in npz.files or npz.zip is None:
+        raise MatrixError(f"{path.name} is not a matrix file: missing ['distances']")
+    with npz.zip.open("distances.npy") as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise MatrixError(f"{path.name}: unsupported .npy version {version}")
+        if dtype != np.dtype("<f4") or fortran or shape != (n, n):
+            raise MatrixError(
+                f"{path.name}: distances must be C-order float32 ({n}, {n}), got "
+                f"{dtype} {shape}{' Fortran order' if fortran else ''}"
+            )
+        yield f
+
+
 def _text(arr: np.ndarray, what: str) -> str:
     if arr.ndim != 0 or arr.dtype.kind != "U":
         raise MatrixError(f"{what} must be a fixed-width unicode scalar, got {arr.dtype}")
@@ -191,7 +215,7 @@ class MatrixStore:
         meta: MatrixMeta,
         k: int = 10,
         max_items: int = 20_000,
-        dim: int = 1280,
+        dim: int = EMBEDDING_DIM,
         max_deltas: int = 500,
         fence: Callable[[], None] | None = None,
     ) -> None:
@@ -250,55 +274,47 @@ class MatrixStore:
     def _read_base(self, path: Path, gen: int, *, allow_stale: bool) -> DistanceMatrix:
         with _open_npz(path) as npz:
             z = _members(npz, path, [key for key in _BASE_KEYS if key != "distances"])
-            stored = {
-                "format": _int(z["format"], "format"),
-                "weights": _text(z["weights_sha256"], "weights_sha256"),
-                "policy": _text(z["policy"], "policy"),
-                "metric": _text(z["metric"], "metric"),
-                "dim": _int(z["dim"], "dim"),
-            }
-            expected = {
-                "format": FORMAT_VERSION,
-                "weights": self.meta.weights_sha256,
-                "policy": self.meta.policy,
-                "metric": self.meta.metric,
-                "dim": self.dim,
-            }
-            diffs = [f"{key}: stored {stored[key]!r}, expected {expected[key]!r}"
-                     for key in expected if stored[key] != expected[key]]
-            if diffs and not allow_stale:
-                raise StaleMatrixError(
-                    f"the matrix in {self.directory} is stale ({'; '.join(diffs)}): rebuild it"
-                )
-            if _int(z["generation"], "generation") != gen:
-                raise MatrixError(f"{path.name} holds generation {int(z['generation'])}")
-            if stored["metric"] not in METRICS:
-                raise MatrixError(f"{path.name}: unknown metric {stored['metric']!r}")
-            if "distances" not in npz.files:
-                raise MatrixError(f"{path.name} is not a matrix file: missing ['distances']")
+            metric, dim = self._check_base(z, path, gen, allow_stale=allow_stale)
             n = z["ids"].shape[0]
             # Stream the N x N block straight into the matrix's storage (no second copy).
-            with npz.zip.open("distances.npy") as f:
-                version = np.lib.format.read_magic(f)
-                if version == (1, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-                elif version == (2, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-                else:
-                    raise MatrixError(f"{path.name}: unsupported .npy version {version}")
-                if dtype != np.dtype("<f4") or fortran or shape != (n, n):
-                    raise MatrixError(
-                        f"{path.name}: distances must be C-order float32 ({n}, {n}), got "
-                        f"{dtype} {shape}{' Fortran order' if fortran else ''}"
-                    )
+            with _open_distances(npz, path, n) as f:
                 try:
                     return DistanceMatrix.from_arrays(
                         z["ids"], z["vectors"], f, z["nbr_ids"], z["nbr_dist"],
-                        metric=stored["metric"], k=self.k, max_items=self.max_items,
-                        dim=stored["dim"],
+                        metric=metric, k=self.k, max_items=self.max_items, dim=dim,
                     )
                 except MatrixError as e:
                     raise MatrixError(f"{path.name}: {e}") from e
+
+    def _check_base(self, z: dict[str, np.ndarray], path: Path, gen: int, *,
+                    allow_stale: bool) -> tuple[str, int]:
+        """Compare a base's meta with this store's; returns its (metric, dim)."""
+        metric, dim = _text(z["metric"], "metric"), _int(z["dim"], "dim")
+        stored = {
+            "format": _int(z["format"], "format"),
+            "weights": _text(z["weights_sha256"], "weights_sha256"),
+            "policy": _text(z["policy"], "policy"),
+            "metric": metric,
+            "dim": dim,
+        }
+        expected = {
+            "format": FORMAT_VERSION,
+            "weights": self.meta.weights_sha256,
+            "policy": self.meta.policy,
+            "metric": self.meta.metric,
+            "dim": self.dim,
+        }
+        diffs = [f"{key}: stored {stored[key]!r}, expected {expected[key]!r}"
+                 for key in expected if stored[key] != expected[key]]
+        if diffs and not allow_stale:
+            raise StaleMatrixError(
+                f"the matrix in {self.directory} is stale ({'; '.join(diffs)}): rebuild it"
+            )
+        if _int(z["generation"], "generation") != gen:
+            raise MatrixError(f"{path.name} holds generation {int(z['generation'])}")
+        if metric not in METRICS:
+            raise MatrixError(f"{path.name}: unknown metric {metric!r}")
+        return metric, dim
 
     def _replay(self, matrix: DistanceMatrix, listing: _Listing) -> set[int]:
         """Apply the deltas newer than the matrix's seq, in order; union of changed sets."""
@@ -556,7 +572,7 @@ class MatrixStore:
                     if exclusive or not published:
                         with contextlib.suppress(FileNotFoundError):
                             tmp.unlink()
-            self._fsync_dir()
+            fsync_dir(self.directory)
         except FileExistsError:
             raise ConcurrentWriterError(
                 f"concurrent writer: {path.name} already exists, written by another process "
@@ -564,13 +580,6 @@ class MatrixStore:
             ) from None
         except OSError as e:
             raise MatrixError(f"could not write {path}: {e}") from e
-
-    def _fsync_dir(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def cleanup_temp(self) -> int:
         """Remove temp files left by crashed writers (not those a live writer holds)."""
