@@ -7,10 +7,11 @@
 - ``distances``: a symmetric float32 N x N matrix with an exact zero diagonal;
 - every product's top-k neighbour list (ids and distances, sorted by (distance, id)).
 
-Distances are computed the vectorised way in float64 (squared norms + one matrix product,
-clamped at 0, square root) and stored as float32. Pairs that are so close that the squared
-norm formula would lose precision are recomputed directly from the difference of the two
-vectors, so identical vectors are at distance exactly 0 and exact ties stay exact ties.
+Distances are computed the vectorised way in float64 (squared norms + one matrix product)
+and stored as float32; every stored value equals the canonical distance of
+``similarity.exact`` (entries the norm formula cannot decide are recomputed from the
+difference vectors), so identical vectors are at distance exactly 0, exact ties stay exact
+ties, and the top-k layout (``similarity.topk``) reports the very same lists.
 ``metric="cosine"`` means 1 - cosine similarity, computed on L2-normalised copies (the raw
 vectors are what is stored and returned).
 
@@ -40,19 +41,16 @@ from typing import IO, Any, TypeGuard
 import numpy as np
 
 from similarity.errors import MatrixError, MatrixFullError
+from similarity.exact import raw_sq, settle_dense, work_vectors
 from similarity.runtime import EMBEDDING_DIM
 
 METRICS = ("euclidean", "cosine")
 
 _INT64_MAX = int(np.iinfo(np.int64).max)
 _NO_ID = -1
-# Pairs whose squared distance is below this fraction of the sum of squared norms (euclidean),
-# or whose cosine distance is below it, are recomputed from the difference vector.
-_REFINE_RTOL = 1e-6
-_REFINE_CHUNK = 4096
 # The one working-memory budget: a block of rows of distances when building or recomputing,
 # a chunk of working vectors, a chunk of a streamed distance matrix.
-_BLOCK_BYTES = 32 * 2**20
+BLOCK_BYTES = 32 * 2**20
 _GROWTH = 1.25
 _MIN_GROWTH = 64
 # Upserts of more products than this recompute every list instead of merging candidates.
@@ -131,7 +129,38 @@ def read_exact(stream: IO[bytes], nbytes: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _last_wins(ids: np.ndarray) -> np.ndarray:
+def validate_vectors(vectors: Any, m: int, dim: int, metric: str) -> np.ndarray:
+    """``vectors`` as a fresh float32 (m x dim) array of finite, bounded values (non-zero
+    rows for cosine); MatrixError otherwise. One 1-D vector is accepted when m == 1."""
+    arr = np.asarray(vectors)
+    if arr.ndim == 1 and m == 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2 or arr.shape != (m, dim):
+        raise MatrixError(
+            f"vectors must have shape ({m}, {dim}) for {m} id(s), got {arr.shape}"
+        )
+    if arr.dtype.kind not in "fiu":
+        raise MatrixError(f"vectors must be real numbers, got dtype {arr.dtype}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.array(arr, dtype=np.float32, copy=True)
+    bad = ~np.isfinite(out).all(axis=1)
+    if bad.any():
+        raise MatrixError(
+            f"vectors contain NaN or inf (row(s) {np.flatnonzero(bad)[:5].tolist()})"
+        )
+    if m and float(np.abs(out).max()) > _MAX_ABS:
+        raise MatrixError(f"vector values must be within ±{_MAX_ABS:g}")
+    if metric == "cosine" and m:
+        zero = ~(out != 0).any(axis=1)
+        if zero.any():
+            raise MatrixError(
+                "cosine metric cannot use an all-zero vector "
+                f"(row(s) {np.flatnonzero(zero)[:5].tolist()})"
+            )
+    return out
+
+
+def last_wins(ids: np.ndarray) -> np.ndarray:
     """Positions of the last occurrence of every distinct id, in call order."""
     m = ids.size
     _, pos_rev = np.unique(ids[::-1], return_index=True)
@@ -184,6 +213,8 @@ class DistanceMatrix:
     (generation, seq) of the persisted state this object reflects, or None when it was not
     loaded from a store.
     """
+
+    layout = "dense"
 
     def __init__(
         self,
@@ -251,32 +282,7 @@ class DistanceMatrix:
     # ------------------------------------------------------------------ validation
 
     def _as_vectors(self, vectors: Any, m: int) -> np.ndarray:
-        arr = np.asarray(vectors)
-        if arr.ndim == 1 and m == 1:
-            arr = arr.reshape(1, -1)
-        if arr.ndim != 2 or arr.shape != (m, self.dim):
-            raise MatrixError(
-                f"vectors must have shape ({m}, {self.dim}) for {m} id(s), got {arr.shape}"
-            )
-        if arr.dtype.kind not in "fiu":
-            raise MatrixError(f"vectors must be real numbers, got dtype {arr.dtype}")
-        with np.errstate(over="ignore", invalid="ignore"):
-            out = np.array(arr, dtype=np.float32, copy=True)
-        bad = ~np.isfinite(out).all(axis=1)
-        if bad.any():
-            raise MatrixError(
-                f"vectors contain NaN or inf (row(s) {np.flatnonzero(bad)[:5].tolist()})"
-            )
-        if m and float(np.abs(out).max()) > _MAX_ABS:
-            raise MatrixError(f"vector values must be within ±{_MAX_ABS:g}")
-        if self.metric == "cosine" and m:
-            zero = ~(out != 0).any(axis=1)
-            if zero.any():
-                raise MatrixError(
-                    "cosine metric cannot use an all-zero vector "
-                    f"(row(s) {np.flatnonzero(zero)[:5].tolist()})"
-                )
-        return out
+        return validate_vectors(vectors, m, self.dim, self.metric)
 
     def plan_upsert(self, ids: Sequence[int] | np.ndarray, vectors: Any) -> tuple[
         np.ndarray, np.ndarray
@@ -291,7 +297,7 @@ class DistanceMatrix:
         vecs = self._as_vectors(vectors, ids_arr.size)
         if ids_arr.size == 0:
             return ids_arr, vecs
-        keep = _last_wins(ids_arr)
+        keep = last_wins(ids_arr)
         ids_arr, vecs = ids_arr[keep], vecs[keep]
         idx = np.fromiter((self._index.get(i, -1) for i in ids_arr.tolist()), np.int64,
                           ids_arr.size)
@@ -320,42 +326,28 @@ class DistanceMatrix:
     # ------------------------------------------------------------------ distances
 
     def _prepare_work(self, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        work = vecs.astype(np.float64)
-        if self.metric == "cosine":
-            work /= np.sqrt(np.einsum("ij,ij->i", work, work))[:, None]
-        sq = np.einsum("ij,ij->i", work, work)
-        return work, sq
+        work = work_vectors(vecs, raw_sq(vecs), self.metric)
+        return work, np.einsum("ij,ij->i", work, work)
 
     def _pair_distances(
         self, a: np.ndarray, a_sq: np.ndarray, b: np.ndarray, b_sq: np.ndarray
     ) -> np.ndarray:
-        """float64 (len(a) x len(b)) distances between working vectors."""
+        """Canonical float32 (len(a) x len(b)) distances between working vectors
+        (see ``similarity.exact``): a float64 norm formula, settled exactly where needed."""
         g = a @ b.T
         if g.size == 0:
-            return g
+            return g.astype(np.float32)
+        g *= -2.0
         if self.metric == "euclidean":
-            g *= -2.0
             g += a_sq[:, None]
             g += b_sq[None, :]
-            np.maximum(g, 0.0, out=g)
-            # Superset of the pairs too close for the norm formula (cheap per-row threshold).
-            near = g < (_REFINE_RTOL * (a_sq + b_sq.max()))[:, None]
         else:
-            np.subtract(1.0, g, out=g)
-            np.clip(g, 0.0, 2.0, out=g)
-            near = g < _REFINE_RTOL
-        rows, cols = np.nonzero(near)
-        for s in range(0, rows.size, _REFINE_CHUNK):
-            r, c = rows[s : s + _REFINE_CHUNK], cols[s : s + _REFINE_CHUNK]
-            diff = a[r] - b[c]
-            exact = np.einsum("ij,ij->i", diff, diff)
-            g[r, c] = exact if self.metric == "euclidean" else 0.5 * exact
-        if self.metric == "euclidean":
-            np.sqrt(g, out=g)
-        return g
+            g += 2.0  # unit working vectors: s = 2 - 2 a.b
+        np.maximum(g, 0.0, out=g)
+        return settle_dense(g, a, a_sq, b, b_sq, self.metric)
 
     def _rows_block(self, n: int) -> int:
-        return max(1, _BLOCK_BYTES // (8 * max(n, 1)))
+        return max(1, BLOCK_BYTES // (8 * max(n, 1)))
 
     def _recompute_rows(self, rows: np.ndarray) -> None:
         """Recompute the top-k lists of ``rows`` from the stored distances."""
@@ -390,14 +382,14 @@ class DistanceMatrix:
         """Full rebuild from scratch, vectorised in row blocks.
 
         Peak memory is the final matrix (with its ``headroom`` spare rows) plus the float64
-        working vectors plus one block of rows (``_BLOCK_BYTES`` of float64 and its
+        working vectors plus one block of rows (``BLOCK_BYTES`` of float64 and its
         by-products); only the upper triangle is computed, then mirrored. Duplicate ids: the
         last wins.
         """
         m = cls(dim=dim, metric=metric, k=k, max_items=max_items, headroom=headroom)
         ids_arr = as_ids(ids)
         vecs = m._as_vectors(vectors, ids_arr.size)
-        keep = _last_wins(ids_arr)
+        keep = last_wins(ids_arr)
         ids_arr, vecs = ids_arr[keep], vecs[keep]
         n = ids_arr.size
         if n > m.max_items:
@@ -428,11 +420,9 @@ class DistanceMatrix:
             e = min(n, s + step)
             blk = self._pair_distances(self._work[s:e], self._sq[s:e], self._work[s:n],
                                        self._sq[s:n])
-            blk32 = blk.astype(np.float32)
-            del blk
-            _symmetrise_square(blk32[:, : e - s])
-            self._d[s:e, s:n] = blk32
-            self._d[s:n, s:e] = blk32.T
+            _symmetrise_square(blk[:, : e - s])
+            self._d[s:e, s:n] = blk
+            self._d[s:n, s:e] = blk.T
 
     @classmethod
     def from_arrays(
@@ -500,14 +490,14 @@ class DistanceMatrix:
 
     def _fill_work(self, n: int) -> None:
         """Compute the float64 working vectors and squared norms of rows [0, n), in chunks."""
-        step = max(1, _BLOCK_BYTES // (8 * self.dim))
+        step = max(1, BLOCK_BYTES // (8 * self.dim))
         for s in range(0, n, step):
             e = min(n, s + step)
             self._work[s:e], self._sq[s:e] = self._prepare_work(self._vecs[s:e])
 
     def _read_distances(self, stream: IO[bytes], n: int) -> None:
         """Read n x n little-endian float32 values (C order) into the matrix, in chunks."""
-        rows = max(1, _BLOCK_BYTES // max(4 * n, 1))
+        rows = max(1, BLOCK_BYTES // max(4 * n, 1))
         for s in range(0, n, rows):
             r = min(rows, n - s)
             data = read_exact(stream, 4 * r * n)
@@ -586,7 +576,7 @@ class DistanceMatrix:
         for s in range(0, idx.size, step):
             rows = idx[s : s + step]
             blk = self._pair_distances(self._work[rows], self._sq[rows], self._work[:n],
-                                       self._sq[:n]).astype(np.float32)
+                                       self._sq[:n])
             square = blk[:, rows]
             _symmetrise_square(square)
             blk[:, rows] = square
@@ -732,7 +722,7 @@ class DistanceMatrix:
         if n == 0 or k == 0:
             return []
         work, sq = self._prepare_work(v)
-        d = self._pair_distances(work, sq, self._work[:n], self._sq[:n]).astype(np.float32)[0]
+        d = self._pair_distances(work, sq, self._work[:n], self._sq[:n])[0]
         ids = self._ids[:n]
         excluded = as_ids(list(exclude), what="exclude")
         if excluded.size:
