@@ -505,8 +505,11 @@ class DistanceMatrix:
                 raise MatrixError(f"distances are truncated: expected {n}x{n} float32 values")
             self._d[s : s + r, :n] = np.frombuffer(data, dtype="<f4").reshape(r, n)
 
-    def replace_state(self, other: DistanceMatrix) -> None:
-        """Make this object hold ``other``'s state (used to reload in place)."""
+    def replace_state(self, other: Any) -> None:
+        """Make this object hold ``other``'s state (used to reload in place). ``other`` may
+        be of the other layout: a reload after ``MatrixStore.convert`` changes the class too,
+        so a process's cached object follows the switch."""
+        self.__class__ = type(other)
         self.__dict__.clear()
         self.__dict__.update(other.__dict__)
 

@@ -61,6 +61,7 @@ from similarity.errors import MatrixError, StaleMatrixError
 from similarity.failpoints import failpoint
 from similarity.layout import LAYOUTS, NeighbourIndex, to_topk
 from similarity.matrix import METRICS, DistanceMatrix
+from similarity.rebuild import Block, merge_blocks, open_input, write_input
 from similarity.runtime import EMBEDDING_DIM
 from similarity.topk import ListChange, TopKIndex
 
@@ -646,6 +647,21 @@ class MatrixStore:
         else:
             raise MatrixError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         return self.publish_generation(target)
+
+    def rebuild_input(self, ids: Sequence[int] | np.ndarray, vectors: Any) -> Path:
+        """Write a distributed rebuild's input in this store's directory (see
+        similarity.rebuild); block workers call ``knn_block`` on the returned directory."""
+        return write_input(self.directory, ids, vectors, dim=self.dim, metric=self.meta.metric)
+
+    def publish_rebuild(self, input_dir: Path, blocks: Iterable[Block]) -> TopKIndex:
+        """Merge the blocks of a distributed rebuild and publish them as the next generation
+        (top-k layout, fenced); the input's vectors become the base's by a hard link."""
+        index = open_input(input_dir, k=self.k, metric=self.meta.metric, engine=self.engine)
+        ids = index.ids
+        nbr_ids, nbr_dist = merge_blocks(ids, blocks, self.k)
+        index.apply_lists(ListChange(ids, nbr_ids, nbr_dist))
+        self.publish_generation(index, vectors_from=Path(input_dir) / "vectors.npy")
+        return index
 
     def publish_generation(self, matrix: NeighbourIndex,
                            vectors_from: Path | None = None) -> NeighbourIndex:

@@ -191,8 +191,11 @@ class TopKIndex:
         t._recompute(np.arange(n))
         return t
 
-    def replace_state(self, other: TopKIndex) -> None:
-        """Make this object hold ``other``'s state (used to reload in place)."""
+    def replace_state(self, other: Any) -> None:
+        """Make this object hold ``other``'s state (used to reload in place). ``other`` may
+        be of the other layout: a reload after ``MatrixStore.convert`` changes the class too,
+        so a process's cached object follows the switch."""
+        self.__class__ = type(other)
         self.__dict__.clear()
         self.__dict__.update(other.__dict__)
 
@@ -414,7 +417,8 @@ class TopKIndex:
         e = rank_error(q_sq, self._sq_max, self.dim, self.metric)[:, None]
         pairs: list[tuple[np.ndarray, np.ndarray]] = []
         for off, vals in self._scan(q32, q_sq):
-            qi, c = np.nonzero(vals <= threshold(kth_s[None, off : off + vals.shape[1]], e))
+            near = vals <= threshold(kth_s[None, off : off + vals.shape[1]], e)
+            qi, c = np.nonzero(near & np.isfinite(vals))  # dead rows are +inf
             pairs.append((qi, c + off))
         qi = np.concatenate([p[0] for p in pairs])
         col = np.concatenate([p[1] for p in pairs])
