@@ -1,17 +1,27 @@
-"""Persistence of a ``DistanceMatrix`` as ``.npz`` files: atomic, versioned, incremental.
+"""Persistence of an index (either layout) as ``.npz`` files: atomic, versioned, incremental.
 
 Directory layout::
 
-    base-GGGGGGGG.npz             full state of generation G: ids, vectors, distances, top-k
-                                  tables, and the meta (format, weights hash, policy, metric)
+    base-GGGGGGGG.npz             full state of generation G and the meta (format, weights
+                                  hash, policy, metric, k, dim, layout). Dense: ids, vectors,
+                                  distances, top-k tables. Top-k: ids, squared norms, top-k
+                                  tables and the name of its vectors file:
+    base-GGGGGGGG-XXXXXXXXXXXX.vectors.npy
+                                  (top-k) the base's float32 vectors, uncompressed, opened
+                                  with ``mmap_mode="r"`` so processes share them through the
+                                  page cache; written (or hard-linked from a distributed
+                                  rebuild's input) before the .npz that names it
+    rebuild-XXXXXXXXXXXX/         a distributed rebuild's input (similarity.rebuild)
     delta-GGGGGGGG-SSSSSSSS.npz   one operation on top of base G, seq S = 1, 2, ...:
                                   op "upsert" (ids, vectors), "remove" (ids) or "seal"
     .w-XXXXXXXX.tmp               a file being written (removed by ``cleanup_temp``)
     .lock                         target of the optional ``lock()``
 
-Loading takes the newest base and replays its deltas in seq order through the same
-``DistanceMatrix`` methods; deltas of other generations are ignored (and deleted as stale
-by the next write). No base at all means an empty matrix (generation 0).
+Loading takes the newest base and replays its deltas in seq order (dense: through the same
+``DistanceMatrix`` methods; top-k: a delta also holds the lists its operation wrote, which
+are written back, so a reader never recomputes and never re-reads the base's vectors);
+deltas of other generations are ignored (and deleted as stale by the next write).
+No base at all means an empty index (generation 0).
 
 Every file is written to a temp file in the same directory (``np.savez`` given the open
 file, never a name), flushed, fsynced, then published, and the directory is fsynced.

@@ -133,11 +133,14 @@ class TopKIndex:
 
     def _set_state(self, ids: np.ndarray, vecs: np.ndarray, sq: np.ndarray,
                    nbr_ids: np.ndarray, nbr_dist: np.ndarray) -> None:
-        """Rows = the given arrays (``vecs`` is kept as is: it may be a memory map)."""
+        """Rows = the given arrays, taken over without a copy when they are writeable
+        (``vecs`` is kept as is: it may be a read-only memory map)."""
         self._rows = _Rows(vecs)
-        self._ids, self._sq = ids.copy(), sq.astype(np.float64)
+        self._ids = np.require(ids, np.int64, ["C", "W", "O"])
+        self._sq = np.require(sq, np.float64, ["C", "W", "O"])
         self._alive = np.ones(ids.size, bool)
-        self._nbr_ids, self._nbr_dist = nbr_ids.copy(), nbr_dist.copy()
+        self._nbr_ids = np.require(nbr_ids, np.int64, ["C", "W", "O"])
+        self._nbr_dist = np.require(nbr_dist, np.float32, ["C", "W", "O"])
         self._n_rows = self._n = ids.size
         self._sq_max = float(self._sq.max()) if ids.size else 0.0
         self._index_cache: dict[int, int] | None = None
@@ -163,8 +166,7 @@ class TopKIndex:
             raise MatrixError(f"top-k tables must be ({n}, {t.k})")
         if np.unique(ids).size != n:
             raise MatrixError("ids contain duplicates")
-        t._set_state(ids, vectors, raw_sq(vectors) if sq is None else sq,
-                     nbr_ids.astype(np.int64), nbr_dist.astype(np.float32))
+        t._set_state(ids, vectors, raw_sq(vectors) if sq is None else sq, nbr_ids, nbr_dist)
         return t
 
     @classmethod
