@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.common import median_seconds  # noqa: E402
 from bench.fmnist_vectors import cached_vectors, scaled_vectors  # noqa: E402
 from similarity.rebuild import Block, input_size, knn_block  # noqa: E402
 from similarity.store import MatrixMeta, MatrixStore  # noqa: E402
@@ -49,13 +50,8 @@ def bench_vectors(n: int) -> tuple[np.ndarray, int]:
     return scaled_vectors(base, n), base.shape[0]
 
 
-def _median(fn: Callable[[], Any], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def _median_of(fn: Callable[[], Any], repeats: int) -> float:
+    return median_seconds(fn, repeats=repeats, warmup=0)
 
 
 def _row(benchmark: str, n: int, figure: str, ratio: str = "n/a", **extra: Any) -> dict:
@@ -150,13 +146,13 @@ def bench_ops(store: MatrixStore, index: TopKIndex, vecs: np.ndarray, repeats: i
     reader_store = MatrixStore(store.directory, meta=META, k=K, layout="topk")
     reader = reader_store.load()
     next_id = iter(range(10**9, 10**9 + 4 * repeats))
-    add = _median(lambda: store.upsert(index, [next(next_id)], fresh[rng.integers(0, fresh.shape[0])]),
+    add = _median_of(lambda: store.upsert(index, [next(next_id)], fresh[rng.integers(0, fresh.shape[0])]),
                   repeats)
     victims = iter(rng.permutation(n)[: repeats].tolist())
-    remove = _median(lambda: store.remove(index, [next(victims)]), repeats)
+    remove = _median_of(lambda: store.remove(index, [next(victims)]), repeats)
     query = vecs[rng.integers(0, n, repeats)] + np.float32(0.01)
     qi = iter(range(repeats))
-    search = _median(lambda: index.query(query[next(qi)], K), repeats)
+    search = _median_of(lambda: index.query(query[next(qi)], K), repeats)
 
     def first_search() -> None:
         reader_store.refresh(reader)
@@ -165,7 +161,7 @@ def bench_ops(store: MatrixStore, index: TopKIndex, vecs: np.ndarray, repeats: i
     firsts = []
     for _ in range(min(5, repeats)):
         store.upsert(index, [next(next_id)], fresh[rng.integers(0, fresh.shape[0])])
-        firsts.append(_median(first_search, 1))
+        firsts.append(_median_of(first_search, 1))
     return {"add_s": add, "remove_s": remove, "search_s": search,
             "first_search_s": statistics.median(firsts), "repeats": repeats}
 
