@@ -79,6 +79,7 @@ def _row(benchmark, n, ours, baseline_name="", baseline=None, runs="", notes="",
 
 def bench_incremental(n: int, repeat: int, naive_repeat: int, load_repeat: int,
                       seed: int = 0) -> list[dict]:
+    from similarity.matrix import DistanceMatrix
     from similarity.store import MatrixStore
 
     rng = np.random.default_rng(seed)
@@ -91,6 +92,7 @@ def bench_incremental(n: int, repeat: int, naive_repeat: int, load_repeat: int,
             t0 = time.perf_counter()
             m = st.load()
             loads.append(time.perf_counter() - t0)
+        assert isinstance(m, DistanceMatrix)  # the dense layout (the store's default)
         t0 = time.perf_counter()
         st.upsert(m, [n], _vectors(rng, 1))
         first = time.perf_counter() - t0
@@ -210,6 +212,7 @@ def bench_allpairs(n: int, repeat: int, loop_repeat: int) -> list[dict]:
             for j in range(n):
                 d[i, j] = euclidean(vecs[i], vecs[j])
         loops.append(time.perf_counter() - t0)
+    assert m is not None  # repeat >= 1
     err = float(np.abs(m.distances - d).max())
     return [_row(
         "all-pairs distances", n, statistics.median(ours), "notebook loop, scipy euclidean",

@@ -7,10 +7,11 @@
 - ``distances``: a symmetric float32 N x N matrix with an exact zero diagonal;
 - every product's top-k neighbour list (ids and distances, sorted by (distance, id)).
 
-Distances are computed the vectorised way in float64 (squared norms + one matrix product,
-clamped at 0, square root) and stored as float32. Pairs that are so close that the squared
-norm formula would lose precision are recomputed directly from the difference of the two
-vectors, so identical vectors are at distance exactly 0 and exact ties stay exact ties.
+Distances are computed the vectorised way in float64 (squared norms + one matrix product)
+and stored as float32; every stored value equals the canonical distance of
+``similarity.exact`` (entries the norm formula cannot decide are recomputed from the
+difference vectors), so identical vectors are at distance exactly 0, exact ties stay exact
+ties, and the top-k layout (``similarity.topk``) reports the very same lists.
 ``metric="cosine"`` means 1 - cosine similarity, computed on L2-normalised copies (the raw
 vectors are what is stored and returned).
 
@@ -35,22 +36,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any, BinaryIO
+from typing import IO, Any, TypeGuard
 
 import numpy as np
 
 from similarity.errors import MatrixError, MatrixFullError
+from similarity.exact import raw_sq, settle_dense, work_vectors
+from similarity.runtime import EMBEDDING_DIM
 
 METRICS = ("euclidean", "cosine")
 
 _INT64_MAX = int(np.iinfo(np.int64).max)
 _NO_ID = -1
-# Pairs whose squared distance is below this fraction of the sum of squared norms (euclidean),
-# or whose cosine distance is below it, are recomputed from the difference vector.
-_REFINE_RTOL = 1e-6
-_REFINE_CHUNK = 4096
-# Working memory for one block of rows when building or recomputing many rows.
-_BLOCK_BYTES = 32 * 2**20
+# The one working-memory budget: a block of rows of distances when building or recomputing,
+# a chunk of working vectors, a chunk of a streamed distance matrix.
+BLOCK_BYTES = 32 * 2**20
 _GROWTH = 1.25
 _MIN_GROWTH = 64
 # Upserts of more products than this recompute every list instead of merging candidates.
@@ -64,6 +64,19 @@ class UnknownProductError(MatrixError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+def is_int(value: object) -> TypeGuard[int | np.integer]:
+    """A Python or numpy integer, not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def check_int(value: object, name: str, *, minimum: int = 0) -> int:
+    """``value`` as an int if it is an integer (not a bool) >= ``minimum``; else MatrixError."""
+    if not is_int(value) or int(value) < minimum:
+        kind = "positive" if minimum == 1 else "non-negative" if minimum == 0 else f">= {minimum}"
+        raise MatrixError(f"{name} must be a {kind} integer, got {value!r}")
+    return int(value)
 
 
 def _format_bytes(n: float) -> str:
@@ -104,7 +117,50 @@ def as_ids(ids: Iterable[int] | np.ndarray, *, what: str = "ids") -> np.ndarray:
     return out
 
 
-def _last_wins(ids: np.ndarray) -> np.ndarray:
+def read_exact(stream: IO[bytes], nbytes: int) -> bytes | None:
+    """Exactly ``nbytes`` from ``stream``, or None if it ends first."""
+    chunks, got = [], 0
+    while got < nbytes:
+        chunk = stream.read(nbytes - got)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def validate_vectors(vectors: Any, m: int, dim: int, metric: str) -> np.ndarray:
+    """``vectors`` as a fresh float32 (m x dim) array of finite, bounded values (non-zero
+    rows for cosine); MatrixError otherwise. One 1-D vector is accepted when m == 1."""
+    arr = np.asarray(vectors)
+    if arr.ndim == 1 and m == 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2 or arr.shape != (m, dim):
+        raise MatrixError(
+            f"vectors must have shape ({m}, {dim}) for {m} id(s), got {arr.shape}"
+        )
+    if arr.dtype.kind not in "fiu":
+        raise MatrixError(f"vectors must be real numbers, got dtype {arr.dtype}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.array(arr, dtype=np.float32, copy=True)
+    bad = ~np.isfinite(out).all(axis=1)
+    if bad.any():
+        raise MatrixError(
+            f"vectors contain NaN or inf (row(s) {np.flatnonzero(bad)[:5].tolist()})"
+        )
+    if m and float(np.abs(out).max()) > _MAX_ABS:
+        raise MatrixError(f"vector values must be within ±{_MAX_ABS:g}")
+    if metric == "cosine" and m:
+        zero = ~(out != 0).any(axis=1)
+        if zero.any():
+            raise MatrixError(
+                "cosine metric cannot use an all-zero vector "
+                f"(row(s) {np.flatnonzero(zero)[:5].tolist()})"
+            )
+    return out
+
+
+def last_wins(ids: np.ndarray) -> np.ndarray:
     """Positions of the last occurrence of every distinct id, in call order."""
     m = ids.size
     _, pos_rev = np.unique(ids[::-1], return_index=True)
@@ -158,32 +214,26 @@ class DistanceMatrix:
     loaded from a store.
     """
 
+    layout = "dense"
+
     def __init__(
         self,
         *,
-        dim: int = 1280,
+        dim: int = EMBEDDING_DIM,
         metric: str = "euclidean",
         k: int = 10,
         max_items: int = 20_000,
         headroom: float = 0.05,
     ) -> None:
-        if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool) or dim < 1:
-            raise MatrixError(f"dim must be a positive integer, got {dim!r}")
         if metric not in METRICS:
             raise MatrixError(f"metric must be one of {METRICS}, got {metric!r}")
-        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-            raise MatrixError(f"k must be a positive integer, got {k!r}")
-        if not isinstance(max_items, (int, np.integer)) or isinstance(max_items, bool) or (
-            max_items < 0
-        ):
-            raise MatrixError(f"max_items must be a non-negative integer, got {max_items!r}")
         if not 0 <= headroom <= 10:
             raise MatrixError(f"headroom must be between 0 and 10, got {headroom!r}")
         self.headroom = float(headroom)
-        self.dim = int(dim)
+        self.dim = check_int(dim, "dim", minimum=1)
         self.metric = metric
-        self.k = int(k)
-        self.max_items = int(max_items)
+        self.k = check_int(k, "k", minimum=1)
+        self.max_items = check_int(max_items, "max_items")
         self.version: tuple[int, int] | None = None
         self.sealed = False
         self._n = 0
@@ -232,32 +282,7 @@ class DistanceMatrix:
     # ------------------------------------------------------------------ validation
 
     def _as_vectors(self, vectors: Any, m: int) -> np.ndarray:
-        arr = np.asarray(vectors)
-        if arr.ndim == 1 and m == 1:
-            arr = arr.reshape(1, -1)
-        if arr.ndim != 2 or arr.shape != (m, self.dim):
-            raise MatrixError(
-                f"vectors must have shape ({m}, {self.dim}) for {m} id(s), got {arr.shape}"
-            )
-        if arr.dtype.kind not in "fiu":
-            raise MatrixError(f"vectors must be real numbers, got dtype {arr.dtype}")
-        with np.errstate(over="ignore", invalid="ignore"):
-            out = np.array(arr, dtype=np.float32, copy=True)
-        bad = ~np.isfinite(out).all(axis=1)
-        if bad.any():
-            raise MatrixError(
-                f"vectors contain NaN or inf (row(s) {np.flatnonzero(bad)[:5].tolist()})"
-            )
-        if m and float(np.abs(out).max()) > _MAX_ABS:
-            raise MatrixError(f"vector values must be within ±{_MAX_ABS:g}")
-        if self.metric == "cosine" and m:
-            zero = ~(out != 0).any(axis=1)
-            if zero.any():
-                raise MatrixError(
-                    "cosine metric cannot use an all-zero vector "
-                    f"(row(s) {np.flatnonzero(zero)[:5].tolist()})"
-                )
-        return out
+        return validate_vectors(vectors, m, self.dim, self.metric)
 
     def plan_upsert(self, ids: Sequence[int] | np.ndarray, vectors: Any) -> tuple[
         np.ndarray, np.ndarray
@@ -272,7 +297,7 @@ class DistanceMatrix:
         vecs = self._as_vectors(vectors, ids_arr.size)
         if ids_arr.size == 0:
             return ids_arr, vecs
-        keep = _last_wins(ids_arr)
+        keep = last_wins(ids_arr)
         ids_arr, vecs = ids_arr[keep], vecs[keep]
         idx = np.fromiter((self._index.get(i, -1) for i in ids_arr.tolist()), np.int64,
                           ids_arr.size)
@@ -301,42 +326,28 @@ class DistanceMatrix:
     # ------------------------------------------------------------------ distances
 
     def _prepare_work(self, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        work = vecs.astype(np.float64)
-        if self.metric == "cosine":
-            work /= np.sqrt(np.einsum("ij,ij->i", work, work))[:, None]
-        sq = np.einsum("ij,ij->i", work, work)
-        return work, sq
+        work = work_vectors(vecs, raw_sq(vecs), self.metric)
+        return work, np.einsum("ij,ij->i", work, work)
 
     def _pair_distances(
         self, a: np.ndarray, a_sq: np.ndarray, b: np.ndarray, b_sq: np.ndarray
     ) -> np.ndarray:
-        """float64 (len(a) x len(b)) distances between working vectors."""
+        """Canonical float32 (len(a) x len(b)) distances between working vectors
+        (see ``similarity.exact``): a float64 norm formula, settled exactly where needed."""
         g = a @ b.T
         if g.size == 0:
-            return g
+            return g.astype(np.float32)
+        g *= -2.0
         if self.metric == "euclidean":
-            g *= -2.0
             g += a_sq[:, None]
             g += b_sq[None, :]
-            np.maximum(g, 0.0, out=g)
-            # Superset of the pairs too close for the norm formula (cheap per-row threshold).
-            near = g < (_REFINE_RTOL * (a_sq + b_sq.max()))[:, None]
         else:
-            np.subtract(1.0, g, out=g)
-            np.clip(g, 0.0, 2.0, out=g)
-            near = g < _REFINE_RTOL
-        rows, cols = np.nonzero(near)
-        for s in range(0, rows.size, _REFINE_CHUNK):
-            r, c = rows[s : s + _REFINE_CHUNK], cols[s : s + _REFINE_CHUNK]
-            diff = a[r] - b[c]
-            exact = np.einsum("ij,ij->i", diff, diff)
-            g[r, c] = exact if self.metric == "euclidean" else 0.5 * exact
-        if self.metric == "euclidean":
-            np.sqrt(g, out=g)
-        return g
+            g += 2.0  # unit working vectors: s = 2 - 2 a.b
+        np.maximum(g, 0.0, out=g)
+        return settle_dense(g, a, a_sq, b, b_sq, self.metric)
 
     def _rows_block(self, n: int) -> int:
-        return max(1, _BLOCK_BYTES // (8 * max(n, 1)))
+        return max(1, BLOCK_BYTES // (8 * max(n, 1)))
 
     def _recompute_rows(self, rows: np.ndarray) -> None:
         """Recompute the top-k lists of ``rows`` from the stored distances."""
@@ -365,19 +376,20 @@ class DistanceMatrix:
         metric: str = "euclidean",
         k: int = 10,
         max_items: int = 20_000,
-        dim: int = 1280,
+        dim: int = EMBEDDING_DIM,
         headroom: float = 0.05,
     ) -> DistanceMatrix:
         """Full rebuild from scratch, vectorised in row blocks.
 
         Peak memory is the final matrix (with its ``headroom`` spare rows) plus the float64
-        working vectors plus one block of rows (about 32 MB of float64 and its by-products);
-        only the upper triangle is computed, then mirrored. Duplicate ids: the last wins.
+        working vectors plus one block of rows (``BLOCK_BYTES`` of float64 and its
+        by-products); only the upper triangle is computed, then mirrored. Duplicate ids: the
+        last wins.
         """
         m = cls(dim=dim, metric=metric, k=k, max_items=max_items, headroom=headroom)
         ids_arr = as_ids(ids)
         vecs = m._as_vectors(vectors, ids_arr.size)
-        keep = _last_wins(ids_arr)
+        keep = last_wins(ids_arr)
         ids_arr, vecs = ids_arr[keep], vecs[keep]
         n = ids_arr.size
         if n > m.max_items:
@@ -385,38 +397,46 @@ class DistanceMatrix:
                 f"cannot build a matrix of {n} products: the limit is max_items={m.max_items}; "
                 f"it would need about {_format_bytes(memory_needed(n, m.dim))} of memory"
             )
-        m._allocate(m._initial_capacity(n))
-        m._ids[:n] = ids_arr
-        m._index = {i: j for j, i in enumerate(ids_arr.tolist())}
-        m._vecs[:n] = vecs
+        m._set_rows(ids_arr, vecs)
         del vecs
-        m._fill_work(n)
-        step = m._rows_block(n)
-        for s in range(0, n, step):
-            e = min(n, s + step)
-            blk = m._pair_distances(m._work[s:e], m._sq[s:e], m._work[s:n], m._sq[s:n])
-            blk32 = blk.astype(np.float32)
-            del blk
-            _symmetrise_square(blk32[:, : e - s])
-            m._d[s:e, s:n] = blk32
-            m._d[s:n, s:e] = blk32.T
+        m._fill_distances(n)
         m._n = n
         m._recompute_rows(np.arange(n))
         return m
+
+    def _set_rows(self, ids: np.ndarray, vecs: np.ndarray) -> None:
+        """Allocate for ``ids`` (with headroom) and store them, their vectors and work copies."""
+        n = ids.size
+        self._allocate(self._initial_capacity(n))
+        self._ids[:n] = ids
+        self._index = {i: j for j, i in enumerate(ids.tolist())}
+        self._vecs[:n] = vecs
+        self._fill_work(n)
+
+    def _fill_distances(self, n: int) -> None:
+        """All pairwise distances of rows [0, n), upper triangle by row blocks, mirrored."""
+        step = self._rows_block(n)
+        for s in range(0, n, step):
+            e = min(n, s + step)
+            blk = self._pair_distances(self._work[s:e], self._sq[s:e], self._work[s:n],
+                                       self._sq[s:n])
+            _symmetrise_square(blk[:, : e - s])
+            self._d[s:e, s:n] = blk
+            self._d[s:n, s:e] = blk.T
 
     @classmethod
     def from_arrays(
         cls,
         ids: np.ndarray,
         vectors: np.ndarray,
-        distances: np.ndarray | BinaryIO,
+        distances: np.ndarray | IO[bytes],
         nbr_ids: np.ndarray | None = None,
         nbr_dist: np.ndarray | None = None,
         *,
         metric: str = "euclidean",
         k: int = 10,
         max_items: int = 20_000,
-        dim: int = 1280,
+        dim: int = EMBEDDING_DIM,
         headroom: float = 0.05,
     ) -> DistanceMatrix:
         """Restore persisted arrays without recomputing distances.
@@ -432,64 +452,64 @@ class DistanceMatrix:
         vecs = m._as_vectors(vectors, n)
         if np.unique(ids_arr).size != n:
             raise MatrixError("ids contain duplicates")
-        m._allocate(m._initial_capacity(n))
-        m._ids[:n] = ids_arr
-        m._index = {i: j for j, i in enumerate(ids_arr.tolist())}
-        m._vecs[:n] = vecs
+        m._set_rows(ids_arr, vecs)
         del vecs
-        m._fill_work(n)
+        m._restore_distances(distances, n)
+        m._n = n
+        m._restore_tables(nbr_ids, nbr_dist)
+        return m
+
+    def _restore_distances(self, distances: np.ndarray | IO[bytes], n: int) -> None:
         if isinstance(distances, np.ndarray):
             if distances.shape != (n, n) or distances.dtype != np.float32:
                 raise MatrixError(
                     f"distances must be float32 of shape ({n}, {n}), "
                     f"got {distances.dtype} {distances.shape}"
                 )
-            m._d[:n, :n] = distances
+            self._d[:n, :n] = distances
         else:
-            m._read_distances(distances, n)
-        if n and (np.diagonal(m._d[:n, :n]) != 0).any():
+            self._read_distances(distances, n)
+        if n and (np.diagonal(self._d[:n, :n]) != 0).any():
             raise MatrixError("distances must have a zero diagonal")
-        m._n = n
+
+    def _restore_tables(self, nbr_ids: np.ndarray | None, nbr_dist: np.ndarray | None) -> None:
+        """Take the stored top-k tables if they fit this matrix's k, else recompute them."""
+        n = self._n
         if (
             nbr_ids is not None
             and nbr_dist is not None
-            and nbr_ids.shape == (n, m.k)
-            and nbr_dist.shape == (n, m.k)
+            and nbr_ids.shape == (n, self.k)
+            and nbr_dist.shape == (n, self.k)
             and nbr_ids.dtype == np.int64
             and nbr_dist.dtype == np.float32
         ):
-            m._nbr_ids[:n] = nbr_ids
-            m._nbr_dist[:n] = nbr_dist
+            self._nbr_ids[:n] = nbr_ids
+            self._nbr_dist[:n] = nbr_dist
         else:
-            m._recompute_rows(np.arange(n))
-        return m
+            self._recompute_rows(np.arange(n))
 
     def _fill_work(self, n: int) -> None:
         """Compute the float64 working vectors and squared norms of rows [0, n), in chunks."""
-        step = max(1, (8 * 2**20) // (8 * self.dim))
+        step = max(1, BLOCK_BYTES // (8 * self.dim))
         for s in range(0, n, step):
             e = min(n, s + step)
             self._work[s:e], self._sq[s:e] = self._prepare_work(self._vecs[s:e])
 
-    def _read_distances(self, stream: BinaryIO, n: int) -> None:
+    def _read_distances(self, stream: IO[bytes], n: int) -> None:
         """Read n x n little-endian float32 values (C order) into the matrix, in chunks."""
-        rows = max(1, (16 * 2**20) // max(4 * n, 1))
-        buf = np.empty((rows, n), dtype="<f4")
+        rows = max(1, BLOCK_BYTES // max(4 * n, 1))
         for s in range(0, n, rows):
             r = min(rows, n - s)
-            view = memoryview(buf[:r]).cast("B")
-            got = 0
-            while got < view.nbytes:
-                count = stream.readinto(view[got:])
-                if not count:
-                    raise MatrixError(
-                        f"distances are truncated: expected {n}x{n} float32 values"
-                    )
-                got += count
-            self._d[s : s + r, :n] = buf[:r]
+            data = read_exact(stream, 4 * r * n)
+            if data is None:
+                raise MatrixError(f"distances are truncated: expected {n}x{n} float32 values")
+            self._d[s : s + r, :n] = np.frombuffer(data, dtype="<f4").reshape(r, n)
 
-    def replace_state(self, other: DistanceMatrix) -> None:
-        """Make this object hold ``other``'s state (used to reload in place)."""
+    def replace_state(self, other: Any) -> None:
+        """Make this object hold ``other``'s state (used to reload in place). ``other`` may
+        be of the other layout: a reload after ``MatrixStore.convert`` changes the class too,
+        so a process's cached object follows the switch."""
+        self.__class__ = type(other)
         self.__dict__.clear()
         self.__dict__.update(other.__dict__)
 
@@ -506,17 +526,32 @@ class DistanceMatrix:
 
     def apply_upsert(self, ids: np.ndarray, vecs: np.ndarray) -> set[int]:
         """Apply the output of ``plan_upsert`` (distinct ids, validated float32 vectors)."""
-        m = ids.size
-        if m == 0:
+        if ids.size == 0:
             return set()
         n_old = self._n
+        old_nbr_ids = self._nbr_ids[:n_old].copy()
+        old_nbr_d = self._nbr_dist[:n_old].copy()
+        idx, new_ids = self._place(ids, vecs)
+        full = self._rows_to_recompute(idx, ids[~np.isin(ids, new_ids)], old_nbr_ids)
+        others = np.flatnonzero(~full[:n_old])
+        merged = self._merge_upserted(ids, idx, others, old_nbr_ids[others], old_nbr_d[others])
+        full_rows = np.flatnonzero(full)
+        self._recompute_rows(full_rows)
+        touched = np.union1d(full_rows[full_rows < n_old], merged)
+        diff = (self._nbr_ids[touched] != old_nbr_ids[touched]).any(axis=1) | (
+            self._nbr_dist[touched] != old_nbr_d[touched]
+        ).any(axis=1)
+        return set(self._ids[touched[diff]].tolist()) | set(new_ids.tolist())
+
+    def _place(self, ids: np.ndarray, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Store the upserted vectors (new ones in new rows) and their distance rows/columns.
+
+        Returns (row of every upserted id, the ids that are new).
+        """
+        m, n_old = ids.size, self._n
         idx = np.fromiter((self._index.get(i, -1) for i in ids.tolist()), np.int64, m)
         is_new = idx < 0
         new_ids = ids[is_new]
-        upd_ids = ids[~is_new]
-        old_nbr_ids = self._nbr_ids[:n_old].copy()
-        old_nbr_d = self._nbr_dist[:n_old].copy()
-
         n = n_old + new_ids.size
         self._reserve(n)
         new_rows = np.arange(n_old, n)
@@ -525,65 +560,68 @@ class DistanceMatrix:
         for i, row in zip(new_ids.tolist(), new_rows.tolist(), strict=True):
             self._index[i] = row
         self._vecs[idx] = vecs
-        work, sq = self._prepare_work(vecs)
-        self._work[idx] = work
-        self._sq[idx] = sq
+        self._work[idx], self._sq[idx] = self._prepare_work(vecs)
         self._n = n
         self._nbr_ids[new_rows] = _NO_ID
         self._nbr_dist[new_rows] = np.inf
+        self._write_rows(idx)
+        return idx, new_ids
 
-        # Distances of the upserted rows to every row, in row blocks. Each block's square part
-        # is made symmetric; a later block overwrites the pairs it shares with an earlier one
-        # on both sides (its row and its column), so the matrix stays exactly symmetric.
+    def _write_rows(self, idx: np.ndarray) -> None:
+        """Distances of rows ``idx`` to every row, in row blocks.
+
+        Each block's square part is made symmetric; a later block overwrites the pairs it
+        shares with an earlier one on both sides (its row and its column), so the matrix stays
+        exactly symmetric.
+        """
+        n = self._n
         step = self._rows_block(n)
-        for s in range(0, m, step):
+        for s in range(0, idx.size, step):
             rows = idx[s : s + step]
-            blk = self._pair_distances(work[s : s + step], sq[s : s + step], self._work[:n],
-                                       self._sq[:n]).astype(np.float32)
+            blk = self._pair_distances(self._work[rows], self._sq[rows], self._work[:n],
+                                       self._sq[:n])
             square = blk[:, rows]
             _symmetrise_square(square)
             blk[:, rows] = square
             self._d[rows, :n] = blk
             self._d[:n, rows] = blk.T
-        del work, sq
 
-        # Rows to recompute from scratch: the upserted ones, and those whose list held an
-        # updated product (its distance changed, possibly for the worse); every row when the
-        # batch is large.
-        full = np.zeros(n, bool)
+    def _rows_to_recompute(self, idx: np.ndarray, updated: np.ndarray,
+                           old_nbr_ids: np.ndarray) -> np.ndarray:
+        """Mask of rows whose list is recomputed from scratch: the upserted ones, and those
+        whose list held an updated product (its distance changed, possibly for the worse);
+        every row when the batch is large."""
+        full = np.zeros(self._n, bool)
         full[idx] = True
-        if m > _MERGE_MAX:
+        n_old = old_nbr_ids.shape[0]
+        if idx.size > _MERGE_MAX:
             full[:] = True
-        elif upd_ids.size and n_old:
-            full[:n_old] |= np.isin(old_nbr_ids, upd_ids).any(axis=1)
-        # Every other row can only gain upserted products: merge them if one beats the k-th.
-        others = np.flatnonzero(~full[:n_old])
-        merged = np.empty(0, np.int64)
-        if others.size:
-            kth_d = old_nbr_d[others, -1]
-            kth_id = old_nbr_ids[others, -1]
-            kth_id = np.where(kth_id < 0, _INT64_MAX, kth_id)
-            cand = self._d[idx, :n][:, others]
-            beats = (cand < kth_d) | ((cand == kth_d) & (ids[:, None] < kth_id))
-            merged = others[beats.any(axis=0)]
+        elif updated.size and n_old:
+            full[:n_old] |= np.isin(old_nbr_ids, updated).any(axis=1)
+        return full
+
+    def _merge_upserted(self, ids: np.ndarray, idx: np.ndarray, others: np.ndarray,
+                        o_ids: np.ndarray, o_d: np.ndarray) -> np.ndarray:
+        """Rows ``others`` can only gain upserted products: merge those that beat the k-th.
+
+        ``o_ids``/``o_d`` are the rows' lists before the upsert. Returns the merged rows.
+        """
+        if others.size == 0:
+            return others
+        kth_id = np.where(o_ids[:, -1] < 0, _INT64_MAX, o_ids[:, -1])
+        cand = self._d[idx][:, others]
+        beats = (cand < o_d[:, -1]) | ((cand == o_d[:, -1]) & (ids[:, None] < kth_id))
+        hit = beats.any(axis=0)
+        merged = others[hit]
         if merged.size:
-            c_ids = np.concatenate([old_nbr_ids[merged], np.broadcast_to(ids, (merged.size, m))],
-                                   axis=1)
-            c_d = np.concatenate([old_nbr_d[merged], self._d[merged][:, idx]], axis=1)
+            c_ids = np.concatenate(
+                [o_ids[hit], np.broadcast_to(ids, (merged.size, ids.size))], axis=1)
+            c_d = np.concatenate([o_d[hit], cand[:, hit].T], axis=1)
             key = np.where(c_ids < 0, _INT64_MAX, c_ids)
             order = np.lexsort((key, c_d), axis=1)[:, : self.k]
             self._nbr_ids[merged] = np.take_along_axis(c_ids, order, axis=1)
             self._nbr_dist[merged] = np.take_along_axis(c_d, order, axis=1)
-        full_rows = np.flatnonzero(full)
-        self._recompute_rows(full_rows)
-
-        touched = np.union1d(full_rows[full_rows < n_old], merged)
-        diff = (self._nbr_ids[touched] != old_nbr_ids[touched]).any(axis=1) | (
-            self._nbr_dist[touched] != old_nbr_d[touched]
-        ).any(axis=1)
-        changed = set(self._ids[touched[diff]].tolist())
-        changed.update(new_ids.tolist())
-        return changed
+        return merged
 
     def remove(self, ids: Iterable[int] | np.ndarray) -> set[int]:
         """Remove products; unknown ids are ignored. Returns the products whose list changed."""
@@ -622,7 +660,7 @@ class DistanceMatrix:
         return self._n
 
     def __contains__(self, product_id: object) -> bool:
-        if not isinstance(product_id, (int, np.integer)) or isinstance(product_id, bool):
+        if not is_int(product_id):
             return False
         return int(product_id) in self._index
 
@@ -653,7 +691,7 @@ class DistanceMatrix:
 
     def index_of(self, product_id: int) -> int:
         """Row of ``product_id``; UnknownProductError (a KeyError) if absent."""
-        if isinstance(product_id, (int, np.integer)) and not isinstance(product_id, bool):
+        if is_int(product_id):
             row = self._index.get(int(product_id))
             if row is not None:
                 return row
@@ -687,7 +725,7 @@ class DistanceMatrix:
         if n == 0 or k == 0:
             return []
         work, sq = self._prepare_work(v)
-        d = self._pair_distances(work, sq, self._work[:n], self._sq[:n]).astype(np.float32)[0]
+        d = self._pair_distances(work, sq, self._work[:n], self._sq[:n])[0]
         ids = self._ids[:n]
         excluded = as_ids(list(exclude), what="exclude")
         if excluded.size:
@@ -703,6 +741,4 @@ class DistanceMatrix:
 
     @staticmethod
     def _check_k(k: int) -> int:
-        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 0:
-            raise MatrixError(f"k must be a non-negative integer, got {k!r}")
-        return int(k)
+        return check_int(k, "k")

@@ -1,17 +1,27 @@
-"""Persistence of a ``DistanceMatrix`` as ``.npz`` files: atomic, versioned, incremental.
+"""Persistence of an index (either layout) as ``.npz`` files: atomic, versioned, incremental.
 
 Directory layout::
 
-    base-GGGGGGGG.npz             full state of generation G: ids, vectors, distances, top-k
-                                  tables, and the meta (format, weights hash, policy, metric)
+    base-GGGGGGGG.npz             full state of generation G and the meta (format, weights
+                                  hash, policy, metric, k, dim, layout). Dense: ids, vectors,
+                                  distances, top-k tables. Top-k: ids, squared norms, top-k
+                                  tables and the name of its vectors file:
+    base-GGGGGGGG-XXXXXXXXXXXX.vectors.npy
+                                  (top-k) the base's float32 vectors, uncompressed, opened
+                                  with ``mmap_mode="r"`` so processes share them through the
+                                  page cache; written (or hard-linked from a distributed
+                                  rebuild's input) before the .npz that names it
+    rebuild-XXXXXXXXXXXX/         a distributed rebuild's input (similarity.rebuild)
     delta-GGGGGGGG-SSSSSSSS.npz   one operation on top of base G, seq S = 1, 2, ...:
                                   op "upsert" (ids, vectors), "remove" (ids) or "seal"
     .w-XXXXXXXX.tmp               a file being written (removed by ``cleanup_temp``)
     .lock                         target of the optional ``lock()``
 
-Loading takes the newest base and replays its deltas in seq order through the same
-``DistanceMatrix`` methods; deltas of other generations are ignored (and deleted as stale
-by the next write). No base at all means an empty matrix (generation 0).
+Loading takes the newest base and replays its deltas in seq order (dense: through the same
+``DistanceMatrix`` methods; top-k: a delta also holds the lists its operation wrote, which
+are written back, so a reader never recomputes and never re-reads the base's vectors);
+deltas of other generations are ignored (and deleted as stale by the next write).
+No base at all means an empty index (generation 0).
 
 Every file is written to a temp file in the same directory (``np.savez`` given the open
 file, never a name), flushed, fsynced, then published, and the directory is fsynced.
@@ -47,17 +57,23 @@ import os
 import re
 import tempfile
 import time
+import uuid
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import numpy as np
 
+from similarity.atomic import fsync_dir
 from similarity.errors import MatrixError, StaleMatrixError
 from similarity.failpoints import failpoint
+from similarity.layout import LAYOUTS, NeighbourIndex, to_topk
 from similarity.matrix import METRICS, DistanceMatrix
+from similarity.rebuild import Block, merge_blocks, open_input, write_input
+from similarity.runtime import EMBEDDING_DIM
+from similarity.topk import ListChange, TopKIndex
 
 FORMAT_VERSION = 1
 OPS = ("upsert", "remove", "seal")
@@ -66,13 +82,20 @@ TEMP_SUFFIX = ".tmp"
 LOCK_NAME = ".lock"
 
 _BASE_RE = re.compile(r"^base-(\d{8})\.npz$")
+_VECTORS_RE = re.compile(r"^base-(\d{8})-[0-9a-f]{12}\.vectors\.npy$")
 _DELTA_RE = re.compile(r"^delta-(\d{8})-(\d{8})\.npz$")
 _RETRIES = 8
 _BASE_KEYS = (
     "format", "generation", "weights_sha256", "policy", "metric", "k", "dim",
     "ids", "vectors", "distances", "nbr_ids", "nbr_dist",
 )
+_TOPK_BASE_KEYS = (
+    *_BASE_KEYS[:7], "layout", "vectors_file", "ids", "sq", "nbr_ids", "nbr_dist",
+)
 _DELTA_KEYS = ("format", "generation", "seq", "op", "ids", "vectors")
+# A top-k delta also logs the lists the operation wrote, so replaying never recomputes.
+_LIST_KEYS = ("changed", "list_ids", "list_nbr_ids", "list_nbr_dist")
+_VECTOR_BLOCK = 65_536
 
 
 class ConcurrentWriterError(MatrixError):
@@ -108,6 +131,7 @@ def _scan(directory: Path) -> _Listing:
     bases: dict[int, Path] = {}
     deltas: dict[int, dict[int, Path]] = {}
     listing = _Listing()
+    vector_files: list[tuple[int, Path]] = []
     with os.scandir(directory) as it:
         for entry in it:
             name = entry.name
@@ -117,6 +141,8 @@ def _scan(directory: Path) -> _Listing:
                 bases[int(m.group(1))] = Path(entry.path)
             elif m := _DELTA_RE.match(name):
                 deltas.setdefault(int(m.group(1)), {})[int(m.group(2))] = Path(entry.path)
+            elif m := _VECTORS_RE.match(name):
+                vector_files.append((int(m.group(1)), Path(entry.path)))
             else:
                 continue
             listing.files.append(Path(entry.path))
@@ -125,6 +151,7 @@ def _scan(directory: Path) -> _Listing:
     listing.deltas = deltas.get(gen, {})
     listing.stale = [p for g, p in bases.items() if g < gen]
     listing.stale += [p for g, d in deltas.items() if g < gen for p in d.values()]
+    listing.stale += [p for g, p in vector_files if g < gen]
     return listing
 
 
@@ -165,6 +192,41 @@ def _read_npz(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
         return _members(z, path, keys)
 
 
+@contextlib.contextmanager
+def _open_distances(npz: np.lib.npyio.NpzFile, path: Path, n: int) -> Iterator[IO[bytes]]:
+    """The base's ``distances.npy`` member, positioned after its header (checked: C-order
+    float32 n x n)."""
+    if "distances" not in npz.files or npz.zip is None:
+        raise MatrixError(f"{path.name} is not a matrix file: missing ['distances']")
+    with npz.zip.open("distances.npy") as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise MatrixError(f"{path.name}: unsupported .npy version {version}")
+        if dtype != np.dtype("<f4") or fortran or shape != (n, n):
+            raise MatrixError(
+                f"{path.name}: distances must be C-order float32 ({n}, {n}), got "
+                f"{dtype} {shape}{' Fortran order' if fortran else ''}"
+            )
+        yield f
+
+
+def _write_npy(f: BinaryIO, shape: tuple[int, int], blocks: Iterable[np.ndarray]) -> None:
+    """An uncompressed C-order float32 .npy of ``shape`` from row blocks (never one copy)."""
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False,
+              "shape": shape}
+    np.lib.format.write_array_header_1_0(f, header)
+    rows = 0
+    for block in blocks:
+        f.write(np.ascontiguousarray(block, "<f4").tobytes())
+        rows += block.shape[0]
+    if rows != shape[0]:
+        raise MatrixError(f"wrote {rows} vector rows, expected {shape[0]}")
+
+
 def _text(arr: np.ndarray, what: str) -> str:
     if arr.ndim != 0 or arr.dtype.kind != "U":
         raise MatrixError(f"{what} must be a fixed-width unicode scalar, got {arr.dtype}")
@@ -191,12 +253,21 @@ class MatrixStore:
         meta: MatrixMeta,
         k: int = 10,
         max_items: int = 20_000,
-        dim: int = 1280,
+        dim: int = EMBEDDING_DIM,
         max_deltas: int = 500,
         fence: Callable[[], None] | None = None,
+        layout: str = "dense",
+        engine: str = "numpy",
     ) -> None:
         if max_deltas < 1:
             raise MatrixError(f"max_deltas must be >= 1, got {max_deltas}")
+        if layout not in LAYOUTS:
+            raise MatrixError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        #: Layout of what ``rebuild`` builds and of an empty store; a stored base keeps its
+        #: own layout until ``convert`` (see similarity.layout).
+        self.layout = layout
+        #: Ranking engine of the top-k layout's full scans: "numpy" or "faiss".
+        self.engine = engine
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.meta = meta
@@ -219,7 +290,7 @@ class MatrixStore:
 
     # ------------------------------------------------------------------ reading
 
-    def load(self, *, allow_stale: bool = False) -> DistanceMatrix:
+    def load(self, *, allow_stale: bool = False) -> NeighbourIndex:
         """The newest state on disk (an empty matrix when there is none).
 
         Raises StaleMatrixError when the stored weights, policy, metric, format or dim differ
@@ -232,11 +303,13 @@ class MatrixStore:
                 continue  # a concurrent compaction deleted what we listed: list again
         raise MatrixError(f"{self.directory} kept changing while loading; try again")
 
-    def _empty(self) -> DistanceMatrix:
+    def _empty(self) -> NeighbourIndex:
+        if self.layout == "topk":
+            return TopKIndex(dim=self.dim, metric=self.meta.metric, k=self.k, engine=self.engine)
         return DistanceMatrix(dim=self.dim, metric=self.meta.metric, k=self.k,
                               max_items=self.max_items)
 
-    def _load_listing(self, listing: _Listing, *, allow_stale: bool) -> DistanceMatrix:
+    def _load_listing(self, listing: _Listing, *, allow_stale: bool) -> NeighbourIndex:
         gen = listing.generation
         if gen == 0:
             matrix = self._empty()
@@ -247,60 +320,75 @@ class MatrixStore:
         self._replay(matrix, listing)
         return matrix
 
-    def _read_base(self, path: Path, gen: int, *, allow_stale: bool) -> DistanceMatrix:
+    def _read_base(self, path: Path, gen: int, *, allow_stale: bool) -> NeighbourIndex:
         with _open_npz(path) as npz:
+            if "layout" in npz.files and _text(npz["layout"], "layout") == "topk":
+                return self._read_topk_base(_members(npz, path, _TOPK_BASE_KEYS), path, gen,
+                                            allow_stale=allow_stale)
             z = _members(npz, path, [key for key in _BASE_KEYS if key != "distances"])
-            stored = {
-                "format": _int(z["format"], "format"),
-                "weights": _text(z["weights_sha256"], "weights_sha256"),
-                "policy": _text(z["policy"], "policy"),
-                "metric": _text(z["metric"], "metric"),
-                "dim": _int(z["dim"], "dim"),
-            }
-            expected = {
-                "format": FORMAT_VERSION,
-                "weights": self.meta.weights_sha256,
-                "policy": self.meta.policy,
-                "metric": self.meta.metric,
-                "dim": self.dim,
-            }
-            diffs = [f"{key}: stored {stored[key]!r}, expected {expected[key]!r}"
-                     for key in expected if stored[key] != expected[key]]
-            if diffs and not allow_stale:
-                raise StaleMatrixError(
-                    f"the matrix in {self.directory} is stale ({'; '.join(diffs)}): rebuild it"
-                )
-            if _int(z["generation"], "generation") != gen:
-                raise MatrixError(f"{path.name} holds generation {int(z['generation'])}")
-            if stored["metric"] not in METRICS:
-                raise MatrixError(f"{path.name}: unknown metric {stored['metric']!r}")
-            if "distances" not in npz.files:
-                raise MatrixError(f"{path.name} is not a matrix file: missing ['distances']")
+            metric, dim = self._check_base(z, path, gen, allow_stale=allow_stale)
             n = z["ids"].shape[0]
             # Stream the N x N block straight into the matrix's storage (no second copy).
-            with npz.zip.open("distances.npy") as f:
-                version = np.lib.format.read_magic(f)
-                if version == (1, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-                elif version == (2, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-                else:
-                    raise MatrixError(f"{path.name}: unsupported .npy version {version}")
-                if dtype != np.dtype("<f4") or fortran or shape != (n, n):
-                    raise MatrixError(
-                        f"{path.name}: distances must be C-order float32 ({n}, {n}), got "
-                        f"{dtype} {shape}{' Fortran order' if fortran else ''}"
-                    )
+            with _open_distances(npz, path, n) as f:
                 try:
                     return DistanceMatrix.from_arrays(
                         z["ids"], z["vectors"], f, z["nbr_ids"], z["nbr_dist"],
-                        metric=stored["metric"], k=self.k, max_items=self.max_items,
-                        dim=stored["dim"],
+                        metric=metric, k=self.k, max_items=self.max_items, dim=dim,
                     )
                 except MatrixError as e:
                     raise MatrixError(f"{path.name}: {e}") from e
 
-    def _replay(self, matrix: DistanceMatrix, listing: _Listing) -> set[int]:
+    def _read_topk_base(self, z: dict[str, np.ndarray], path: Path, gen: int, *,
+                        allow_stale: bool) -> TopKIndex:
+        """A top-k base: small arrays from the .npz, vectors memory-mapped from the .npy."""
+        metric, dim = self._check_base(z, path, gen, allow_stale=allow_stale)
+        name = _text(z["vectors_file"], "vectors_file")
+        if not _VECTORS_RE.match(name) or not name.startswith(f"base-{gen:08d}-"):
+            raise MatrixError(f"{path.name}: bad vectors file name {name!r}")
+        try:
+            vectors = np.load(self.directory / name, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError) as e:
+            raise MatrixError(f"cannot read {name}: {e}") from e
+        try:
+            return TopKIndex.from_arrays(z["ids"], vectors, z["nbr_ids"], z["nbr_dist"],
+                                         sq=z["sq"], metric=metric, k=self.k, dim=dim,
+                                         engine=self.engine)
+        except MatrixError as e:
+            raise MatrixError(f"{path.name}: {e}") from e
+
+    def _check_base(self, z: dict[str, np.ndarray], path: Path, gen: int, *,
+                    allow_stale: bool) -> tuple[str, int]:
+        """Compare a base's meta with this store's; returns its (metric, dim)."""
+        metric, dim = _text(z["metric"], "metric"), _int(z["dim"], "dim")
+        stored = {
+            "format": _int(z["format"], "format"),
+            "weights": _text(z["weights_sha256"], "weights_sha256"),
+            "policy": _text(z["policy"], "policy"),
+            "metric": metric,
+            "dim": dim,
+        }
+        expected = {
+            "format": FORMAT_VERSION,
+            "weights": self.meta.weights_sha256,
+            "policy": self.meta.policy,
+            "metric": self.meta.metric,
+            "dim": self.dim,
+        }
+        diffs = [f"{key}: stored {stored[key]!r}, expected {expected[key]!r}"
+                 for key in expected if stored[key] != expected[key]]
+        if diffs and not allow_stale:
+            raise StaleMatrixError(
+                f"the matrix in {self.directory} is stale ({'; '.join(diffs)}): rebuild it"
+            )
+        if _int(z["generation"], "generation") != gen:
+            raise MatrixError(f"{path.name} holds generation {int(z['generation'])}")
+        if metric not in METRICS:
+            raise MatrixError(f"{path.name}: unknown metric {metric!r}")
+        return metric, dim
+
+    def _replay(self, matrix: NeighbourIndex, listing: _Listing) -> set[int]:
         """Apply the deltas newer than the matrix's seq, in order; union of changed sets."""
         assert matrix.version is not None
         gen, seq = matrix.version
@@ -315,7 +403,7 @@ class MatrixStore:
             seq = s
         return changed
 
-    def _apply_delta(self, matrix: DistanceMatrix, path: Path, gen: int, seq: int) -> set[int]:
+    def _apply_delta(self, matrix: NeighbourIndex, path: Path, gen: int, seq: int) -> set[int]:
         z = _read_npz(path, _DELTA_KEYS)
         op = _text(z["op"], "op")
         fmt = _int(z["format"], "format")
@@ -324,7 +412,9 @@ class MatrixStore:
         if (_int(z["generation"], "generation"), _int(z["seq"], "seq")) != (gen, seq):
             raise MatrixError(f"{path.name} does not hold generation {gen} seq {seq}")
         try:
-            if op == "upsert":
+            if isinstance(matrix, TopKIndex):
+                changed = self._replay_topk(matrix, path, op, z)
+            elif op == "upsert":
                 ids, vecs = matrix.plan_upsert(z["ids"], z["vectors"])
                 changed = matrix.apply_upsert(ids, vecs)
             elif op == "remove":
@@ -339,10 +429,23 @@ class MatrixStore:
         matrix.sealed = op == "seal"
         return changed
 
+    @staticmethod
+    def _replay_topk(index: TopKIndex, path: Path, op: str, z: dict[str, np.ndarray]) -> set[int]:
+        """Row changes, then the logged lists: no distance is computed."""
+        if op == "seal":
+            return set()
+        if op not in ("upsert", "remove"):
+            raise MatrixError(f"unknown op {op!r}")
+        lists = _read_npz(path, _LIST_KEYS)
+        index.apply_vectors(op, z["ids"], z["vectors"])
+        index.apply_lists(ListChange(lists["list_ids"], lists["list_nbr_ids"],
+                                     lists["list_nbr_dist"]))
+        return set(lists["changed"].tolist())
+
     def _op_of(self, path: Path) -> str:
         return _text(_read_npz(path, ("op",))["op"], "op")
 
-    def refresh(self, matrix: DistanceMatrix) -> set[int]:
+    def refresh(self, matrix: NeighbourIndex) -> set[int]:
         """Bring ``matrix`` (in place) to the newest state on disk.
 
         Applies the deltas other processes wrote since, or reloads when the generation
@@ -373,7 +476,7 @@ class MatrixStore:
                 continue
         raise MatrixError(f"{self.directory} kept changing while refreshing; try again")
 
-    def _check_matrix(self, matrix: DistanceMatrix) -> None:
+    def _check_matrix(self, matrix: NeighbourIndex) -> None:
         if matrix.metric != self.meta.metric or matrix.dim != self.dim:
             raise StaleMatrixError(
                 f"matrix has metric {matrix.metric!r} and dim {matrix.dim}, the store expects "
@@ -382,7 +485,7 @@ class MatrixStore:
 
     # ------------------------------------------------------------------ writing
 
-    def upsert(self, matrix: DistanceMatrix, ids: Sequence[int] | np.ndarray,
+    def upsert(self, matrix: NeighbourIndex, ids: Sequence[int] | np.ndarray,
                vectors: Any) -> set[int]:
         """Durably log an upsert, then apply it to ``matrix``; returns the changed set.
 
@@ -392,36 +495,64 @@ class MatrixStore:
         ids_arr, vecs = matrix.plan_upsert(ids, vectors)
         if ids_arr.size == 0:
             return set()
-        self._log(matrix, "upsert", ids_arr, vecs)
-        return self._apply(matrix, lambda: matrix.apply_upsert(ids_arr, vecs))
+        return self._write(matrix, "upsert", ids_arr, vecs,
+                           lambda: matrix.apply_upsert(ids_arr, vecs))
 
-    def remove(self, matrix: DistanceMatrix, ids: Iterable[int] | np.ndarray) -> set[int]:
+    def remove(self, matrix: NeighbourIndex, ids: Iterable[int] | np.ndarray) -> set[int]:
         """Durably log a removal, then apply it; unknown ids are ignored (no write)."""
         self.refresh(matrix)
         present = matrix.plan_remove(ids)
         if present.size == 0:
             return set()
-        self._log(matrix, "remove", present, np.empty((0, self.dim), np.float32))
-        return self._apply(matrix, lambda: matrix.apply_remove(present))
+        return self._write(matrix, "remove", present, np.empty((0, self.dim), np.float32),
+                           lambda: matrix.apply_remove(present))
 
-    @staticmethod
-    def _apply(matrix: DistanceMatrix, fn: Callable[[], set[int]]) -> set[int]:
+    def _write(self, matrix: NeighbourIndex, op: str, ids: np.ndarray, vecs: np.ndarray,
+               apply: Callable[[], set[int]]) -> set[int]:
+        """Log and apply one operation.
+
+        Dense: log, then apply (replaying recomputes). Top-k: apply, then log the lists it
+        wrote with it. Either way a failure after the first step leaves the object marked
+        for a reload from disk on its next use.
+        """
+        self._ready_to_log(matrix)
+        if isinstance(matrix, TopKIndex):
+            try:
+                changed = apply()
+                self._log(matrix, op, ids, vecs, self._list_arrays(matrix, changed))
+            except BaseException:
+                matrix.version = (-1, -1)
+                raise
+            return changed
+        self._log(matrix, op, ids, vecs, {})
         try:
-            return fn()
+            return apply()
         except BaseException:
-            # The op is durable but not applied in memory: force a reload on next use.
-            matrix.version = (-1, -1)
+            matrix.version = (-1, -1)  # the op is durable but not applied in memory
             raise
 
-    def _log(self, matrix: DistanceMatrix, op: str, ids: np.ndarray, vecs: np.ndarray) -> None:
+    @staticmethod
+    def _list_arrays(index: TopKIndex, changed: set[int]) -> dict[str, np.ndarray]:
+        assert index.last_change is not None
+        lists = index.last_change
+        return {"changed": np.array(sorted(changed), np.int64), "list_ids": lists.ids,
+                "list_nbr_ids": lists.nbr_ids, "list_nbr_dist": lists.nbr_dist}
+
+    def _ready_to_log(self, matrix: NeighbourIndex) -> None:
+        """Compact first when the generation is empty, sealed or full of deltas."""
         assert matrix.version is not None
         self._housekeeping()
         gen, seq = matrix.version
         if gen == 0 or matrix.sealed or seq >= self.max_deltas:
             self._compact_current(matrix)
-            gen, seq = matrix.version
+
+    def _log(self, matrix: NeighbourIndex, op: str, ids: np.ndarray, vecs: np.ndarray,
+             extra: dict[str, np.ndarray]) -> None:
+        assert matrix.version is not None
+        gen, seq = matrix.version
         path = self._delta_path(gen, seq + 1)
-        self._publish(path, self._delta_arrays(gen, seq + 1, op, ids, vecs), exclusive=True)
+        arrays = {**self._delta_arrays(gen, seq + 1, op, ids, vecs), **extra}
+        self._publish(path, arrays, exclusive=True)
         self._check_not_superseded(path, gen)
         matrix.version = (gen, seq + 1)
         matrix.sealed = False
@@ -437,8 +568,7 @@ class MatrixStore:
             "vectors": np.ascontiguousarray(vecs, np.float32),
         }
 
-    def _base_arrays(self, matrix: DistanceMatrix, gen: int) -> dict[str, np.ndarray]:
-        ids, nbr_ids, nbr_dist = matrix.top_k_table()
+    def _meta_arrays(self, matrix: NeighbourIndex, gen: int) -> dict[str, np.ndarray]:
         return {
             "format": np.array(FORMAT_VERSION, np.int64),
             "generation": np.array(gen, np.int64),
@@ -447,12 +577,31 @@ class MatrixStore:
             "metric": _unicode(matrix.metric),
             "k": np.array(matrix.k, np.int64),
             "dim": np.array(matrix.dim, np.int64),
-            "ids": ids,
-            "vectors": matrix.vectors,
-            "distances": matrix.distances,  # a strided view: written in chunks, not copied
-            "nbr_ids": nbr_ids,
-            "nbr_dist": nbr_dist,
+            "layout": _unicode(matrix.layout),
         }
+
+    def _publish_base(self, matrix: NeighbourIndex, gen: int,
+                      vectors_from: Path | None = None) -> None:
+        """Publish ``base-gen`` (top-k: its vectors .npy first, written or hard-linked from
+        ``vectors_from``; the .npz naming it is the commit point)."""
+        ids, nbr_ids, nbr_dist = matrix.top_k_table()
+        arrays = {**self._meta_arrays(matrix, gen), "ids": ids, "nbr_ids": nbr_ids,
+                  "nbr_dist": nbr_dist}
+        if isinstance(matrix, DistanceMatrix):
+            arrays["vectors"] = matrix.vectors
+            arrays["distances"] = matrix.distances  # a strided view: written in chunks
+        else:
+            assert isinstance(matrix, TopKIndex)
+            name = f"base-{gen:08d}-{uuid.uuid4().hex[:12]}.vectors.npy"
+            if vectors_from is None:
+                shape = (len(matrix), matrix.dim)
+                self._publish_with(self.directory / name, lambda f: _write_npy(
+                    f, shape, matrix.vector_blocks(_VECTOR_BLOCK)), exclusive=True)
+            else:
+                self._link(vectors_from, self.directory / name)
+            arrays["vectors_file"] = _unicode(name)
+            arrays["sq"] = matrix.sq_norms
+        self._publish(self._base_path(gen), arrays, exclusive=True)
 
     def _check_not_superseded(self, path: Path, gen: int) -> None:
         """After publishing into ``gen``: withdraw and fail if a newer base exists."""
@@ -464,13 +613,13 @@ class MatrixStore:
                 f"{path.name} was written; refresh and retry"
             )
 
-    def compact(self, matrix: DistanceMatrix) -> None:
+    def compact(self, matrix: NeighbourIndex) -> None:
         """Fold the current state into ``base-(G+1)`` and delete the older files."""
         self.refresh(matrix)
         self._housekeeping()
         self._compact_current(matrix)
 
-    def _compact_current(self, matrix: DistanceMatrix) -> None:
+    def _compact_current(self, matrix: NeighbourIndex) -> None:
         assert matrix.version is not None
         gen, seq = matrix.version
         if not matrix.sealed:
@@ -481,16 +630,52 @@ class MatrixStore:
             self._check_not_superseded(seal, gen)
             matrix.version = (gen, seq + 1)
             matrix.sealed = True
-        self._publish(self._base_path(gen + 1), self._base_arrays(matrix, gen + 1),
-                      exclusive=True)
+        self._publish_base(matrix, gen + 1)
         matrix.version = (gen + 1, 0)
         matrix.sealed = False
         self._remove_stale()
 
-    def rebuild(self, ids: Sequence[int] | np.ndarray, vectors: Any) -> DistanceMatrix:
-        """Full build from ``ids``/``vectors``, published as a fresh generation."""
-        matrix = DistanceMatrix.build(ids, vectors, metric=self.meta.metric, k=self.k,
-                                      max_items=self.max_items, dim=self.dim)
+    def rebuild(self, ids: Sequence[int] | np.ndarray, vectors: Any) -> NeighbourIndex:
+        """Full build (in this store's ``layout``), published as a fresh generation."""
+        if self.layout == "topk":
+            matrix: NeighbourIndex = TopKIndex.build(ids, vectors, metric=self.meta.metric,
+                                                     k=self.k, dim=self.dim, engine=self.engine)
+        else:
+            matrix = DistanceMatrix.build(ids, vectors, metric=self.meta.metric, k=self.k,
+                                          max_items=self.max_items, dim=self.dim)
+        return self.publish_generation(matrix)
+
+    def convert(self, matrix: NeighbourIndex, layout: str) -> NeighbourIndex:
+        """Publish ``matrix``'s current state in ``layout`` as a fresh generation and return
+        it (dense to top-k takes the lists as they are; top-k to dense recomputes)."""
+        self.refresh(matrix)
+        if layout == "topk":
+            target: NeighbourIndex = to_topk(matrix, engine=self.engine)
+        elif layout == "dense":
+            target = DistanceMatrix.build(matrix.ids, matrix.vectors, metric=matrix.metric,
+                                          k=matrix.k, max_items=self.max_items, dim=matrix.dim)
+        else:
+            raise MatrixError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        return self.publish_generation(target)
+
+    def rebuild_input(self, ids: Sequence[int] | np.ndarray, vectors: Any) -> Path:
+        """Write a distributed rebuild's input in this store's directory (see
+        similarity.rebuild); block workers call ``knn_block`` on the returned directory."""
+        return write_input(self.directory, ids, vectors, dim=self.dim, metric=self.meta.metric)
+
+    def publish_rebuild(self, input_dir: Path, blocks: Iterable[Block]) -> TopKIndex:
+        """Merge the blocks of a distributed rebuild and publish them as the next generation
+        (top-k layout, fenced); the input's vectors become the base's by a hard link."""
+        index = open_input(input_dir, k=self.k, metric=self.meta.metric, engine=self.engine)
+        ids = index.ids
+        nbr_ids, nbr_dist = merge_blocks(ids, blocks, self.k)
+        index.apply_lists(ListChange(ids, nbr_ids, nbr_dist))
+        self.publish_generation(index, vectors_from=Path(input_dir) / "vectors.npy")
+        return index
+
+    def publish_generation(self, matrix: NeighbourIndex,
+                           vectors_from: Path | None = None) -> NeighbourIndex:
+        """Seal the current generation and publish ``matrix`` as the next one (fenced)."""
         empty = np.empty((0, self.dim), np.float32)
         for _ in range(_RETRIES):
             try:
@@ -504,8 +689,7 @@ class MatrixStore:
                                                            np.empty(0, np.int64), empty),
                                   exclusive=True)
                     self._check_not_superseded(seal, gen)
-                self._publish(self._base_path(gen + 1), self._base_arrays(matrix, gen + 1),
-                              exclusive=True)
+                self._publish_base(matrix, gen + 1, vectors_from)
             except (ConcurrentWriterError, FileNotFoundError):
                 continue
             matrix.version = (gen + 1, 0)
@@ -536,12 +720,32 @@ class MatrixStore:
 
     def _publish(self, path: Path, arrays: dict[str, np.ndarray], *, exclusive: bool) -> None:
         """Atomically write ``arrays`` to ``path`` (exclusive: fail if it exists)."""
+        self._publish_with(path, lambda f: np.savez(f, allow_pickle=False, **arrays),
+                           exclusive=exclusive)
+
+    def _link(self, source: Path, path: Path) -> None:
+        """Publish an existing durable file under a new name (fenced, no copy)."""
+        try:
+            failpoint("store.before_publish")
+            if self.fence is not None:
+                self.fence()
+            os.link(source, path)
+            fsync_dir(self.directory)
+        except FileExistsError:
+            raise ConcurrentWriterError(f"concurrent writer: {path.name} exists") from None
+        except OSError as e:
+            raise MatrixError(f"could not link {source} to {path}: {e}") from e
+
+    def _publish_with(self, path: Path, write: Callable[[BinaryIO], None], *,
+                      exclusive: bool) -> None:
+        """Atomically publish what ``write`` writes as ``path`` (exclusive: fail if it
+        exists): temp file, fsync, fence, link or replace, fsync the directory."""
         try:
             tmp, f = self._open_temp()
             with f:
                 published = False
                 try:
-                    np.savez(f, allow_pickle=False, **arrays)
+                    write(f)
                     f.flush()
                     os.fsync(f.fileno())
                     failpoint("store.before_publish")
@@ -556,7 +760,7 @@ class MatrixStore:
                     if exclusive or not published:
                         with contextlib.suppress(FileNotFoundError):
                             tmp.unlink()
-            self._fsync_dir()
+            fsync_dir(self.directory)
         except FileExistsError:
             raise ConcurrentWriterError(
                 f"concurrent writer: {path.name} already exists, written by another process "
@@ -564,13 +768,6 @@ class MatrixStore:
             ) from None
         except OSError as e:
             raise MatrixError(f"could not write {path}: {e}") from e
-
-    def _fsync_dir(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def cleanup_temp(self) -> int:
         """Remove temp files left by crashed writers (not those a live writer holds)."""

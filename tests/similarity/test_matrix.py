@@ -106,7 +106,7 @@ def test_build_blocks_cover_every_pair(monkeypatch):
     """Row blocks much smaller than N must still give a complete, symmetric matrix."""
     import similarity.matrix as mm
 
-    monkeypatch.setattr(mm, "_BLOCK_BYTES", 8 * 50 * 7)  # 7 rows per block at N=50
+    monkeypatch.setattr(mm, "BLOCK_BYTES", 8 * 50 * 7)  # 7 rows per block at N=50
     rng = np.random.default_rng(3)
     vecs = rng.normal(size=(50, 8)).astype(np.float32)
     m = DistanceMatrix.build(np.arange(50), vecs, dim=8)
@@ -314,7 +314,7 @@ def test_large_batches_match_bruteforce(monkeypatch, block_rows):
     import similarity.matrix as mm
 
     if block_rows:
-        monkeypatch.setattr(mm, "_BLOCK_BYTES", 8 * 200 * block_rows)
+        monkeypatch.setattr(mm, "BLOCK_BYTES", 8 * 200 * block_rows)
     rng = np.random.default_rng(21)
     grid = rng.integers(0, 3, size=(400, 4)).astype(np.float32)  # many exact ties
     m = DistanceMatrix(dim=4, k=10)

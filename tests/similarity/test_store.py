@@ -47,6 +47,27 @@ def temps(path):
     return [n for n in files(path, ".*") if n.endswith(".tmp")]
 
 
+def run_crashing_writer(path, store_kwargs: str = "") -> None:
+    """Another process upserts product 99 and is SIGKILLed once its temp file is written
+    and fsynced, right where it would publish it."""
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        import numpy as np
+        sys.path.insert(0, {str(REPO)!r})
+        from similarity.store import MatrixMeta, MatrixStore
+        st = MatrixStore({str(path)!r}, meta=MatrixMeta(*{tuple(vars(META).values())!r}),
+                         k=4, dim={DIM}{store_kwargs})
+        m = st.load()
+        def crash(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGKILL)
+        os.link = crash
+        st.upsert(m, [99], np.ones((1, {DIM}), np.float32))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == -9, proc.stderr
+
+
 # ---------------------------------------------------------------- round trips
 
 
@@ -207,22 +228,7 @@ def test_crash_mid_write_leaves_a_temp_file_that_the_next_write_removes(tmp_path
     rng = np.random.default_rng(8)
     st = make_store(tmp_path)
     m = st.rebuild([1, 2, 3], vecs(rng, 3))
-    script = textwrap.dedent(f"""
-        import os, signal, sys
-        import numpy as np
-        sys.path.insert(0, {str(REPO)!r})
-        from similarity.store import MatrixMeta, MatrixStore
-        st = MatrixStore({str(tmp_path)!r}, meta=MatrixMeta(*{tuple(vars(META).values())!r}),
-                         k=4, dim={DIM})
-        m = st.load()
-        def crash(*args, **kwargs):  # the temp file is written and fsynced: die right here
-            os.kill(os.getpid(), signal.SIGKILL)
-        os.link = crash
-        st.upsert(m, [99], np.ones((1, {DIM}), np.float32))
-    """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          check=False)
-    assert proc.returncode == -9, proc.stderr
+    run_crashing_writer(tmp_path)
     left = temps(tmp_path)
     assert len(left) == 1
     assert (tmp_path / left[0]).stat().st_size > 0

@@ -1,0 +1,271 @@
+"""The top-k layout at scale (issue 10): persisted add/remove, search, first search after a
+change, distributed rebuild (1 vs 2 processes), faiss vs numpy blocks, peak RSS.
+
+Vectors: the real embeddings of Fashion-MNIST (``bench.fmnist_vectors``: as many of the
+70,000 as are cached), repeated with small Gaussian perturbations up to N
+(``scaled_vectors``: sigma = 0.02 x the coordinates' standard deviation).
+
+    python -m bench.scale_bench [N] [--speedup-n M] [--quick]
+
+``run(quick)`` returns rows in ``bench.run``'s format.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.common import median_seconds  # noqa: E402
+from bench.fmnist_vectors import cached_vectors, scaled_vectors  # noqa: E402
+from similarity.rebuild import Block, input_size, knn_block  # noqa: E402
+from similarity.store import MatrixMeta, MatrixStore  # noqa: E402
+from similarity.topk import TopKIndex  # noqa: E402
+
+K = 10
+BLOCK_ROWS = 2048
+_ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+META = MatrixMeta(weights_sha256="0" * 64, policy="bench", metric="euclidean")
+
+
+def bench_vectors(n: int) -> tuple[np.ndarray, int]:
+    """(n vectors, how many real embeddings they repeat)."""
+    base = cached_vectors()
+    if base.shape[0] == 0:
+        raise SystemExit("no cached embeddings: run python -m bench.fmnist_vectors first")
+    return scaled_vectors(base, n), base.shape[0]
+
+
+def _median_of(fn: Callable[[], Any], repeats: int) -> float:
+    return median_seconds(fn, repeats=repeats, warmup=0)
+
+
+def _row(benchmark: str, n: int, figure: str, ratio: str = "n/a", **extra: Any) -> dict:
+    return {"benchmark": f"{benchmark} (N={n:,})", "figure": figure, "ratio": ratio, "n": n,
+            **extra}
+
+
+# ---------------------------------------------------------------- rebuild
+
+
+def _worker_main(argv: list[str]) -> None:
+    """``worker <input> <out dir> <engine> <start:stop> ...``: compute and save blocks."""
+    inp, out, engine, *ranges = argv
+    for spec in ranges:
+        start, stop = (int(x) for x in spec.split(":"))
+        ids, nbr, dist = knn_block(Path(inp), start, stop, k=K, metric="euclidean",
+                                   engine=engine)
+        tmp = Path(out) / f".{start}.npz"
+        np.savez(tmp, ids=ids, nbr_ids=nbr, nbr_dist=dist)
+        tmp.rename(Path(out) / f"block-{start:09d}.npz")
+    print(json.dumps({"peak_rss_mb": _peak_mb()}))
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _spawn(args: list[str]) -> subprocess.Popen[str]:
+    env = {**os.environ, **_ONE_THREAD, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "bench.scale_bench", *args], env=env,
+                            stdout=subprocess.PIPE, text=True)
+
+
+def distributed_blocks(inp: Path, processes: int, engine: str,
+                       rows: int | None = None) -> tuple[list[Block], float, float]:
+    """Compute every block of ``inp`` (or its first ``rows`` rows) in ``processes`` worker
+    processes (one BLAS thread each). Returns (blocks, seconds, worst worker peak RSS MB)."""
+    n = rows or input_size(inp)
+    specs = [f"{s}:{min(n, s + BLOCK_ROWS)}" for s in range(0, n, BLOCK_ROWS)]
+    with tempfile.TemporaryDirectory(dir=inp) as out:
+        t0 = time.perf_counter()
+        procs = [_spawn(["worker", str(inp), out, engine, *specs[i::processes]])
+                 for i in range(processes)]
+        rss = [json.loads(p.communicate()[0].strip().splitlines()[-1])["peak_rss_mb"]
+               for p in procs]
+        seconds = time.perf_counter() - t0
+        if any(p.returncode for p in procs):
+            raise RuntimeError("a block worker failed")
+        blocks = []
+        for path in sorted(Path(out).glob("block-*.npz")):
+            with np.load(path, allow_pickle=False) as z:
+                blocks.append((z["ids"], z["nbr_ids"], z["nbr_dist"]))
+    return blocks, seconds, max(rss)
+
+
+def bench_rebuild(store: MatrixStore, vecs: np.ndarray, engine: str,
+                  processes: int = 2) -> tuple[TopKIndex, dict]:
+    """Full distributed rebuild of ``vecs`` published into ``store``."""
+    t0 = time.perf_counter()
+    inp = store.rebuild_input(np.arange(vecs.shape[0]), vecs)
+    blocks, compute_s, rss = distributed_blocks(inp, processes, engine)
+    index = store.publish_rebuild(inp, blocks)
+    total = time.perf_counter() - t0
+    return index, {"total_s": total, "blocks_s": compute_s, "worker_rss_mb": rss}
+
+
+def bench_speedup(store: MatrixStore, vecs: np.ndarray, engine: str, rows: int) -> dict:
+    """Seconds for the first ``rows`` rows' blocks against all of ``vecs``, 1 vs 2
+    processes (same input, same run)."""
+    inp = store.rebuild_input(np.arange(vecs.shape[0]), vecs)
+    one = distributed_blocks(inp, 1, engine, rows)[1]
+    two = distributed_blocks(inp, 2, engine, rows)[1]
+    return {"one_s": one, "two_s": two, "speedup": one / two}
+
+
+def bench_engines(inp: Path, rows: int) -> dict:
+    """faiss vs numpy BLAS blocks on the same rows, one thread each, same run."""
+    out = {}
+    for engine in ("numpy", "faiss"):
+        out[engine] = distributed_blocks(inp, 1, engine, rows)[1]
+    return out
+
+
+# ---------------------------------------------------------------- operations
+
+
+def bench_ops(store: MatrixStore, index: TopKIndex, vecs: np.ndarray, repeats: int) -> dict:
+    """Persisted add and remove, search ranking, first search after a change (reader)."""
+    rng = np.random.default_rng(5)
+    n = vecs.shape[0]
+    fresh = scaled_vectors(vecs[rng.integers(0, n, 4 * repeats)], 4 * repeats, seed=9)
+    reader_store = MatrixStore(store.directory, meta=META, k=K, layout="topk")
+    reader = reader_store.load()
+    next_id = iter(range(10**9, 10**9 + 4 * repeats))
+    add = _median_of(lambda: store.upsert(index, [next(next_id)], fresh[rng.integers(0, fresh.shape[0])]),
+                  repeats)
+    victims = iter(rng.permutation(n)[: repeats].tolist())
+    remove = _median_of(lambda: store.remove(index, [next(victims)]), repeats)
+    query = vecs[rng.integers(0, n, repeats)] + np.float32(0.01)
+    qi = iter(range(repeats))
+    search = _median_of(lambda: index.query(query[next(qi)], K), repeats)
+
+    def first_search() -> None:
+        reader_store.refresh(reader)
+        reader.query(query[0], K)
+
+    firsts = []
+    for _ in range(min(5, repeats)):
+        store.upsert(index, [next(next_id)], fresh[rng.integers(0, fresh.shape[0])])
+        firsts.append(_median_of(first_search, 1))
+    return {"add_s": add, "remove_s": remove, "search_s": search,
+            "first_search_s": statistics.median(firsts), "repeats": repeats}
+
+
+# ---------------------------------------------------------------- memory
+
+
+def _rss_fields() -> dict:
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
+            fields[key] = int(value.split()[0]) / 1024
+    return fields
+
+
+def _role_main(argv: list[str]) -> None:
+    """``writer|reader <store dir> <vectors .npy>``: idle RSS, then peak after typical work."""
+    role, directory, vec_path = argv
+    vecs = np.load(vec_path, mmap_mode="r")
+    idle = _rss_fields()
+    store = MatrixStore(directory, meta=META, k=K, layout="topk")
+    index = store.load()
+    if role == "writer":
+        for i in range(3):
+            store.upsert(index, [2 * 10**9 + i], np.array(vecs[i]) + np.float32(0.01))
+        store.remove(index, [int(index.ids[5])])
+    else:
+        for i in range(3):
+            index.query(np.array(vecs[i]), K)
+        store.refresh(index)
+        index.query(np.array(vecs[4]), K)
+    print(json.dumps({"idle": idle, "after": _rss_fields()}))
+
+
+def bench_rss(directory: Path, vecs_path: Path, role: str) -> dict:
+    proc = _spawn([role, str(directory), str(vecs_path)])
+    out = proc.communicate()[0]
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+# ---------------------------------------------------------------- the run
+
+
+def run(quick: bool = False, n: int = 100_000, speedup_rows: int = 8192) -> list[dict]:
+    n = 5_000 if quick else n
+    vecs, real = bench_vectors(n)
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(dir=REPO / "var") as tmp:
+        store = MatrixStore(Path(tmp) / "store", meta=META, k=K, layout="topk")
+        engines = bench_engines(store.rebuild_input(np.arange(n), vecs),
+                                min(n, 2 * BLOCK_ROWS))
+        engine = min(engines, key=lambda e: engines[e])
+        store.engine = engine
+        index, rebuild = bench_rebuild(store, vecs, engine)
+        speed = bench_speedup(store, vecs, engine, min(n, speedup_rows))
+        ops = bench_ops(store, index, vecs, 5 if quick else 15)
+        vec_path = Path(tmp) / "queries.npy"
+        np.save(vec_path, vecs[:16])
+        writer = bench_rss(store.directory, vec_path, "writer")
+        reader = bench_rss(store.directory, vec_path, "reader")
+    note = f"{real:,} real Fashion-MNIST embeddings repeated with noise to N"
+    rows += [
+        _row("top-k: add one product, persisted, median", n, f"{ops['add_s'] * 1e3:.1f} ms",
+             notes=note),
+        _row("top-k: remove one product, persisted, median", n,
+             f"{ops['remove_s'] * 1e3:.1f} ms"),
+        _row("top-k: search by vector (ranking only), median", n,
+             f"{ops['search_s'] * 1e3:.1f} ms"),
+        _row("top-k: first search after a catalog change (refresh + search)", n,
+             f"{ops['first_search_s'] * 1e3:.1f} ms"),
+        _row(f"top-k: full rebuild, 2 block processes ({engine})", n,
+             f"{rebuild['total_s']:.1f} s", f"worker peak RSS {rebuild['worker_rss_mb']:.0f} MB"),
+        _row(f"top-k: rebuild blocks, first {min(n, speedup_rows):,} rows, 1 vs 2 processes",
+             n, f"{speed['one_s']:.1f} s vs {speed['two_s']:.1f} s",
+             f"{speed['speedup']:.2f}x speed-up"),
+        _row(f"top-k: k-NN blocks, first {min(n, 2 * BLOCK_ROWS):,} rows, one thread", n,
+             f"faiss {engines['faiss']:.1f} s, numpy {engines['numpy']:.1f} s",
+             f"numpy/faiss {engines['numpy'] / engines['faiss']:.2f}"),
+        _row("top-k: peak RSS above idle, writer / web reader", n,
+             f"{writer['after']['VmHWM'] - writer['idle']['VmRSS']:.0f} MB / "
+             f"{reader['after']['VmHWM'] - reader['idle']['VmRSS']:.0f} MB",
+             f"reader private (RssAnon) {reader['after']['RssAnon']:.0f} MB, "
+             f"file-backed {reader['after']['RssFile']:.0f} MB"),
+    ]
+    for r in rows:
+        r["raw"] = {"ops": ops, "rebuild": rebuild, "speedup": speed, "engines": engines,
+                    "writer": writer, "reader": reader, "real_vectors": real}
+    return rows
+
+
+def main(argv: list[str]) -> None:
+    if argv and argv[0] == "worker":
+        _worker_main(argv[1:])
+    elif argv and argv[0] in ("writer", "reader"):
+        _role_main(argv)
+    else:
+        quick = "--quick" in argv
+        nums = [int(a) for a in argv if a.isdigit()]
+        rows = run(quick, *nums[:2])
+        for r in rows:
+            print(f"| {r['benchmark']} | {r['figure']} | {r['ratio']} |")
+        print(json.dumps(rows[0]["raw"], indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

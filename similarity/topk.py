@@ -1,0 +1,558 @@
+"""Exact top-k neighbour lists without an N x N matrix: vectors, lists and k-th distances.
+
+``TopKIndex`` keeps, per row, a product id, its float32 vector, its squared norm, and its
+exact top-k list (ids and canonical distances, sorted by (distance, id); see
+``similarity.exact``). Rows are append-only with tombstones: an add appends a row, a removal
+kills one, an update kills the old row and appends a new one, so a base's vectors can stay a
+read-only memory map (``similarity.store`` writes them as an uncompressed ``.npy``) while the
+rows added since live in memory. Compaction (a new base) drops the dead rows.
+
+Maintenance, all exact:
+
+- upsert: one blocked pass of the upserted vectors against every row ranks, in float32 BLAS,
+  (a) the new rows' own lists and (b) every other row whose k-th distance an upserted vector
+  may beat: those candidates are settled canonically and merged; (c) rows whose list held an
+  updated product are recomputed;
+- remove: rows whose list held a removed product are recomputed.
+
+``apply_*`` return exactly the products whose list changed plus those added, like
+``DistanceMatrix``, and record the lists they wrote in ``last_change`` so the store can log
+them: replaying a delta then just writes lists, it never recomputes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from similarity import matrix as _matrix
+from similarity.errors import MatrixError
+from similarity.exact import (
+    SHORTLIST_EXTRA,
+    approx_s,
+    canonical,
+    merge_top_m,
+    rank_error,
+    raw_sq,
+    settle_rows,
+    threshold,
+    work_vectors,
+)
+from similarity.matrix import (
+    METRICS,
+    DistanceMatrix,
+    UnknownProductError,
+    as_ids,
+    check_int,
+    is_int,
+    last_wins,
+    validate_vectors,
+)
+from similarity.runtime import EMBEDDING_DIM
+
+_NO_ID = -1
+_INT64_MAX = int(np.iinfo(np.int64).max)
+_MIN_GROWTH = 64
+# Rows whose lists are recomputed (or products merged) per blocked pass over the vectors.
+_PASS_ROWS = 1024
+
+
+@dataclass(frozen=True)
+class ListChange:
+    """Lists written by one operation: ``ids[i]``'s list is now (nbr_ids[i], nbr_dist[i])."""
+
+    ids: np.ndarray
+    nbr_ids: np.ndarray
+    nbr_dist: np.ndarray
+
+
+def _grown(arr: np.ndarray, cap: int, fill: Any) -> np.ndarray:
+    out = np.full((cap, *arr.shape[1:]), fill, arr.dtype)
+    out[: arr.shape[0]] = arr
+    return out
+
+
+class _Rows:
+    """float32 vector rows: a read-only base (often a memory map) and an in-memory tail."""
+
+    def __init__(self, base: np.ndarray) -> None:
+        self.base = base
+        self.tail = np.empty((0, base.shape[1]), np.float32)
+        self.n_tail = 0
+
+    def __len__(self) -> int:
+        return self.base.shape[0] + self.n_tail
+
+    def append(self, vecs: np.ndarray) -> None:
+        need = self.n_tail + vecs.shape[0]
+        if need > self.tail.shape[0]:
+            self.tail = _grown(self.tail[: self.n_tail],
+                               max(need, _MIN_GROWTH, int(1.5 * self.tail.shape[0])), 0)
+        self.tail[self.n_tail : need] = vecs
+        self.n_tail = need
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        nb = self.base.shape[0]
+        out = np.empty((rows.size, self.base.shape[1]), np.float32)
+        in_base = rows < nb
+        out[in_base] = self.base[np.sort(rows[in_base])][np.argsort(np.argsort(rows[in_base]))]
+        out[~in_base] = self.tail[rows[~in_base] - nb]
+        return out
+
+    def blocks(self, size: int) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, rows) in blocks of at most ``size`` rows, base then tail."""
+        nb = self.base.shape[0]
+        for s in range(0, nb, size):
+            yield s, self.base[s : s + size]
+        for s in range(0, self.n_tail, size):
+            yield nb + s, self.tail[s : min(self.n_tail, s + size)]
+
+
+class TopKIndex:
+    """Vectors and exact top-k lists; the catalog-facing interface of ``DistanceMatrix``."""
+
+    layout = "topk"
+
+    def __init__(self, *, dim: int = EMBEDDING_DIM, metric: str = "euclidean", k: int = 10,
+                 engine: str = "numpy") -> None:
+        if metric not in METRICS:
+            raise MatrixError(f"metric must be one of {METRICS}, got {metric!r}")
+        self.dim = check_int(dim, "dim", minimum=1)
+        self.k = check_int(k, "k", minimum=1)
+        self.metric = metric
+        self.engine = engine
+        self.version: tuple[int, int] | None = None
+        self.sealed = False
+        self.last_change: ListChange | None = None
+        self._set_state(np.empty(0, np.int64), np.empty((0, self.dim), np.float32),
+                        np.empty(0, np.float64), np.full((0, self.k), _NO_ID, np.int64),
+                        np.full((0, self.k), np.inf, np.float32))
+
+    def _set_state(self, ids: np.ndarray, vecs: np.ndarray, sq: np.ndarray,
+                   nbr_ids: np.ndarray, nbr_dist: np.ndarray) -> None:
+        """Rows = the given arrays, taken over without a copy when they are writeable
+        (``vecs`` is kept as is: it may be a read-only memory map)."""
+        self._rows = _Rows(vecs)
+        self._ids = np.require(ids, np.int64, ["C", "W", "O"])
+        self._sq = np.require(sq, np.float64, ["C", "W", "O"])
+        self._alive = np.ones(ids.size, bool)
+        self._nbr_ids = np.require(nbr_ids, np.int64, ["C", "W", "O"])
+        self._nbr_dist = np.require(nbr_dist, np.float32, ["C", "W", "O"])
+        self._n_rows = self._n = ids.size
+        self._sq_max = float(self._sq.max()) if ids.size else 0.0
+        self._index_cache: dict[int, int] | None = None
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_arrays(cls, ids: np.ndarray, vectors: np.ndarray, nbr_ids: np.ndarray | None,
+                    nbr_dist: np.ndarray | None, *, sq: np.ndarray | None = None,
+                    metric: str = "euclidean", k: int = 10, dim: int = EMBEDDING_DIM,
+                    engine: str = "numpy") -> TopKIndex:
+        """Restore persisted arrays (``vectors`` may be a read-only memory map, kept as is)."""
+        t = cls(dim=dim, metric=metric, k=k, engine=engine)
+        ids = as_ids(ids)
+        n = ids.size
+        if vectors.shape != (n, t.dim) or vectors.dtype != np.float32:
+            raise MatrixError(f"vectors must be float32 ({n}, {t.dim}), got "
+                              f"{vectors.dtype} {vectors.shape}")
+        if nbr_ids is None or nbr_dist is None:  # lists to be computed (knn_rows)
+            nbr_ids = np.full((n, t.k), _NO_ID, np.int64)
+            nbr_dist = np.full((n, t.k), np.inf, np.float32)
+        if nbr_ids.shape != (n, t.k) or nbr_dist.shape != (n, t.k):
+            raise MatrixError(f"top-k tables must be ({n}, {t.k})")
+        if np.unique(ids).size != n:
+            raise MatrixError("ids contain duplicates")
+        t._set_state(ids, vectors, raw_sq(vectors) if sq is None else sq, nbr_ids, nbr_dist)
+        return t
+
+    @classmethod
+    def from_matrix(cls, matrix: DistanceMatrix, *, engine: str = "numpy") -> TopKIndex:
+        """The dense matrix's state in this layout: its lists are already exact, none is
+        recomputed (the vectors are copied)."""
+        ids, nbr_ids, nbr_dist = matrix.top_k_table()
+        return cls.from_arrays(ids, np.array(matrix.vectors), nbr_ids, nbr_dist,
+                               metric=matrix.metric, k=matrix.k, dim=matrix.dim, engine=engine)
+
+    @classmethod
+    def build(cls, ids: Sequence[int] | np.ndarray, vectors: Any, *,
+              metric: str = "euclidean", k: int = 10, dim: int = EMBEDDING_DIM,
+              engine: str = "numpy", **_ignored: Any) -> TopKIndex:
+        """Full build: every row's exact list (``max_items``/``headroom`` are ignored)."""
+        t = cls(dim=dim, metric=metric, k=k, engine=engine)
+        ids_arr = as_ids(ids)
+        vecs = validate_vectors(vectors, ids_arr.size, t.dim, t.metric)
+        keep = last_wins(ids_arr)
+        ids_arr, vecs = ids_arr[keep], vecs[keep]
+        n = ids_arr.size
+        t._set_state(ids_arr, vecs, raw_sq(vecs), np.full((n, t.k), _NO_ID, np.int64),
+                     np.full((n, t.k), np.inf, np.float32))
+        t._recompute(np.arange(n))
+        return t
+
+    def replace_state(self, other: Any) -> None:
+        """Make this object hold ``other``'s state (used to reload in place). ``other`` may
+        be of the other layout: a reload after ``MatrixStore.convert`` changes the class too,
+        so a process's cached object follows the switch."""
+        self.__class__ = type(other)
+        self.__dict__.clear()
+        self.__dict__.update(other.__dict__)
+
+    # ------------------------------------------------------------------ rows
+
+    @property
+    def _index(self) -> dict[int, int]:
+        """id -> live row, built on first use (a search-only process never needs it)."""
+        if self._index_cache is None:
+            live = np.flatnonzero(self._alive[: self._n_rows])
+            self._index_cache = dict(zip(self._ids[live].tolist(), live.tolist(), strict=True))
+        return self._index_cache
+
+    def _row_of(self, ids: np.ndarray) -> np.ndarray:
+        index = self._index
+        return np.fromiter((index.get(i, -1) for i in ids.tolist()), np.int64, ids.size)
+
+    def _append(self, ids: np.ndarray, vecs: np.ndarray) -> np.ndarray:
+        n0, n1 = self._n_rows, self._n_rows + ids.size
+        if n1 > self._ids.size:
+            cap = max(n1, self._ids.size + _MIN_GROWTH, int(1.25 * self._ids.size))
+            self._ids = _grown(self._ids[:n0], cap, _NO_ID)
+            self._sq = _grown(self._sq[:n0], cap, 0.0)
+            self._alive = _grown(self._alive[:n0], cap, False)
+            self._nbr_ids = _grown(self._nbr_ids[:n0], cap, _NO_ID)
+            self._nbr_dist = _grown(self._nbr_dist[:n0], cap, np.inf)
+        rows = np.arange(n0, n1)
+        self._rows.append(vecs)
+        self._ids[rows], self._alive[rows] = ids, True
+        self._sq[rows] = raw_sq(vecs)
+        self._sq_max = max(self._sq_max, float(self._sq[rows].max()))
+        self._nbr_ids[rows], self._nbr_dist[rows] = _NO_ID, np.inf
+        index = self._index
+        for i, r in zip(ids.tolist(), rows.tolist(), strict=True):
+            index[i] = r
+        self._n_rows, self._n = n1, self._n + ids.size
+        return rows
+
+    def _kill(self, rows: np.ndarray) -> None:
+        index = self._index
+        for i in self._ids[rows].tolist():
+            index.pop(i, None)
+        self._alive[rows] = False
+        self._n -= rows.size
+
+    def _work(self, rows: np.ndarray) -> np.ndarray:
+        return work_vectors(self._rows.take(rows), self._sq[rows], self.metric)
+
+    def _holders(self, ids: np.ndarray) -> np.ndarray:
+        """Live rows whose list holds any of ``ids``."""
+        n = self._n_rows
+        hold = np.isin(self._nbr_ids[:n], ids).any(axis=1) & self._alive[:n]
+        return np.flatnonzero(hold)
+
+    # ------------------------------------------------------------------ ranking
+
+    def _block_rows(self, b: int) -> int:
+        return max(256, _matrix.BLOCK_BYTES // (4 * max(b, 1)))
+
+    def _scan(self, q32: np.ndarray, q_sq: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, approx s of the queries against a block of rows); dead rows +inf."""
+        for off, x in self._rows.blocks(self._block_rows(q32.shape[0])):
+            rows = slice(off, off + x.shape[0])
+            vals = approx_s(q32, q_sq, x, self._sq[rows], self.metric)
+            vals[:, ~self._alive[rows]] = np.inf
+            yield off, vals
+
+    def _candidates(self, q32: np.ndarray, q_sq: np.ndarray, m: int,
+                    exclude_rows: np.ndarray | None, exclude_ids: np.ndarray | None,
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per query, the ``m`` live rows of smallest approx s: (values, rows), blocked."""
+        b = q32.shape[0]
+        best = (np.full((b, m), np.inf, np.float32), np.zeros((b, m), np.int64))
+        for off, vals in self._scan(q32, q_sq):
+            if exclude_rows is not None:
+                hit = (exclude_rows >= off) & (exclude_rows < off + vals.shape[1])
+                vals[np.flatnonzero(hit), exclude_rows[hit] - off] = np.inf
+            if exclude_ids is not None and exclude_ids.size:
+                vals[:, np.isin(self._ids[off : off + vals.shape[1]], exclude_ids)] = np.inf
+            best = merge_top_m(best, vals, off, m)
+        return best
+
+    def _use_faiss(self, exclude_ids: np.ndarray | None) -> bool:
+        """faiss ranks a plain euclidean base without dead rows, tail or id exclusions."""
+        return (self.engine == "faiss" and self.metric == "euclidean"
+                and self._rows.n_tail == 0 and self._n == self._n_rows
+                and (exclude_ids is None or exclude_ids.size == 0))
+
+    def _candidates_faiss(self, q32: np.ndarray, m: int, exclude_rows: np.ndarray | None,
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
+        dist, rows = faiss.knn(np.ascontiguousarray(q32), self._rows.base, min(m + 1,
+                                                                             self._n_rows))
+        dist = np.where(rows < 0, np.inf, dist).astype(np.float32)
+        if exclude_rows is not None:
+            dist[rows == exclude_rows[:, None]] = np.inf
+        pad = m + 1 - dist.shape[1]
+        return (np.pad(dist, ((0, 0), (0, pad)), constant_values=np.inf),
+                np.pad(np.maximum(rows, 0), ((0, 0), (0, pad))))
+
+    def _knn(self, q32: np.ndarray, k: int, exclude_rows: np.ndarray | None,
+             exclude_ids: np.ndarray | None = None, m: int | None = None,
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k of query vectors among the live rows (``exclude_rows[i]``: a row query
+        i must not list, -1 none), ranked in float32 and settled canonically."""
+        m = m or k + SHORTLIST_EXTRA
+        q_sq = raw_sq(q32)
+        if self._use_faiss(exclude_ids) and m <= k + SHORTLIST_EXTRA:
+            best = self._candidates_faiss(q32, m, exclude_rows)
+        else:
+            best = self._candidates(q32, q_sq, m, exclude_rows, exclude_ids)
+        e = rank_error(q_sq, self._sq_max, self.dim, self.metric)
+        q_work = work_vectors(q32, q_sq, self.metric)
+        nid, nd, complete = settle_rows(q_work, best[0], best[1], e, k, self._ids, self._work,
+                                        self.metric)
+        for i in np.flatnonzero(~complete):  # rare: too many near-ties for the shortlist
+            ex = None if exclude_rows is None else exclude_rows[i : i + 1]
+            nid[i], nd[i] = (a[0] for a in self._knn(q32[i : i + 1], k, ex, exclude_ids,
+                                                      m=self._n_rows + 1))
+        return nid, nd
+
+    def _recompute(self, rows: np.ndarray) -> None:
+        for s in range(0, rows.size, _PASS_ROWS):
+            r = rows[s : s + _PASS_ROWS]
+            self._nbr_ids[r], self._nbr_dist[r] = self._knn(self._rows.take(r), self.k, r)
+
+    # ------------------------------------------------------------------ changes
+
+    def plan_upsert(self, ids: Sequence[int] | np.ndarray, vectors: Any,
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """Validate; drop duplicates (last wins) and vectors identical to the stored ones."""
+        ids_arr = as_ids(ids)
+        vecs = validate_vectors(vectors, ids_arr.size, self.dim, self.metric)
+        if ids_arr.size == 0:
+            return ids_arr, vecs
+        keep = last_wins(ids_arr)
+        ids_arr, vecs = ids_arr[keep], vecs[keep]
+        rows = self._row_of(ids_arr)
+        same = np.zeros(ids_arr.size, bool)
+        old = rows >= 0
+        same[old] = (self._rows.take(rows[old]) == vecs[old]).all(axis=1)
+        return ids_arr[~same], vecs[~same]
+
+    def plan_remove(self, ids: Iterable[int] | np.ndarray) -> np.ndarray:
+        """Validate a removal; return the distinct ids that are present (sorted)."""
+        ids_arr = np.unique(as_ids(ids))
+        return ids_arr[self._row_of(ids_arr) >= 0]
+
+    def upsert(self, ids: Sequence[int] | np.ndarray, vectors: Any) -> set[int]:
+        """Add or update products; returns the products whose list changed, plus new ones."""
+        return self.apply_upsert(*self.plan_upsert(ids, vectors))
+
+    def remove(self, ids: Iterable[int] | np.ndarray) -> set[int]:
+        """Remove products (unknown ids ignored); returns the products whose list changed."""
+        return self.apply_remove(self.plan_remove(ids))
+
+    def apply_upsert(self, ids: np.ndarray, vecs: np.ndarray) -> set[int]:
+        """Apply the output of ``plan_upsert``."""
+        self.last_change = None
+        if ids.size == 0:
+            return set()
+        old_rows = self._row_of(ids)
+        old = old_rows[old_rows >= 0]
+        holders = self._holders(ids[old_rows >= 0])
+        before = self._lists_by_id(np.union1d(holders, old))
+        self._kill(old)
+        rows = self._append(ids, vecs)
+        merged = self._place_upserted(rows)
+        holders = holders[self._alive[holders]]
+        self._recompute(holders)
+        touched = np.union1d(np.union1d(merged, holders), rows)
+        return self._finish(touched, before, set(ids[old_rows < 0].tolist()))
+
+    def apply_remove(self, present: np.ndarray) -> set[int]:
+        """Apply the output of ``plan_remove``."""
+        self.last_change = None
+        if present.size == 0:
+            return set()
+        self._kill(self._row_of(present))
+        holders = self._holders(present)
+        before = self._lists_by_id(holders)
+        self._recompute(holders)
+        return self._finish(holders, before, set())
+
+    def _lists_by_id(self, rows: np.ndarray) -> dict[int, tuple[bytes, bytes]]:
+        return {int(self._ids[r]): (self._nbr_ids[r].tobytes(), self._nbr_dist[r].tobytes())
+                for r in rows.tolist()}
+
+    def _finish(self, touched: np.ndarray, before: dict[int, tuple[bytes, bytes]],
+                added: set[int]) -> set[int]:
+        """Record ``last_change`` (the lists of the touched rows); return the changed set."""
+        self.last_change = ListChange(self._ids[touched].copy(), self._nbr_ids[touched].copy(),
+                                      self._nbr_dist[touched].copy())
+        changed = set(added)
+        for r in touched.tolist():
+            pid = int(self._ids[r])
+            now = (self._nbr_ids[r].tobytes(), self._nbr_dist[r].tobytes())
+            if before.get(pid) != now:
+                changed.add(pid)
+        return changed
+
+    def _place_upserted(self, rows: np.ndarray) -> np.ndarray:
+        """Lists of the upserted ``rows`` and merges into the others; returns merged rows."""
+        merged: list[np.ndarray] = []
+        for s in range(0, rows.size, _PASS_ROWS):
+            merged.append(self._merge_block(rows[s : s + _PASS_ROWS]))
+        self._recompute(rows)
+        out = np.unique(np.concatenate(merged)) if merged else np.empty(0, np.int64)
+        return np.setdiff1d(out, rows)
+
+    def _merge_block(self, rows: np.ndarray) -> np.ndarray:
+        """Merge the products of ``rows`` into every other live list they may enter."""
+        n = self._n_rows
+        kth_d = self._nbr_dist[:n, -1].astype(np.float64)
+        kth_s = kth_d**2 if self.metric == "euclidean" else 2 * kth_d
+        q32 = self._rows.take(rows)
+        q_sq = raw_sq(q32)
+        e = rank_error(q_sq, self._sq_max, self.dim, self.metric)[:, None]
+        pairs: list[tuple[np.ndarray, np.ndarray]] = []
+        for off, vals in self._scan(q32, q_sq):
+            near = vals <= threshold(kth_s[None, off : off + vals.shape[1]], e)
+            qi, c = np.nonzero(near & np.isfinite(vals))  # dead rows are +inf
+            pairs.append((qi, c + off))
+        qi = np.concatenate([p[0] for p in pairs])
+        col = np.concatenate([p[1] for p in pairs])
+        outside = ~np.isin(col, rows)
+        return self._merge_pairs(rows[qi[outside]], col[outside])
+
+    def _merge_pairs(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """Merge product row ``src[i]`` into the list of row ``dst[i]`` where it beats the
+        k-th (canonical distance, then id). Returns the rows that changed."""
+        d = canonical(self._work(src), self._work(dst), self.metric)
+        sid = self._ids[src]
+        kd = self._nbr_dist[dst, -1]
+        kid = np.where(self._nbr_ids[dst, -1] < 0, _INT64_MAX, self._nbr_ids[dst, -1])
+        win = (d < kd) | ((d == kd) & (sid < kid))
+        src, dst, d, sid = src[win], dst[win], d[win], sid[win]
+        for r in np.unique(dst).tolist():
+            mine = dst == r
+            c_ids = np.concatenate([self._nbr_ids[r], sid[mine]])
+            c_d = np.concatenate([self._nbr_dist[r], d[mine]])
+            order = np.lexsort((np.where(c_ids < 0, _INT64_MAX, c_ids), c_d))[: self.k]
+            self._nbr_ids[r], self._nbr_dist[r] = c_ids[order], c_d[order]
+        return np.unique(dst)
+
+    def apply_lists(self, change: ListChange) -> None:
+        """Write lists computed elsewhere (replaying a logged delta)."""
+        rows = self._row_of(change.ids)
+        if (rows < 0).any():
+            raise MatrixError("a logged list belongs to a product not in the index")
+        self._nbr_ids[rows], self._nbr_dist[rows] = change.nbr_ids, change.nbr_dist
+
+    def apply_vectors(self, op: str, ids: np.ndarray, vecs: np.ndarray) -> None:
+        """Replay the row changes of a logged upsert/remove (lists come from ``apply_lists``)."""
+        rows = self._row_of(ids)
+        self._kill(rows[rows >= 0])
+        if op == "upsert":
+            self._append(ids, vecs)
+
+    # ------------------------------------------------------------------ reads
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __contains__(self, product_id: object) -> bool:
+        return is_int(product_id) and int(product_id) in self._index
+
+    def __repr__(self) -> str:
+        return (f"TopKIndex(n={self._n}, rows={self._n_rows}, dim={self.dim}, "
+                f"metric={self.metric!r}, k={self.k}, version={self.version})")
+
+    def _live(self) -> np.ndarray:
+        return np.flatnonzero(self._alive[: self._n_rows])
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Live product ids in row order (a copy, int64)."""
+        return self._ids[self._live()]
+
+    @property
+    def dead_rows(self) -> int:
+        """Rows held for removed or replaced products until the next compaction."""
+        return self._n_rows - self._n
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """Read-only float32 vectors of the live rows in row order (no copy when the rows are
+        exactly the base's: a memory map stays a memory map)."""
+        if self._rows.n_tail == 0 and self._n == self._n_rows:
+            v = self._rows.base[:]
+        else:
+            v = self._rows.take(self._live())
+        v.flags.writeable = False
+        return v
+
+    def vector_blocks(self, size: int) -> Iterator[np.ndarray]:
+        """The live rows' vectors in row order, ``size`` rows at a time at most."""
+        for off, x in self._rows.blocks(size):
+            alive = self._alive[off : off + x.shape[0]]
+            yield x if alive.all() else x[alive]
+
+    def knn_rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, exact top-k ids, distances) of rows [start, stop), each excluding itself."""
+        rows = np.arange(start, min(stop, self._n_rows))
+        rows = rows[self._alive[rows]]
+        out_ids = np.empty((rows.size, self.k), np.int64)
+        out_d = np.empty((rows.size, self.k), np.float32)
+        for s in range(0, rows.size, _PASS_ROWS):
+            r = rows[s : s + _PASS_ROWS]
+            out_ids[s : s + r.size], out_d[s : s + r.size] = self._knn(self._rows.take(r),
+                                                                     self.k, r)
+        return self._ids[rows], out_ids, out_d
+
+    @property
+    def sq_norms(self) -> np.ndarray:
+        """float64 squared norms of ``vectors`` (raw, not normalised)."""
+        return self._sq[self._live()]
+
+    def index_of(self, product_id: int) -> int:
+        """Row of ``product_id``; UnknownProductError (a KeyError) if absent."""
+        row = self._index.get(int(product_id)) if is_int(product_id) else None
+        if row is None:
+            raise UnknownProductError(f"product {product_id!r} is not in the index")
+        return row
+
+    def vector(self, product_id: int) -> np.ndarray:
+        return self._rows.take(np.array([self.index_of(product_id)]))[0]
+
+    def neighbours(self, product_id: int, k: int | None = None) -> list[tuple[int, float]]:
+        """Top-k (id, distance) of a product, itself excluded, sorted by (distance, id)."""
+        row = self.index_of(product_id)
+        k = self.k if k is None else check_int(k, "k")
+        if k <= self.k:
+            nid, nd = self._nbr_ids[row, :k], self._nbr_dist[row, :k]
+        else:
+            r = np.array([row])
+            nid, nd = (a[0] for a in self._knn(self._rows.take(r), k, r))
+        keep = nid >= 0
+        return list(zip(nid[keep].tolist(), nd[keep].tolist(), strict=True))
+
+    def query(self, vector: Any, k: int = 10, exclude: Iterable[int] = (),
+              ) -> list[tuple[int, float]]:
+        """Top-k (id, distance) for any vector, same metric, sorted by (distance, id)."""
+        k = check_int(k, "k")
+        v = validate_vectors(vector, 1, self.dim, self.metric)
+        if self._n == 0 or k == 0:
+            return []
+        excluded = as_ids(list(exclude), what="exclude")
+        nid, nd = self._knn(v, k, None, excluded)
+        keep = nid[0] >= 0
+        return list(zip(nid[0][keep].tolist(), nd[0][keep].tolist(), strict=True))
+
+    def top_k_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids (N,), neighbour ids (N x k, -1 padded), neighbour distances (N x k, inf))."""
+        live = self._live()
+        return self._ids[live], self._nbr_ids[live], self._nbr_dist[live]
+
