@@ -58,7 +58,7 @@ def compute(path: Path, *, limit: int = TOTAL, num_threads: int = 1) -> int:
     if not path.exists():
         np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
                                   shape=(TOTAL, EMBEDDING_DIM)).flush()
-    out = np.load(path, mmap_mode="r+")
+    out = np.load(path, mmap_mode="r+", allow_pickle=False)
     images = _all_images()
     embedder = ImageEmbedder(num_threads=num_threads)
     done = rows_done(path)
@@ -75,7 +75,7 @@ def cached_vectors(path: Path | None = None) -> np.ndarray:
     """The embedded rows computed so far (float32, read into memory)."""
     path = path or cache_path()
     done = rows_done(path)
-    return np.array(np.load(path, mmap_mode="r")[:done])
+    return np.array(np.load(path, mmap_mode="r", allow_pickle=False)[:done])
 
 
 def scaled_vectors(base: np.ndarray, n: int, *, sigma: float = 0.02,

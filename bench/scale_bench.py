@@ -181,7 +181,7 @@ def _rss_fields() -> dict:
 def _role_main(argv: list[str]) -> None:
     """``writer|reader <store dir> <vectors .npy>``: idle RSS, then peak after typical work."""
     role, directory, vec_path = argv
-    vecs = np.load(vec_path, mmap_mode="r")
+    vecs = np.load(vec_path, mmap_mode="r", allow_pickle=False)
     idle = _rss_fields()
     store = MatrixStore(directory, meta=META, k=K, layout="topk")
     index = store.load()

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 
 from catalog import selectors
 from catalog.forms import BulkUploadForm, ProductAdminForm
-from catalog.models import Product, RebuildRun
+from catalog.models import Product, RebuildBlock, RebuildRun
 
 STATUS_COLOURS = {
     Product.Status.PENDING: "#8a6d00",
@@ -269,8 +269,22 @@ class ProductAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:catalog_product_changelist"))
 
 
+class RebuildBlockInline(admin.TabularInline):
+    """A distributed rebuild's row blocks: which worker computes which rows, and when."""
+
+    model = RebuildBlock
+    fields = ("start", "stop", "state", "worker", "attempts", "started_at", "finished_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: RebuildRun | None = None) -> bool:
+        return False
+
+
 @admin.register(RebuildRun)
 class RebuildRunAdmin(admin.ModelAdmin):
+    inlines = (RebuildBlockInline,)
     list_display = ("started_at", "trigger", "coloured_state", "step", "progress", "finished_at", "message")
     list_filter = ("state", "trigger")
     readonly_fields = (

@@ -18,7 +18,7 @@ from catalog.models import MAX_NEIGHBOURS
 from catalog.space import Space, space_current
 from catalog.vectors import image_limits, policy_key
 from similarity.embedding import ImageEmbedder
-from similarity.matrix import DistanceMatrix
+from similarity.layout import LAYOUTS, NeighbourIndex
 from similarity.store import MatrixMeta, MatrixStore
 from similarity.weights import WEIGHTS_SHA256
 
@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _embedders: dict[tuple[object, ...], ImageEmbedder] = {}
-_matrices: dict[tuple[object, ...], DistanceMatrix] = {}
+_matrices: dict[tuple[object, ...], NeighbourIndex] = {}
 
 
 @dataclass
@@ -81,19 +81,32 @@ def matrix_store(space: Space | None = None) -> SpaceStore:
         k=MAX_NEIGHBOURS,
         max_items=settings.LOOKALIKE_MAX_ITEMS,
         dim=space.dim,
+        layout="topk" if settings.LOOKALIKE_INDEX_LAYOUT == "topk" else "dense",
+        engine=settings.LOOKALIKE_KNN_ENGINE,
     )
     return SpaceStore(store=store, space=space)
+
+
+def layout_for(n: int) -> str:
+    """The layout a catalog of ``n`` indexed products should have (``LOOKALIKE_INDEX_LAYOUT``;
+    "auto": dense up to ``LOOKALIKE_MAX_ITEMS``, top-k beyond)."""
+    layout = settings.LOOKALIKE_INDEX_LAYOUT
+    if layout not in ("auto", *LAYOUTS):
+        raise ValueError(f"LOOKALIKE_INDEX_LAYOUT must be auto, dense or topk, got {layout!r}")
+    if layout != "auto":
+        return layout
+    return "topk" if n > settings.LOOKALIKE_MAX_ITEMS else "dense"
 
 
 def _matrix_cache_key(store: MatrixStore) -> tuple[object, ...]:
     return (os.getpid(), str(store.directory.resolve()), store.meta, store.max_items, store.dim)
 
 
-def matrix_cached(store: MatrixStore) -> DistanceMatrix | None:
+def matrix_cached(store: MatrixStore) -> NeighbourIndex | None:
     return _matrices.get(_matrix_cache_key(store))
 
 
-def matrix_remember(store: MatrixStore, matrix: DistanceMatrix) -> None:
+def matrix_remember(store: MatrixStore, matrix: NeighbourIndex) -> None:
     with _lock:
         _matrices.clear()
         _matrices[_matrix_cache_key(store)] = matrix

@@ -103,6 +103,8 @@ class RebuildRun(models.Model):
     done = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
     message = models.TextField(blank=True)
+    # The input directory of a distributed rebuild (top-k layout); blank for a dense one.
+    input_dir = models.CharField(max_length=500, blank=True)
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -115,3 +117,31 @@ class RebuildRun(models.Model):
     @property
     def percent(self) -> int:
         return int(100 * self.done / self.total) if self.total else 0
+
+
+class RebuildBlock(models.Model):
+    """One row block of a distributed rebuild (top-k layout): rows [start, stop) of the
+    rebuild's input, computed by a worker of the "rebuild" queue."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+
+    run = models.ForeignKey(RebuildRun, on_delete=models.CASCADE, related_name="blocks")
+    start = models.PositiveIntegerField()
+    stop = models.PositiveIntegerField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    worker = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("run", "start")
+        constraints = (
+            models.UniqueConstraint(fields=["run", "start"], name="rebuild_block_unique_start"),
+        )
+
+    def __str__(self) -> str:
+        return f"rows {self.start}-{self.stop} ({self.state})"

@@ -17,11 +17,14 @@ from typing import Literal
 import numpy as np
 from django.db.models import Count, Max, QuerySet, Sum
 
-from catalog.engine import embedder_get
+from catalog.engine import embedder_get, matrix_store
 from catalog.models import MAX_NEIGHBOURS, Product, ProductNeighbour
 from catalog.space import Space, space_current
 from catalog.vectors import vector_key_current
+from similarity.errors import StaleMatrixError
+from similarity.layout import NeighbourIndex
 from similarity.runtime import EMBEDDING_DIM
+from similarity.store import MatrixStore
 
 NeighboursState = Literal["ready", "computing", "failed"]
 
@@ -172,6 +175,8 @@ def search_index_clear() -> None:
     global _index
     with _index_lock:
         _index = None
+    with _stored_lock:
+        _stored.clear()
 
 
 def vectors_nearest(
@@ -214,6 +219,12 @@ def products_search_by_image(*, image_bytes: bytes, k: int = 10) -> list[tuple[P
 
 
 def products_search_by_vector(*, vector: np.ndarray, k: int = 10) -> list[tuple[Product, float]]:
+    """The ``k`` ready products nearest to a raw vector. A top-k layout index is searched in
+    place (vectors shared through the page cache, deltas replayed); below that size, the
+    ready products' vectors are cached from the database."""
+    found = _search_stored_index(vector, k)
+    if found is not None:
+        return found
     index = _search_index()
     hits = vectors_nearest(
         index.space.query(vector), ids=index.ids, vectors=index.vectors, sq_norms=index.sq_norms,
@@ -222,3 +233,42 @@ def products_search_by_vector(*, vector: np.ndarray, k: int = 10) -> list[tuple[
     products = Product.objects.in_bulk([pid for pid, _ in hits])
     # A product deleted since the index was loaded is simply left out.
     return [(products[pid], dist) for pid, dist in hits if pid in products]
+
+
+_stored_lock = threading.Lock()
+_stored: dict[tuple[object, ...], NeighbourIndex] = {}
+
+
+def _stored_index(store: MatrixStore) -> NeighbourIndex:
+    """This process's copy of the stored index, brought up to date (call under the lock)."""
+    key = (str(store.directory), store.meta, store.dim)
+    index = _stored.get(key)
+    if index is None:
+        _stored.clear()
+        index = _stored[key] = store.load()
+    else:
+        store.refresh(index)  # replays the new deltas; reloads only after a new generation
+    return index
+
+
+def _search_stored_index(vector: np.ndarray, k: int) -> list[tuple[Product, float]] | None:
+    """Search the stored top-k index, or None when the stored index is not top-k (or is of
+    another space: a migration in progress)."""
+    target = matrix_store()
+    if target.store.stored_layout() != "topk":
+        return None
+    query = target.space.query(vector)
+    with _stored_lock:
+        try:
+            index = _stored_index(target.store)
+        except StaleMatrixError:
+            return None
+        wanted = k
+        while True:
+            hits = index.query(query, k=min(wanted, len(index)))
+            ready = Product.objects.filter(status=Product.Status.READY).in_bulk(
+                [pid for pid, _ in hits])
+            found = [(ready[pid], dist) for pid, dist in hits if pid in ready][:k]
+            if len(found) == k or wanted >= len(index):
+                return found
+            wanted *= 4  # products indexed but not ready yet took places: look further

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 EMBED_QUEUE = "embed"
 INDEX_QUEUE = "index"
+REBUILD_QUEUE = "rebuild"
 
 EMBED = "workers.tasks.embed_products"
 INDEX = "workers.tasks.index_products"
@@ -17,6 +18,7 @@ REMOVE = "workers.tasks.remove_products"
 REBUILD = "workers.tasks.rebuild_similarity"
 RECONCILE = "workers.tasks.reconcile"
 SWEEP_LOST = "workers.tasks.requeue_lost"
+REBUILD_BLOCK = "workers.tasks.rebuild_block"
 
 QUEUE_OF: dict[str, str] = {
     EMBED: EMBED_QUEUE,
@@ -25,4 +27,5 @@ QUEUE_OF: dict[str, str] = {
     REBUILD: INDEX_QUEUE,
     RECONCILE: INDEX_QUEUE,
     SWEEP_LOST: INDEX_QUEUE,
+    REBUILD_BLOCK: REBUILD_QUEUE,
 }

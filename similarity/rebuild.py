@@ -72,7 +72,7 @@ def open_input(directory: Path, *, k: int, metric: str, engine: str = "numpy") -
 
 def input_size(directory: Path) -> int:
     """Number of products in a rebuild input (to plan the blocks)."""
-    return int(np.load(Path(directory) / "ids.npy", mmap_mode="r").shape[0])
+    return int(np.load(Path(directory) / "ids.npy", mmap_mode="r", allow_pickle=False).shape[0])
 
 
 def knn_block(directory: Path, start: int, stop: int, *, k: int, metric: str,

@@ -831,6 +831,20 @@ class MatrixStore:
 
     # ------------------------------------------------------------------ inspection
 
+    def stored_layout(self) -> str | None:
+        """The layout of the newest base on disk (None without one), reading only its
+        ``layout`` member: a web process decides how to search without loading anything."""
+        for _ in range(_RETRIES):
+            listing = _scan(self.directory)
+            if not listing.generation:
+                return None
+            try:
+                with _open_npz(self._base_path(listing.generation)) as npz:
+                    return _text(npz["layout"], "layout") if "layout" in npz.files else "dense"
+            except FileNotFoundError:
+                continue  # compacted meanwhile: list again
+        raise MatrixError(f"{self.directory} kept changing while reading; try again")
+
     @staticmethod
     def info(path: str | os.PathLike[str]) -> dict[str, Any]:
         """Summary of a store directory without loading the distances.

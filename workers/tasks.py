@@ -73,3 +73,10 @@ def requeue_lost() -> dict[str, int]:
     from catalog.services.rebuild import products_requeue_lost
 
     return products_requeue_lost()
+
+
+@shared_task(name=task_names.REBUILD_BLOCK, **RETRY)
+def rebuild_block(block_id: int, metric: str, k: int) -> str:
+    from catalog.services.rebuild_blocks import rebuild_block_compute
+
+    return rebuild_block_compute(block_id=block_id, metric=metric, k=k)

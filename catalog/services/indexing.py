@@ -26,7 +26,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from catalog.engine import SpaceStore, matrix_cached, matrix_remember, matrix_store
+from catalog.engine import SpaceStore, layout_for, matrix_cached, matrix_remember, matrix_store
 from catalog.models import MAX_NEIGHBOURS, Product, ProductNeighbour
 from catalog.services import queue
 from catalog.services.embedding import warn_unknown
@@ -37,7 +37,7 @@ from similarity.batching import chunked
 from similarity.dedup import duplicate_groups
 from similarity.errors import MatrixError, MatrixFullError, StaleMatrixError
 from similarity.failpoints import failpoint
-from similarity.matrix import DistanceMatrix
+from similarity.layout import NeighbourIndex
 from similarity.runtime import EMBEDDING_DIM
 from similarity.store import ConcurrentWriterError, MatrixStore
 
@@ -143,7 +143,7 @@ def _quarantine(store: MatrixStore) -> Path:
     return aside
 
 
-def matrix_open(target: SpaceStore) -> DistanceMatrix:
+def matrix_open(target: SpaceStore) -> NeighbourIndex:
     """This process's matrix, brought up to date with the disk (call under the lock).
 
     The matrix is derived data: if the files are stale (other weights, policy, metric) or
@@ -197,7 +197,7 @@ def _awaiting_reembed(ids: Collection[int]) -> set[int]:
 
 
 def _wanted_lists(
-    matrix: DistanceMatrix, product_ids: Iterable[int], existing: Collection[int]
+    matrix: NeighbourIndex, product_ids: Iterable[int], existing: Collection[int]
 ) -> dict[int, Neighbours]:
     """Each existing product's top-10 from the matrix, skipping neighbours gone from the DB."""
     wanted: dict[int, Neighbours] = {}
@@ -300,7 +300,7 @@ def _write_lists(lists: dict[int, Neighbours]) -> None:
 
 
 def neighbours_sync(
-    *, matrix: DistanceMatrix, product_ids: Iterable[int], existing: Collection[int],
+    *, matrix: NeighbourIndex, product_ids: Iterable[int], existing: Collection[int],
     fence: Fence | None = None,
 ) -> set[int]:
     """Rewrite, in one transaction, the stored lists of ``product_ids`` that differ from the
@@ -326,7 +326,7 @@ def neighbours_sync(
 
 
 def neighbours_sync_chunked(
-    *, matrix: DistanceMatrix, product_ids: Sequence[int], existing: Collection[int],
+    *, matrix: NeighbourIndex, product_ids: Sequence[int], existing: Collection[int],
     chunk: int = _CHUNK, progress: Callable[[int, int], None] | None = None,
     fence: Fence | None = None,
 ) -> set[int]:
@@ -351,7 +351,7 @@ class _Plan:
     remove_ids: set[int]
 
 
-def _plan(matrix: DistanceMatrix, product_ids: set[int], existing: set[int],
+def _plan(matrix: NeighbourIndex, product_ids: set[int], existing: set[int],
           space: Space | None = None) -> _Plan:
     up_ids, up_vecs = indexable_vectors(product_ids, space=space)
     in_matrix = set(matrix.ids.tolist())
@@ -361,7 +361,7 @@ def _plan(matrix: DistanceMatrix, product_ids: set[int], existing: set[int],
     return _Plan(up_ids, up_vecs, ghosts | (asked_present - keep))
 
 
-def lists_touching(matrix: DistanceMatrix, ids: Collection[int]) -> set[int]:
+def lists_touching(matrix: NeighbourIndex, ids: Collection[int]) -> set[int]:
     """Products whose list may involve ``ids``: their top-k in the matrix holds one of them, or
     their stored rows do.
 
@@ -393,11 +393,27 @@ def _mark_full(ids: Iterable[int], exc: MatrixFullError) -> None:
     )
 
 
-def _apply_plan(store: MatrixStore, matrix: DistanceMatrix, plan: _Plan) -> tuple[set[int], set[int]]:
+def _switch_layout_if_growing(store: MatrixStore, matrix: NeighbourIndex, plan: _Plan) -> None:
+    """Move a dense index to the top-k layout (in place) before the plan would take it past
+    ``LOOKALIKE_MAX_ITEMS`` (layout "auto"). The dense matrix's exact lists become the top-k
+    base as they are, so no list changes and none disappears."""
+    if matrix.layout != "dense":
+        return
+    incoming = sum(1 for pid in plan.upsert_ids.tolist() if pid not in matrix)
+    if layout_for(len(matrix) + incoming) != "topk":
+        return
+    logger.warning("the catalog grows past %d products: moving the index to the top-k layout",
+                   settings.LOOKALIKE_MAX_ITEMS)
+    matrix.replace_state(store.convert(matrix, "topk"))
+    store.layout = "topk"
+
+
+def _apply_plan(store: MatrixStore, matrix: NeighbourIndex, plan: _Plan) -> tuple[set[int], set[int]]:
     """Publish the plan's upsert and removal; (ids whose list may have changed, ids upserted).
 
     Products that do not fit (``MatrixFullError``) are marked failed and taken out.
     """
+    _switch_layout_if_growing(store, matrix, plan)
     changed: set[int] = set()
     upserted: set[int] = set()
     if plan.upsert_ids.size:
@@ -506,11 +522,8 @@ def index_repair() -> dict[str, int]:
         keep = _keepable_ids()
         missing = indexable - in_matrix
         extra = in_matrix - keep
-        if missing:
-            ids, vecs = indexable_vectors(missing, space=target.space)
-            store.upsert(matrix, ids, vecs)
-        if extra:
-            store.remove(matrix, sorted(extra))
+        ids, vecs = indexable_vectors(missing, space=target.space)
+        _apply_plan(store, matrix, _Plan(ids, vecs, extra))
         existing = existing_ids()
         rewritten = neighbours_sync_chunked(
             matrix=matrix, product_ids=sorted(existing), existing=existing, fence=lock.check

@@ -21,7 +21,7 @@ from celery import current_app
 from django.conf import settings
 from django.db import transaction
 
-from catalog.task_names import EMBED, INDEX, REBUILD, REMOVE
+from catalog.task_names import EMBED, INDEX, REBUILD, REBUILD_BLOCK, REMOVE
 from similarity.batching import chunked
 
 logger = logging.getLogger(__name__)
@@ -73,6 +73,13 @@ def remove_enqueue(*, product_ids: Iterable[int], robust: bool = True) -> None:
     ids = sorted(set(product_ids))
     if ids:
         _send(REMOVE, robust=robust, product_ids=ids)
+
+
+def rebuild_blocks_enqueue(*, block_ids: Iterable[int], metric: str, k: int) -> None:
+    """One task per block of a distributed rebuild, sent at once (the writer then waits for
+    them, so they must not wait for a commit)."""
+    for block_id in block_ids:
+        TaskSend(REBUILD_BLOCK, {"block_id": block_id, "metric": metric, "k": k})()
 
 
 def rebuild_enqueue(*, trigger: str, robust: bool = True) -> None:

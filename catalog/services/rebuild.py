@@ -7,12 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import numpy as np
 from django.conf import settings
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from catalog import broker, task_names
-from catalog.engine import matrix_remember, matrix_store
+from catalog.engine import layout_for, matrix_remember, matrix_store
 from catalog.models import Product, RebuildRun
 from catalog.services import queue
 from catalog.services.embedding import products_embed_batch
@@ -24,9 +25,12 @@ from catalog.services.indexing import (
     neighbours_sync_chunked,
     products_mark_ready,
 )
+from catalog.services.rebuild_blocks import rebuild_blocks_collect, rebuild_blocks_plan
 from catalog.space import projection_refit
 from catalog.vectors import vector_key_current
-from similarity.matrix import DistanceMatrix
+from similarity.layout import NeighbourIndex
+from similarity.rebuild import discard_input
+from similarity.store import MatrixStore
 
 logger = logging.getLogger(__name__)
 
@@ -88,21 +92,42 @@ def _categories() -> dict[int, str]:
     return dict(Product.objects.exclude(category="").values_list("pk", "category"))
 
 
-def _rebuild_matrix(report: Report, fence: Callable[[], None]) -> DistanceMatrix:
-    """Refit the projection (lda-blend space: here and only here), then build the matrix in
-    the new space (its meta records the projection key) and publish it under the fence."""
+def _rebuild_matrix(run: RebuildRun, report: Report, fence: Callable[[], None]) -> NeighbourIndex:
+    """Refit the projection (lda-blend space: here and only here), then build the index in
+    the new space (its meta records the projection key) and publish it under the fence: the
+    dense matrix here, the top-k layout in row blocks spread over the rebuild workers."""
     ids, vectors = indexable_vectors()
     report(step="matrix", done=0, total=int(ids.size))
     space = projection_refit(ids, vectors, _categories(), vector_key_current())
-    target = matrix_store(space)
-    target.store.fence = fence
-    matrix = target.store.rebuild(ids, space.apply(vectors))
-    matrix_remember(target.store, matrix)
-    report(done=int(ids.size))
+    store = matrix_store(space).store
+    store.fence = fence
+    store.layout = layout_for(int(ids.size))
+    if store.layout == "topk":
+        matrix = _rebuild_in_blocks(run, store, ids, space.apply(vectors), report, fence)
+    else:
+        matrix = store.rebuild(ids, space.apply(vectors))
+    matrix_remember(store, matrix)
+    report(step="matrix", done=int(ids.size), total=int(ids.size))
     return matrix
 
 
-def _rewrite_lists(report: Report, matrix: DistanceMatrix, fence: Callable[[], None]) -> int:
+def _rebuild_in_blocks(run: RebuildRun, store: MatrixStore, ids: np.ndarray, vectors: np.ndarray,
+                       report: Report, fence: Callable[[], None]) -> NeighbourIndex:
+    input_dir = store.rebuild_input(ids, vectors)
+    try:
+        metric, k = store.meta.metric, store.k
+        rebuild_blocks_plan(run=run, input_dir=input_dir, metric=metric, k=k)
+        report(step="blocks", done=0, total=run.blocks.count())
+        blocks = rebuild_blocks_collect(
+            run=run, input_dir=input_dir, metric=metric, k=k, fence=fence,
+            progress=lambda done, total: report(step="blocks", done=done, total=total),
+        )
+        return store.publish_rebuild(input_dir, blocks)
+    finally:
+        discard_input(input_dir)
+
+
+def _rewrite_lists(report: Report, matrix: NeighbourIndex, fence: Callable[[], None]) -> int:
     existing = existing_ids()
     report(step="neighbours", done=0, total=len(existing))
     rewritten = neighbours_sync_chunked(
@@ -141,7 +166,7 @@ def similarity_rebuild(
     try:
         _reembed_stale(report, result)
         with index_writer(matrix_store()) as lock:
-            matrix = _rebuild_matrix(report, lock.check)
+            matrix = _rebuild_matrix(run, report, lock.check)
             result.indexed = len(matrix)
             result.rewritten = _rewrite_lists(report, matrix, lock.check)
     except Exception as exc:

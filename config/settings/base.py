@@ -118,7 +118,17 @@ LOOKALIKE_METRIC = os.environ.get("LOOKALIKE_METRIC", "euclidean")
 # Near-duplicate collapsing of written lists (off by default: see docs/quality.md, Adoption).
 LOOKALIKE_COLLAPSE_DUPLICATES = env_bool("LOOKALIKE_COLLAPSE_DUPLICATES", False)
 LOOKALIKE_DUPLICATE_THRESHOLD = float(os.environ.get("LOOKALIKE_DUPLICATE_THRESHOLD", 0.01))
+# Index layout (similarity/layout.py): "dense" keeps the N x N matrix (4·N² bytes), "topk"
+# only vectors and exact top-k lists; "auto" is dense up to LOOKALIKE_MAX_ITEMS products and
+# moves to top-k, by itself and without losing a list, when the catalog grows past it.
+LOOKALIKE_INDEX_LAYOUT = os.environ.get("LOOKALIKE_INDEX_LAYOUT", "auto")
 LOOKALIKE_MAX_ITEMS = int(os.environ.get("LOOKALIKE_MAX_ITEMS", 20_000))
+# Ranking engine of the top-k layout's scans: "numpy" (BLAS blocks) or "faiss".
+LOOKALIKE_KNN_ENGINE = os.environ.get("LOOKALIKE_KNN_ENGINE", "numpy")
+# Distributed rebuild (top-k layout): rows per block task on the "rebuild" queue, and how long
+# the writer waits without any block finishing before it computes the rest itself.
+LOOKALIKE_REBUILD_BLOCK_ROWS = int(os.environ.get("LOOKALIKE_REBUILD_BLOCK_ROWS", 20_000))
+LOOKALIKE_REBUILD_BLOCK_TIMEOUT = int(os.environ.get("LOOKALIKE_REBUILD_BLOCK_TIMEOUT", 600))
 # Products per embed task, and how many files one admin bulk upload may hold.
 LOOKALIKE_EMBED_BATCH = int(os.environ.get("LOOKALIKE_EMBED_BATCH", 32))
 LOOKALIKE_BULK_MAX_FILES = int(os.environ.get("LOOKALIKE_BULK_MAX_FILES", 500))

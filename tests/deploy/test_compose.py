@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-APP_SERVICES = {"migrate", "web", "worker-embed", "worker-index", "beat"}
+APP_SERVICES = {"migrate", "web", "worker-embed", "worker-index", "worker-rebuild", "beat"}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_gunicorn_target_imports(compose):
 
 def test_worker_queues_are_routed(compose, settings):
     routed = set(settings.CELERY_TASK_ROUTES[name]["queue"] for name in settings.CELERY_TASK_ROUTES)
-    for name in ("worker-embed", "worker-index"):
+    for name in ("worker-embed", "worker-index", "worker-rebuild"):
         command = compose["services"][name]["command"]
         assert command[:4] == ["celery", "-A", "workers.app", "worker"]
         queue = command[command.index("-Q") + 1]

@@ -483,3 +483,14 @@ def test_lock_serialises_stores_on_one_host(tmp_path):
         pass
     with b.lock(timeout=0.05):
         pass
+
+
+def test_stored_layout_reads_the_newest_base_only(tmp_path):
+    rng = np.random.default_rng(0)
+    dense = make_store(tmp_path)
+    assert dense.stored_layout() is None  # nothing stored yet
+    matrix = dense.rebuild([1, 2, 3], vecs(rng, 3))
+    assert dense.stored_layout() == "dense"
+    dense.convert(matrix, "topk")
+    assert dense.stored_layout() == "topk"
+    assert make_store(tmp_path, layout="dense").stored_layout() == "topk"  # what is on disk

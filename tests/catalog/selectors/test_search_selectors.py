@@ -152,3 +152,47 @@ def test_search_at_ten_thousand_equals_brute_force(media_root, garments, query_p
     ids = np.array(sorted(Product.objects.values_list("pk", flat=True)))
     order = np.lexsort((ids, d))[:10]
     assert [p.pk for p, _ in warm] == ids[order].tolist()
+
+
+@pytest.fixture
+def topk_store(settings, tmp_path):
+    from catalog import engine
+
+    settings.LOOKALIKE_INDEX_LAYOUT = "topk"
+    settings.LOOKALIKE_MATRIX_DIR = tmp_path / "matrix"
+    engine.matrix_forget()
+    return engine.matrix_store().store
+
+
+def _index(store, products):
+    ids = np.array([p.pk for p in products], np.int64)
+    return store.rebuild(ids, np.stack([p.vector_array() for p in products]))
+
+
+def test_a_top_k_index_is_searched_in_place(topk_store, catalog_of_garments, query_photos):
+    index = _index(topk_store, catalog_of_garments)
+    assert index.layout == "topk" and topk_store.stored_layout() == "topk"
+    embedder = embedder_get()
+    for photo in query_photos[:3]:
+        data = image_bytes(photo)
+        results = selectors.products_search_by_image(image_bytes=data, k=10)
+        expected = brute_force(embedder.embed(data), catalog_of_garments)
+        assert _hits(results) == [(pid, pytest.approx(d, rel=1e-6)) for pid, d in expected]
+
+
+def test_the_top_k_search_follows_changes_and_skips_products_not_ready(
+        topk_store, catalog_of_garments, garments):
+    index = _index(topk_store, catalog_of_garments[:30])
+    query = garments.vectors[35]
+    # A product indexed by the writer, its status not flipped yet: not shown.
+    late = catalog_of_garments[35]
+    Product.objects.filter(pk=late.pk).update(status=Product.Status.PROCESSING)
+    topk_store.upsert(index, [late.pk], late.vector_array()[None, :])
+    results = selectors.products_search_by_vector(vector=query, k=10)
+    assert late.pk not in [p.pk for p, _ in results] and len(results) == 10
+    # Ready now: the next search replays the delta and finds it first.
+    Product.objects.filter(pk=late.pk).update(status=Product.Status.READY)
+    results = selectors.products_search_by_vector(vector=query, k=10)
+    assert results[0][0].pk == late.pk and results[0][1] == 0.0
+    expected = brute_force(query, [*catalog_of_garments[:30], late])
+    assert [p.pk for p, _ in results] == [pid for pid, _ in expected]

@@ -1,0 +1,89 @@
+"""Issue 10 in-process: the index moves from the dense matrix to the top-k layout when the
+catalog grows past ``LOOKALIKE_MAX_ITEMS``, with every list exact and none lost on the way,
+and the top-k layout's full rebuild goes through row blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from django.utils import timezone
+
+from catalog import engine
+from catalog.models import Product, ProductNeighbour, RebuildBlock
+from catalog.services.indexing import index_apply, index_remove
+from catalog.services.rebuild import similarity_rebuild
+from catalog.vectors import vector_key_current
+from tests.pipeline.helpers import neighbour_mismatches
+
+pytestmark = pytest.mark.django_db
+
+BOUND = 25
+
+
+def _add(rng: np.random.Generator, n: int) -> list[int]:
+    key = vector_key_current()
+    start = Product.objects.count() + 10_000 * int(rng.integers(1, 1000))
+    made = [Product.objects.create(
+        name=f"p{start + i}", slug=f"p-{start + i}", category="c", image=f"x/{start + i}.png",
+        image_sha256=f"{start + i:064d}", embedded_image_sha256=f"{start + i:064d}",
+        status=Product.Status.PROCESSING, status_changed_at=timezone.now(), vector_key=key,
+        vector=rng.normal(size=1280).astype("<f4").tobytes(),
+    ) for i in range(n)]
+    return [p.pk for p in made]
+
+
+def _stored_layout() -> str:
+    return engine.matrix_store().store.load().layout
+
+
+def _no_ready_product_without_a_list() -> list[int]:
+    ready = set(Product.objects.filter(status=Product.Status.READY).values_list("pk", flat=True))
+    listed = set(ProductNeighbour.objects.values_list("product_id", flat=True))
+    return sorted(ready - listed) if len(ready) > 1 else []
+
+
+def test_a_catalog_grown_past_the_bound_switches_layout_with_every_list_exact(settings):
+    settings.LOOKALIKE_MAX_ITEMS = BOUND
+    rng = np.random.default_rng(7)
+    layouts = []
+    for step in range(24):
+        op = rng.choice(["add", "add", "add", "update", "delete"]) if step > 2 else "add"
+        ids = list(Product.objects.values_list("pk", flat=True))
+        if op == "add":
+            index_apply(product_ids=_add(rng, int(rng.integers(1, 5))))
+        elif op == "update":
+            pid = int(rng.choice(ids))
+            Product.objects.filter(pk=pid).update(
+                vector=rng.normal(size=1280).astype("<f4").tobytes(), image_sha256=f"u{step:063d}",
+                embedded_image_sha256=f"u{step:063d}")
+            index_apply(product_ids=[pid])
+        else:
+            doomed = [int(x) for x in rng.choice(ids, size=2, replace=False)]
+            Product.objects.filter(pk__in=doomed).delete()
+            index_remove(product_ids=doomed)
+        assert neighbour_mismatches() == [], f"step {step} ({op})"
+        assert _no_ready_product_without_a_list() == [], f"step {step} ({op})"
+        layouts.append(_stored_layout())
+    assert Product.objects.count() > BOUND
+    assert layouts[0] == "dense" and layouts[-1] == "topk"
+    switch = layouts.index("topk")
+    assert set(layouts[switch:]) == {"topk"}  # once past the bound it stays top-k
+
+
+def test_the_top_k_rebuild_goes_through_row_blocks(settings, no_broker):
+    settings.LOOKALIKE_INDEX_LAYOUT = "topk"
+    settings.LOOKALIKE_REBUILD_BLOCK_ROWS = 7
+    settings.LOOKALIKE_REBUILD_BLOCK_TIMEOUT = 0  # no rebuild worker here: the writer computes
+    rng = np.random.default_rng(3)
+    _add(rng, 30)
+    run = similarity_rebuild(trigger="test")
+    assert run.state == "done", run.message
+    blocks = list(run.blocks.order_by("start"))
+    assert [(b.start, b.stop) for b in blocks] == [(0, 7), (7, 14), (14, 21), (21, 28), (28, 30)]
+    assert all(b.state == RebuildBlock.State.DONE and "pid" in b.worker for b in blocks)
+    sent = [s for s in no_broker if s.task == "workers.tasks.rebuild_block"]
+    assert sorted(s.kwargs["block_id"] for s in sent) == [b.pk for b in blocks]
+    assert {s.kwargs["metric"] for s in sent} == {"euclidean"}
+    assert neighbour_mismatches() == []
+    assert _stored_layout() == "topk"
+    assert not list(engine.matrix_store().store.directory.glob("rebuild-*"))  # input removed
