@@ -63,14 +63,14 @@ def rebuild_similarity(trigger: str = "beat") -> int:
 
 @shared_task(name=task_names.RECONCILE, **RETRY)
 def reconcile() -> dict[str, int]:
-    from catalog.services.rebuild import reconcile as reconcile_service
+    from catalog.services.sweeps import reconcile as reconcile_service
 
     return reconcile_service()
 
 
 @shared_task(name=task_names.SWEEP_LOST, **{**RETRY, "max_retries": 0})
 def requeue_lost() -> dict[str, int]:
-    from catalog.services.rebuild import products_requeue_lost
+    from catalog.services.sweeps import products_requeue_lost
 
     return products_requeue_lost()
 

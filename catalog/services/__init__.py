@@ -3,7 +3,8 @@
 - ``products``: create, update, delete, bulk create, image validation (admin forms use it);
 - ``embedding``: images → vectors (the embed queue);
 - ``indexing``: vectors → distance matrix → neighbour rows (the index queue, one writer);
-- ``rebuild``: the periodic full rebuild and the reconcile sweep;
+- ``rebuild``: the periodic full rebuild (``rebuild_blocks``: its row blocks, top-k layout);
+- ``sweeps``: the lost-task sweep and the reconcile sweep;
 - ``beat``: the django-celery-beat schedule;
 - ``queue``: tasks queued after commit, sent by name (``catalog.task_names``).
 

@@ -21,7 +21,7 @@ from catalog.models import Product
 from catalog.services import queue
 from catalog.services.beat import LOST_SWEEP, beat_schedule_ensure
 from catalog.services.products import product_create
-from catalog.services.rebuild import products_requeue_lost
+from catalog.services.sweeps import products_requeue_lost
 from tests.reliability.support import fashion_images, settled, upload, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

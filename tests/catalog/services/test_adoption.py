@@ -17,7 +17,8 @@ from catalog.engine import matrix_store
 from catalog.models import Product
 from catalog.services.embedding import products_embed_batch
 from catalog.services.indexing import index_apply, index_writer
-from catalog.services.rebuild import reconcile, similarity_rebuild, stale_products
+from catalog.services.rebuild import similarity_rebuild, stale_products
+from catalog.services.sweeps import reconcile
 from catalog.space import (
     fit_params,
     projection_load,
