@@ -334,7 +334,7 @@ def prepare(sup: Supervisor) -> tuple[str, str]:
 
 def start_workers(sup: Supervisor) -> None:
     celery = [PY, "-m", "celery", "-A", "workers.app"]
-    for queue in ("embed", "index"):
+    for queue in ("embed", "index", "rebuild"):
         sup.start(f"{queue} worker", *celery, "worker", "-Q", queue, "-c", "1", "-n", f"{queue}@%h",
                   "-l", "info", log=DATA / "logs" / f"worker-{queue}.log")
     sup.start("beat", *celery, "beat", "-l", "info", log=DATA / "logs" / "beat.log")
