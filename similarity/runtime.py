@@ -136,7 +136,7 @@ class LiteRTEmbedder:
     """Embeds preprocessed batches (N, 224, 224, 3) float32 into (N, 1280) float32.
 
     ``precision`` picks the cached model: "fp32" (the default) or "int8" (quantised, float
-    input and output, see similarity.convert).
+    input and output, see similarity.quantize).
     """
 
     def __init__(
