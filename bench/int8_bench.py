@@ -45,7 +45,7 @@ K = 10
 CRITERIA = {"images_per_s": 400.0, "cosine": 0.99, "overlap": 0.9, "precision_delta": 0.005}
 # The product's default configuration (README): pad-margin preprocessing, LDA blended with cosine.
 PRODUCT_POLICY = "pad-margin"
-BLEND = {"weight": 1.0, "pca_dim": 1024, "shrinkage": 0.05}
+BLEND_WEIGHT, BLEND_PCA_DIM, BLEND_SHRINKAGE = 1.0, 1024, 0.05
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,8 @@ def retrieval(fp32: LiteRTEmbedder, int8: LiteRTEmbedder, quick: bool) -> list[R
     queries = [to_photo(im) for im in data.queries]
     rows = []
     for policy_name, space in (("torchvision", "euclidean"), (PRODUCT_POLICY, "LDA + cosine blend")):
-        vectors, p10 = {}, {}
+        vectors: dict[str, np.ndarray] = {}
+        p10: dict[str, float] = {}
         for precision, model in (("fp32", fp32), ("int8", int8)):
             c = _embed_split(model, catalog, policy_name)
             q = _embed_split(model, queries, policy_name)
@@ -150,10 +151,13 @@ def retrieval(fp32: LiteRTEmbedder, int8: LiteRTEmbedder, quick: bool) -> list[R
             if space == "euclidean":
                 zc, zq = c, q
             else:
-                transform = fit_blend(c, data.catalog_labels, **BLEND)  # fitted on the catalog only
+                transform = fit_blend(c, data.catalog_labels, weight=BLEND_WEIGHT, pca_dim=BLEND_PCA_DIM,
+                                      shrinkage=BLEND_SHRINKAGE)  # fitted on the catalog only
                 zc, zq = transform(c), transform(q)
             ranked = rank(sq_distances(zq, zc), K)
-            p10[precision] = score(ranked, data.catalog_labels, data.query_labels).precision
+            precision_at_10 = score(ranked, data.catalog_labels, data.query_labels).precision
+            assert precision_at_10 is not None, "every query's category is in the catalog"
+            p10[precision] = precision_at_10
         overlap = top_k_overlap(vectors["fp32"], vectors["int8"])
         rows.append(Retrieval(get_policy(policy_name).key, space, overlap, p10["fp32"], p10["int8"]))
     return rows
