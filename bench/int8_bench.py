@@ -235,8 +235,8 @@ def run(quick: bool = False, *, log: bool = True) -> list[dict]:
                      f"|Δ| < {CRITERIA['precision_delta']}): {'met' if met else 'not met'}"})
     for precision in ("fp32", "int8"):
         one, two, both = (threads[(precision, p, t)] for p, t in ((1, 2), (2, 1), (2, 2)))
-        rows.append({"benchmark": f"two embed workers, {precision}, batch {BATCH}: 2 processes x 1 LiteRT thread "
-                                  "vs 1 x 2 (vs 2 x 2, oversubscribed)",
+        rows.append({"benchmark": f"two embed workers, {precision}, batch {BATCH}: 2 processes x 1 LiteRT "
+                                  "thread vs 1 x 2 (vs 2 x 2, oversubscribed)",
                      "figure": f"{two:.0f} vs {one:.0f} ({both:.0f}) images/s",
                      "ratio": f"{two / one:.2f}x ({both / one:.2f}x)"})
     if log:
