@@ -104,7 +104,7 @@ def _quantisation_mse(values: np.ndarray, low: float, high: float) -> float:
 
 
 def tighten_ranges(calibrated: bytes, images: np.ndarray) -> bytes:
-    """Narrow each calibrated activation range to its least-MSE one (module docstring, 2).
+    """Narrow each calibrated activation range to its least-MSE one (the ``ranged`` recipe).
 
     ``calibrated`` is the converter's float model with min/max statistics (calibrate only);
     the statistics are rewritten in place in a copy of the flatbuffer.
