@@ -12,21 +12,22 @@ from tqdm import tqdm
 
 from similarity.errors import SimilarityError
 from similarity.preprocess import DEFAULT_POLICY_NAME, POLICIES
+from similarity.runtime import DEFAULT_PRECISION, PRECISIONS
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from similarity.embedding import model_dir
-    from similarity.runtime import ensure_model
+    from similarity.runtime import ModelIdentity, ensure_model
 
-    path = ensure_model(model_dir(args.data_dir))
+    path = ensure_model(model_dir(args.data_dir), ModelIdentity(precision=args.precision))
     print(f"converted model ready: {path}")
     return 0
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
-    from similarity.embedding import ImageEmbedder
+    from similarity.embedding import ImageEmbedder, stack_prepared
 
-    embedder = ImageEmbedder(data_dir=args.data_dir, policy=args.preprocess)
+    embedder = ImageEmbedder(data_dir=args.data_dir, policy=args.preprocess, precision=args.precision)
     vectors = np.empty((len(args.images), 1280), dtype=np.float32)
     with tqdm(total=len(args.images), unit="img", disable=args.quiet) as bar:
         for start in range(0, len(args.images), embedder.batch_size):
@@ -36,8 +37,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
                 if item.error is not None:
                     print(f"error: {path}: {item.error.message}", file=sys.stderr)
                     return 2
-            batch = np.stack([item.array for item in prepared])
-            vectors[start : start + len(chunk)] = embedder.embed_arrays(batch)
+            vectors[start : start + len(chunk)] = embedder.embed_arrays(stack_prepared(prepared))
             bar.update(len(chunk))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.save(args.out, vectors, allow_pickle=False)
@@ -93,13 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where the converted model is cached (default $LOOKALIKE_DATA_DIR or ./var)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("prepare", help="convert the MobileNetV2 weights to LiteRT and cache them")
+    prepare = sub.add_parser("prepare", help="convert the MobileNetV2 weights to LiteRT and cache them")
+    prepare.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
+                         help="fp32 (default) or int8 (post-training quantised)")
 
     embed = sub.add_parser("embed", help="embed images into an N x 1280 float32 .npy")
     embed.add_argument("images", nargs="+", help="JPEG, PNG, WebP or GIF files")
     embed.add_argument("--out", type=Path, required=True, help="output .npy path")
     embed.add_argument("--preprocess", default=DEFAULT_POLICY_NAME,
                        help=f"preprocessing policy: {', '.join(POLICIES)}")
+    embed.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
+                       help="model precision: fp32 (default) or int8")
     embed.add_argument("--quiet", action="store_true", help="no progress bar")
 
     info = sub.add_parser("info", help="describe a stored distance matrix and whether it is stale")

@@ -13,7 +13,7 @@ import numpy as np
 from similarity.errors import ImageRejected
 from similarity.images import DEFAULT_LIMITS, ImageLimits
 from similarity.preprocess import DEFAULT_POLICY_NAME, PreprocessPolicy, get_policy, prepare
-from similarity.runtime import LiteRTEmbedder, ModelIdentity
+from similarity.runtime import DEFAULT_PRECISION, EMBEDDING_DIM, LiteRTEmbedder, ModelIdentity, Precision
 
 Source = bytes | str | os.PathLike[str]
 _PREPARE_THREADS = min(4, os.cpu_count() or 1)
@@ -37,8 +37,22 @@ class Prepared:
     error: ImageRejected | None
 
 
+def stack_prepared(prepared: Sequence[Prepared]) -> np.ndarray:
+    """The arrays as one (N, 224, 224, 3) batch; the first refused image raises its error."""
+    arrays = []
+    for item in prepared:
+        if item.array is None:
+            raise item.error or ImageRejected("unknown", "image was not prepared")
+        arrays.append(item.array)
+    return np.stack(arrays)
+
+
 class ImageEmbedder:
-    """Embeds images under one preprocessing policy; vectors are keyed by ``version_key``."""
+    """Embeds images under one preprocessing policy; vectors are keyed by ``model.key``.
+
+    ``precision`` picks the converted model: "fp32" (default) or "int8" (quantised; its own
+    model key, so vectors made under the other precision are stale).
+    """
 
     def __init__(
         self,
@@ -46,6 +60,7 @@ class ImageEmbedder:
         data_dir: Path | None = None,
         policy: str | PreprocessPolicy = DEFAULT_POLICY_NAME,
         limits: ImageLimits = DEFAULT_LIMITS,
+        precision: Precision = DEFAULT_PRECISION,
         num_threads: int | None = None,
         batch_size: int = 64,
     ) -> None:
@@ -55,6 +70,7 @@ class ImageEmbedder:
         self._executor: ThreadPoolExecutor | None = None
         self._runtime = LiteRTEmbedder(
             model_dir(data_dir),
+            precision=precision,
             num_threads=num_threads,
             batch_size=batch_size,
         )
@@ -89,12 +105,8 @@ class ImageEmbedder:
 
     def embed_many(self, sources: Sequence[Source]) -> np.ndarray:
         """Images → (N, 1280) float32 in input order; the first bad image raises."""
-        out = np.empty((len(sources), 1280), dtype=np.float32)
+        out = np.empty((len(sources), EMBEDDING_DIM), dtype=np.float32)
         for start in range(0, len(sources), self.batch_size):
             chunk = sources[start : start + self.batch_size]
-            prepared = self.prepare_many(chunk)
-            for item in prepared:
-                if item.error is not None:
-                    raise item.error
-            out[start : start + len(chunk)] = self._runtime.embed(np.stack([p.array for p in prepared]))
+            out[start : start + len(chunk)] = self._runtime.embed(stack_prepared(self.prepare_many(chunk)))
         return out

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -24,20 +25,50 @@ from similarity.weights import WEIGHTS_SHA256, verify_weights
 
 # Bump when the network, the conversion or anything else that changes the vectors changes.
 MODEL_VERSION = 1
+# Bump when the int8 quantisation (recipe, calibration images, seed) changes: int8 vectors
+# become stale, fp32 ones do not.
+QUANT_VERSION = 1
 EMBEDDING_DIM = 1280
 INPUT_SHAPE = (224, 224, 3)
+
+Precision = Literal["fp32", "int8"]
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+DEFAULT_PRECISION: Precision = "fp32"
 
 
 @dataclass(frozen=True)
 class ModelIdentity:
-    """What a converted model and every vector it makes are keyed by."""
+    """What a converted model and every vector it makes are keyed by.
+
+    ``key`` is ``mobilenet_v2-<weights sha256[:16]>-v<MODEL_VERSION>`` for fp32 (the key
+    vectors had before int8 existed, so they stay current) and
+    ``...-v<MODEL_VERSION>-int8q<QUANT_VERSION>`` for int8.
+    """
 
     weights_sha256: str = WEIGHTS_SHA256
     version: int = MODEL_VERSION
+    precision: Precision = DEFAULT_PRECISION
+    quant_version: int = QUANT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}")
 
     @property
     def key(self) -> str:
-        return f"mobilenet_v2-{self.weights_sha256[:16]}-v{self.version}"
+        base = f"mobilenet_v2-{self.weights_sha256[:16]}-v{self.version}"
+        return base if self.precision == "fp32" else f"{base}-{self.precision}q{self.quant_version}"
+
+    def manifest(self) -> dict[str, object]:
+        """What a cached model's manifest must record (besides the model file's own hash)."""
+        record: dict[str, object] = {
+            "weights_sha256": self.weights_sha256,
+            "version": self.version,
+            "precision": self.precision,
+        }
+        if self.precision != "fp32":
+            record["quant_version"] = self.quant_version
+        return record
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -67,16 +98,21 @@ def _check_cached(model: Path, manifest: Path, identity: ModelIdentity) -> bool:
         meta = json.loads(manifest.read_text())
     except (OSError, ValueError) as exc:
         raise ModelCacheError(f"{manifest}: unreadable model manifest ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise ModelCacheError(f"{manifest}: model manifest is not a JSON object")
+    # Manifests written before int8 existed were all fp32 and do not say so.
+    meta.setdefault("precision", "fp32")
     digest = hashlib.sha256(model.read_bytes()).hexdigest()
-    expected = {"weights_sha256": identity.weights_sha256, "version": identity.version}
+    expected = identity.manifest()
     return {k: meta.get(k) for k in expected} == expected and meta.get("model_sha256") == digest
 
 
 def ensure_model(cache_dir: Path, identity: ModelIdentity = ModelIdentity()) -> Path:
     """Return the cached LiteRT model, converting it first (imports TensorFlow) if needed.
 
-    The cache is keyed by the weights' hash and MODEL_VERSION, and a manifest records the
-    model file's own hash, so a stale or damaged cache is rebuilt, never used.
+    The cache is keyed by the weights' hash, MODEL_VERSION and the precision (with
+    QUANT_VERSION for int8), and a manifest records these and the model file's own hash, so
+    a stale, damaged or other-precision cache is rebuilt, never used.
     """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -89,31 +125,32 @@ def ensure_model(cache_dir: Path, identity: ModelIdentity = ModelIdentity()) -> 
             return model
         from similarity.convert import convert_to_litert  # TensorFlow only from here
 
-        data = convert_to_litert()
+        data = convert_to_litert(precision=identity.precision)
         _atomic_write(model, data)
-        record = {
-            "weights_sha256": identity.weights_sha256,
-            "version": identity.version,
-            "model_sha256": hashlib.sha256(data).hexdigest(),
-        }
+        record = {**identity.manifest(), "model_sha256": hashlib.sha256(data).hexdigest()}
         _atomic_write(manifest, json.dumps(record, indent=2).encode())
     return model
 
 
 class LiteRTEmbedder:
-    """Embeds preprocessed batches (N, 224, 224, 3) float32 into (N, 1280) float32."""
+    """Embeds preprocessed batches (N, 224, 224, 3) float32 into (N, 1280) float32.
+
+    ``precision`` picks the cached model: "fp32" (the default) or "int8" (quantised, float
+    input and output, see similarity.quantize).
+    """
 
     def __init__(
         self,
         cache_dir: Path,
         *,
+        precision: Precision = DEFAULT_PRECISION,
         num_threads: int | None = None,
         batch_size: int = 64,
         convert_if_missing: bool = True,
     ) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        identity = ModelIdentity()
+        identity = ModelIdentity(precision=precision)
         verify_weights_once()
         if convert_if_missing:
             path = ensure_model(cache_dir, identity)

@@ -148,3 +148,21 @@ def test_info_separates_a_projected_space_from_the_policy(tmp_path, data_dir):
     assert "stale: no" in result.stdout
     reference = run_cli("info", str(tmp_path / "matrix"), data_dir=data_dir)
     assert "stale: yes: policy is 'pad-margin@1', current code uses 'torchvision@1'" in reference.stdout
+
+
+def test_prepare_and_embed_take_a_precision(int8_model_path, model_path, data_dir, tmp_path, garment_files):
+    result = run_cli("prepare", "--precision", "int8", data_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    assert int8_model_path.name in result.stdout
+    paths, _ = garment_files
+    out = {}
+    for precision in ("fp32", "int8"):
+        out[precision] = tmp_path / f"{precision}.npy"
+        result = run_cli("embed", *map(str, paths[:4]), "--out", str(out[precision]), "--quiet",
+                         "--precision", precision, data_dir=data_dir)
+        assert result.returncode == 0, result.stderr
+        assert ("-int8q" in result.stdout) == (precision == "int8")
+    fp32, int8 = np.load(out["fp32"]), np.load(out["int8"])
+    assert fp32.shape == int8.shape == (4, 1280) and not np.allclose(fp32, int8, atol=1e-4)
+    assert run_cli("embed", str(paths[0]), "--out", str(tmp_path / "x.npy"), "--precision", "fp16",
+                   data_dir=data_dir).returncode == 2
