@@ -16,7 +16,7 @@ from django.conf import settings
 
 from catalog.models import MAX_NEIGHBOURS
 from catalog.space import Space, space_current
-from catalog.vectors import image_limits, policy_key
+from catalog.vectors import embed_precision, image_limits, policy_key
 from similarity.embedding import ImageEmbedder
 from similarity.layout import LAYOUTS, NeighbourIndex
 from similarity.store import MatrixMeta, MatrixStore
@@ -52,6 +52,8 @@ def embedder_get() -> ImageEmbedder:
         settings.LOOKALIKE_PREPROCESS_POLICY,
         settings.LOOKALIKE_MAX_UPLOAD_BYTES,
         settings.LOOKALIKE_MAX_IMAGE_PIXELS,
+        settings.LOOKALIKE_EMBED_PRECISION,
+        settings.LOOKALIKE_EMBED_THREADS,
     )
     with _lock:
         embedder = _embedders.get(key)
@@ -61,6 +63,8 @@ def embedder_get() -> ImageEmbedder:
                 data_dir=Path(settings.LOOKALIKE_DATA_DIR),
                 policy=settings.LOOKALIKE_PREPROCESS_POLICY,
                 limits=image_limits(),
+                precision=embed_precision(),
+                num_threads=settings.LOOKALIKE_EMBED_THREADS or None,
             )
             _embedders[key] = embedder
             logger.info("embedder ready: %s/%s", embedder.model.key, embedder.policy.key)

@@ -13,7 +13,7 @@ from django.conf import settings
 
 from similarity.images import ImageLimits
 from similarity.preprocess import get_policy
-from similarity.runtime import EMBEDDING_DIM, ModelIdentity
+from similarity.runtime import EMBEDDING_DIM, PRECISIONS, ModelIdentity, Precision
 
 
 def image_limits() -> ImageLimits:
@@ -30,7 +30,20 @@ def policy_key() -> str:
 
 def vector_key_current() -> str:
     """What a current vector is keyed by: ``<model key>/<policy key>`` (no model load needed)."""
-    return f"{ModelIdentity().key}/{policy_key()}"
+    return f"{model_identity().key}/{policy_key()}"
+
+
+def embed_precision() -> Precision:
+    """``LOOKALIKE_EMBED_PRECISION``, checked."""
+    precision = settings.LOOKALIKE_EMBED_PRECISION
+    if precision not in PRECISIONS:
+        raise ValueError(f"LOOKALIKE_EMBED_PRECISION must be one of {PRECISIONS}, got {precision!r}")
+    return precision
+
+
+def model_identity() -> ModelIdentity:
+    """The embedding model of the settings."""
+    return ModelIdentity(precision=embed_precision())
 
 
 def sha256_hex(data: bytes) -> str:

@@ -113,6 +113,12 @@ LOOKALIKE_MATRIX_DIR = Path(os.environ.get("LOOKALIKE_MATRIX_DIR", DATA_DIR / "m
 # LDA-blended-with-cosine projection refitted at every full rebuild. LOOKALIKE_METRIC applies
 # to the "raw" space only (the reference: torchvision + raw + euclidean).
 LOOKALIKE_PREPROCESS_POLICY = os.environ.get("LOOKALIKE_PREPROCESS_POLICY", "pad-margin")
+# The embedding model: "fp32" (the reference) or "int8" (about 2x faster, not as close to the
+# reference: bench/int8_bench.py). Changing it makes stored vectors stale (the rebuild migrates).
+LOOKALIKE_EMBED_PRECISION = os.environ.get("LOOKALIKE_EMBED_PRECISION", "fp32")
+# LiteRT threads per embedding process (0: all cores). With several embed worker processes on
+# one machine, give each cores / processes threads, so they do not fight.
+LOOKALIKE_EMBED_THREADS = int(os.environ.get("LOOKALIKE_EMBED_THREADS", 0))
 LOOKALIKE_SPACE = os.environ.get("LOOKALIKE_SPACE", "lda-blend")
 LOOKALIKE_METRIC = os.environ.get("LOOKALIKE_METRIC", "euclidean")
 # Near-duplicate collapsing of written lists (off by default: see docs/quality.md, Adoption).
