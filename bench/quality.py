@@ -372,7 +372,7 @@ def run(quick: bool = False, *, sheet: Path | None = None, log: Callable[[str], 
     pad_raw = _simple("euclidean", _raw, vectors(PAD_SQUARE)[0], yc, folds)
     rows.append(measure(PAD_SQUARE, pad_raw, "+ pad-square preprocessing")[0])
     margin_spaces = [(m, _simple("euclidean", _raw, vectors(m)[0], yc, folds)) for m in MARGINS]
-    margin, margin_raw = max(margin_spaces, key=lambda t: t[1].cv)  # the margin chosen by catalog CV
+    margin, margin_raw = max(margin_spaces, key=lambda t: -1.0 if t[1].cv is None else t[1].cv)  # by CV
     # (the combined rows below choose among all the inputs again, under the projection)
     rows.append(measure(margin, margin_raw, "+ pad-square with a margin (scale by CV)")[0])
     c_ref = vectors(TORCHVISION)[0]

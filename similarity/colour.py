@@ -31,6 +31,7 @@ _L_CENTRES = np.array([15.0, 40.0, 65.0, 90.0])
 _AB_CENTRES = np.arange(-75.0, 76.0, 25.0)
 _L_WEIGHT = 0.5
 _SIGMA = 15.0
+_MAX_PIXELS = 4096
 COLOUR_DIM = _L_CENTRES.size * _AB_CENTRES.size**2  # 4 * 7 * 7 = 196
 _WHITE_D65 = np.array([0.95047, 1.0, 1.08883])
 _RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
@@ -67,8 +68,9 @@ def colour_descriptor(image: Image.Image, framing: Framing | None = None) -> np.
     """``(COLOUR_DIM,)`` float32, unit length: the garment's colours (see the module)."""
     framing = framing or find_garment(image.convert("RGB"))
     weights = garment_weights(framing)
-    keep = weights > 0
-    lab = rgb_to_lab(framing.work[keep])
+    keep = np.flatnonzero(weights.ravel() > 0)
+    keep = keep[:: max(1, keep.size // _MAX_PIXELS)]  # an even sample is enough for a histogram
+    lab = rgb_to_lab(framing.work.reshape(-1, 3)[keep])
     # The Gaussian kernel over (L, a, b) is a product of one per axis, and so is its
     # normalisation over the grid: each pixel's share of every centre, axis by axis.
     shares = []
@@ -76,7 +78,7 @@ def colour_descriptor(image: Image.Image, framing: Framing | None = None) -> np.
         d2 = ((lab[:, axis, None] - centres[None, :]) * scale) ** 2
         k = np.exp(-(d2 - d2.min(axis=1, keepdims=True)) / (2 * _SIGMA**2))
         shares.append(k / k.sum(axis=1, keepdims=True))
-    soft = np.einsum("n,ni,nj,nk->ijk", weights[keep], *shares, optimize=True).ravel()
+    soft = np.einsum("n,ni,nj,nk->ijk", weights.ravel()[keep], *shares, optimize=True).ravel()
     hist = np.sqrt(soft)
     norm = np.linalg.norm(hist)
     return (hist / norm if norm > 0 else hist).astype(np.float32)

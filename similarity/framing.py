@@ -13,11 +13,13 @@
    touch one or two sides). A busy background (texture, a room, a pattern) is not plain: the
    framing gives up and the caller uses the whole image.
 4. **Foreground**: pixels over the threshold, opened (3x3) to drop specks of JPEG or sensor
-   noise and closed (5x5) to join a garment's parts; its holes filled (a flood fill of the
+   noise, closed (5x5) to join a garment's parts, and eroded (3x3) to undo the blur's
+   spreading; its holes filled (a flood fill of the
    background from outside), giving a mask; pixels that differ from the background by between
-   twice the noise and the threshold (pale parts, soft edges) count partly. Less than ``MIN_AREA`` of the picture is "no
-   garment found" (the whole image is used). The **box** is the mask's bounding box, grown by
-   ``BOX_MARGIN`` of its size on each side, in the original picture's pixels.
+   twice the noise and the threshold (pale parts, soft edges) count partly. Less than
+   ``MIN_AREA`` of the picture is "no garment found" (the whole image is used). The **box**
+   is the mask's bounding box, grown by ``BOX_MARGIN`` of its size on each side, in the
+   original picture's pixels.
 
 The mask (:meth:`Framing.alpha`) lets a policy replace the background by white, and the
 colour descriptor (similarity/colour.py) read the garment's own pixels only.
@@ -148,7 +150,7 @@ def find_garment(img: Image.Image) -> Framing:
     if not plain:
         return whole()
     fg = _mask_filter(diff > threshold, ImageFilter.MinFilter(3), ImageFilter.MaxFilter(3),
-                      ImageFilter.MaxFilter(5), ImageFilter.MinFilter(5))
+                      ImageFilter.MaxFilter(5), ImageFilter.MinFilter(5), ImageFilter.MinFilter(3))
     fg = _fill_holes(fg)
     if fg.mean() < MIN_AREA:
         return whole()

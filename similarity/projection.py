@@ -23,6 +23,10 @@ Fitters:
   which the category means spread most (Fisher's linear discriminant).
 - :func:`fit_blend`: the LDA space next to the plain cosine space (weighted), so that inside
   a category neighbours are still ordered by visual likeness.
+- :func:`fit_robust_blend`: :func:`fit_blend` fitted on the catalog's vectors plus vectors of
+  augmented views of the same garments (re-framed, tilted, other backgrounds, JPEG) with the
+  garments' labels: what changes between views of one garment lands in the within-class
+  covariance, so the LDA part learns to ignore it.
 - :func:`select_by_cross_validation`: pick a fitter's hyper-parameters by stratified k-fold
   inside the catalog only (held-out catalog items query the rest of it).
 """
@@ -49,6 +53,7 @@ __all__ = [
     "fit_class_whitening",
     "fit_lda",
     "fit_pca_whitening",
+    "fit_robust_blend",
     "l2_normalise",
     "select_by_cross_validation",
     "stratified_folds",
@@ -288,6 +293,21 @@ def fit_blend(x: np.ndarray, y: Iterable[Any], *, weight: float, pca_dim: int = 
         raise ValueError(f"weight must be non-negative, got {weight}")
     lda = fit_lda(x, y, pca_dim=pca_dim, shrinkage=shrinkage, input_l2=True, output_l2=True)
     return BlendProjection(lda=lda, weight=float(weight))
+
+
+def fit_robust_blend(x: np.ndarray, y: Iterable[Any], augmented: np.ndarray, augmented_y: Iterable[Any],
+                     *, weight: float, pca_dim: int = 256, shrinkage: float = 0.1) -> BlendProjection:
+    """:func:`fit_blend` on ``x`` plus ``augmented`` (vectors of augmented views of catalog
+    garments, labelled ``augmented_y``). The LDA's parameters record how many views it saw,
+    so the projection's key differs from a plain blend's."""
+    x = np.asarray(x, dtype=np.float64)
+    augmented = np.asarray(augmented, dtype=np.float64).reshape(-1, x.shape[1])
+    labels = np.concatenate([np.asarray(list(y)), np.asarray(list(augmented_y))])
+    blend = fit_blend(np.vstack([x, augmented]), labels, weight=weight, pca_dim=pca_dim, shrinkage=shrinkage)
+    lda = blend.lda
+    robust = LinearProjection(lda.mean, lda.matrix, input_l2=lda.input_l2, output_l2=lda.output_l2,
+                              kind=lda.kind, params={**lda.params, "augmented": int(augmented.shape[0])})
+    return BlendProjection(lda=robust, weight=blend.weight)
 
 
 # ---------------------------------------------------------------------------------------------
