@@ -1,6 +1,9 @@
 """Retrieval quality on Fashion-MNIST: the original notebook, the reference and the improvements.
 
-    python bench/quality.py [--quick] [--sheet out.png] [--json out.json]
+    python bench/quality.py [--quick] [--sheet out.png] [--json out.json] [--shop]
+
+``--shop`` also runs the shop-photo benchmark (bench/shop_photos.py: dyed garments, catalog
+and shopper-style shots, colour and re-find metrics).
 
 No database. The catalog is Fashion-MNIST's train split, 200 garments per class (2,000);
 the queries are held out, from the test split, 100 per class (1,000). ``--quick`` uses 40
@@ -534,6 +537,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sheet", type=Path, default=None,
                         help="also draw 8 sample queries and their neighbours under the best configuration")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    parser.add_argument("--shop", action="store_true",
+                        help="also run the shop-photo benchmark (bench/shop_photos.py); with --sheet, "
+                        "its colour sheet goes next to it as shop_sheet.png")
     args = parser.parse_args(argv)
     rows = run(args.quick, sheet=args.sheet)
     n_q = rows[0]["n"]
@@ -541,6 +547,14 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows))
     if args.json is not None:
         args.json.write_text(json.dumps(rows, indent=2, default=str))
+    if args.shop:
+        from bench import shop_photos
+
+        shop_args = ["--quick"] if args.quick else []
+        if args.sheet is not None:
+            shop_args += ["--sheet", str(args.sheet.with_name("shop_sheet.png"))]
+        print("\nShop-style photos (bench/shop_photos.py):\n")
+        return shop_photos.main(shop_args)
     return 0
 
 

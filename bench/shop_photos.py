@@ -73,8 +73,9 @@ K = 10
 CHUNK = 64
 FOLDS = 4
 CV_TIE = 0.005
-LDA_GRID = {"pca_dim": (256, 1024), "shrinkage": (0.05, 0.15)}
-BLEND_WEIGHTS = (1.0, 2.0, 4.0)
+LDA_GRID = {"pca_dim": (1024,), "shrinkage": (0.05, 0.15)}
+INVARIANT_GRID = ((256, 0.5), (512, 0.5))  # (dimensions, shrinkage) of the garment-invariant half
+BLEND_WEIGHTS = (1.0, 2.0)
 COLOUR_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 DEPLOYED_BLEND = {"pca_dim": 1024, "shrinkage": 0.05, "weight": 1.0}  # today's lda-blend default
 SHEET_CLASSES = (0, 1, 2, 3, 4, 5, 7, 8)
@@ -270,16 +271,26 @@ class Photos:
 Transform = Callable[[np.ndarray], np.ndarray]
 
 
-def _raw_fit(x: np.ndarray, y: np.ndarray, aug: np.ndarray, aug_y: np.ndarray) -> Transform:
+def _raw_fit(x: np.ndarray, y: np.ndarray, aug: np.ndarray, aug_y: np.ndarray, aug_of: np.ndarray
+             ) -> Transform:
     return lambda v: np.asarray(v, dtype=np.float64)
 
 
-def _blend_fitter(robust: bool, pca_dim: int, shrinkage: float, weight: float
-                  ) -> Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Transform]:
-    def fit(x: np.ndarray, y: np.ndarray, aug: np.ndarray, aug_y: np.ndarray) -> Transform:
+Fitter = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], Transform]
+
+
+def _blend_fitter(robust: bool, pca_dim: int, shrinkage: float, weight: float,
+                  invariant_dim: int | None = None, invariant_shrinkage: float = 0.5) -> Fitter:
+    """``fit(x, y, views, views_y, views_of)``: views_of[i] is the row of x that view i shows."""
+    def fit(x: np.ndarray, y: np.ndarray, aug: np.ndarray, aug_y: np.ndarray, aug_of: np.ndarray
+            ) -> Transform:
         dim = min(pca_dim, (x.shape[0] + (aug.shape[0] if robust else 0)) - len(np.unique(y)) - 1)
         if robust:
-            return fit_robust_blend(x, y, aug, aug_y, weight=weight, pca_dim=dim, shrinkage=shrinkage)
+            return fit_robust_blend(x, y, aug, aug_y, weight=weight, pca_dim=dim, shrinkage=shrinkage,
+                                    augmented_of=aug_of,
+                                    invariant_dim=None if invariant_dim is None
+                                    else min(invariant_dim, x.shape[0] + aug.shape[0] - 1),
+                                    invariant_shrinkage=invariant_shrinkage)
         return fit_blend(x, y, weight=weight, pca_dim=dim, shrinkage=shrinkage)
 
     return fit
@@ -295,11 +306,12 @@ class Config:
     cv: dict = field(default_factory=dict)
 
     @property
-    def fitter(self) -> Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Transform]:
+    def fitter(self) -> Fitter:
         if self.space == "raw":
             return _raw_fit
         p = self.params
-        return _blend_fitter(self.space.startswith("robust"), p["pca_dim"], p["shrinkage"], p["weight"])
+        return _blend_fitter(self.space.startswith("robust"), p["pca_dim"], p["shrinkage"], p["weight"],
+                             p.get("invariant_dim"), p.get("invariant_shrinkage", 0.5))
 
 
 def sq_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -340,62 +352,87 @@ def load_inputs(photos: Photos, data: ShopData, policy: str, *, views: int) -> I
                   else np.empty((0, len(data.catalog), 196)))
 
 
-def _cv_folds(config: Config, data: ShopData, inp: Inputs
-              ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """Per fold: (projected gallery, projected held-out queries, gallery indices, held indices).
-    Held-out catalog garments query as their shopper-style view 0; a robust projection is
-    fitted on the other folds' catalog shots and views only."""
+@dataclass(frozen=True)
+class Fold:
+    train: np.ndarray
+    held: np.ndarray
+    gallery: np.ndarray  # projected catalog shots of train
+    held_shots: np.ndarray  # projected catalog shots of held
+    queries: np.ndarray  # projected view 0 of held
+
+
+def _cv_folds(config: Config, data: ShopData, inp: Inputs) -> list[Fold]:
+    """Held-out catalog garments query as their shopper-style view 0; any projection is fitted on
+    the other folds' catalog shots and views only."""
     y = data.catalog.labels
     out = []
     for held in stratified_folds(y, FOLDS, seed=0):
         train = np.setdiff1d(np.arange(y.size), held)
         aug = inp.views[:, train].reshape(-1, inp.catalog.shape[1])
-        aug_y = np.tile(y[train], inp.views.shape[0])
-        transform = config.fitter(inp.catalog[train], y[train], aug, aug_y)
-        out.append((transform(inp.catalog[train]), transform(inp.views[0][held]), train, held))
+        n_views = inp.views.shape[0]
+        transform = config.fitter(inp.catalog[train], y[train], aug, np.tile(y[train], n_views),
+                                  np.tile(np.arange(train.size), n_views))
+        out.append(Fold(train, held, transform(inp.catalog[train]), transform(inp.catalog[held]),
+                        transform(inp.views[0][held])))
     return out
 
 
-def cv_metrics(folds: list, data: ShopData, inp: Inputs, weight: float) -> dict[str, float]:
+def cv_metrics(folds: list[Fold], data: ShopData, inp: Inputs, weight: float) -> dict[str, float]:
+    """Catalog CV: category P@10 and category-and-colour@10 of the held-out views against the
+    other folds' shots; re-find@1 of the held-out views against all the catalog's shots (their
+    own shot included, though neither it nor the view was fitted on)."""
     y, dyes = data.catalog.labels, data.catalog.dyes
-    cat, both = [], []
-    for zg, zq, train, held in folds:
-        g = _space(zg, inp.catalog_colour[train], weight)
-        q = _space(zq, inp.views_colour[0][held], weight)
-        top = train[rank(sq_distances(q, g), K)]
-        cat.append(label_precision(y[held], y[top], K))
-        both.append(label_precision(y[held] * 100 + dyes[held], y[top] * 100 + dyes[top], K))
+    cat, both, refind = [], [], []
+    for f in folds:
+        g = _space(f.gallery, inp.catalog_colour[f.train], weight)
+        own = _space(f.held_shots, inp.catalog_colour[f.held], weight)
+        q = _space(f.queries, inp.views_colour[0][f.held], weight)
+        d = sq_distances(q, g)
+        top = f.train[rank(d, K)]
+        cat.append(label_precision(y[f.held], y[top], K))
+        both.append(label_precision(y[f.held] * 100 + dyes[f.held], y[top] * 100 + dyes[top], K))
+        own_d = ((q - own) ** 2).sum(1)
+        refind.append(own_d < d.min(1))
     return {"category": float(np.concatenate(cat).mean()),
-            "category_colour": float(np.concatenate(both).mean())}
+            "category_colour": float(np.concatenate(both).mean()),
+            "refind": float(np.concatenate(refind).mean())}
+
+
+def _shape_score(m: dict[str, float]) -> float:
+    """What the blend weight and the invariant half are chosen for: category and re-find."""
+    return (m["category"] + m["refind"]) / 2
 
 
 def choose(config: Config, data: ShopData, inp: Inputs, log: Callable[[str], None]) -> Config:
     """Fill in ``config.params`` (unless fixed) and the colour weight by catalog CV."""
     if config.space != "raw" and "pca_dim" not in config.params:
-        tried = []
-        for pca_dim in LDA_GRID["pca_dim"]:
-            for shrinkage in LDA_GRID["shrinkage"]:
-                config.params = {"pca_dim": pca_dim, "shrinkage": shrinkage, "weight": 1.0}
-                tried.append((cv_metrics(_cv_folds(config, data, inp), data, inp, 0.0)["category"],
-                              dict(config.params)))
-        best_lda = max(tried, key=lambda t: t[0])[1]
-        weights = []
-        for w in BLEND_WEIGHTS:
-            config.params = {**best_lda, "weight": w}
-            score = tried[[p for _, p in tried].index(best_lda)][0] if w == 1.0 else \
-                cv_metrics(_cv_folds(config, data, inp), data, inp, 0.0)["category"]
-            weights.append((score, w))
-        top = max(s for s, _ in weights)
-        config.params = {**best_lda, "weight": next(w for s, w in weights if s >= top - CV_TIE)}
-        log(f"    {config.name}: LDA grid " + ", ".join(f"{p['pca_dim']}/{p['shrinkage']} {s:.3f}"
-                                                     for s, p in tried)
-            + "; blend weights " + ", ".join(f"{w:g} {s:.3f}" for s, w in weights))
+        def cv(params: dict) -> dict[str, float]:
+            config.params = params
+            return cv_metrics(_cv_folds(config, data, inp), data, inp, 0.0)
+
+        grid = [{"pca_dim": d, "shrinkage": sh, "weight": 1.0}
+                for d in LDA_GRID["pca_dim"] for sh in LDA_GRID["shrinkage"]]
+        tried = [(cv(p), p) for p in grid]
+        best_m, best = max(tried, key=lambda t: t[0]["category"])
+        if config.space.startswith("robust"):
+            inv = [(best_m, best)] + [(cv(p), p) for p in
+                                      ({**best, "invariant_dim": d, "invariant_shrinkage": sh}
+                                       for d, sh in INVARIANT_GRID)]
+            best_m, best = max(inv, key=lambda t: _shape_score(t[0]))
+            tried += inv[1:]
+        weights = [(best_m, best)] + [(cv({**best, "weight": w}), {**best, "weight": w})
+                                      for w in BLEND_WEIGHTS if w != 1.0]
+        top = max(_shape_score(m) for m, _ in weights)
+        config.params = next(p for m, p in weights if _shape_score(m) >= top - CV_TIE)
+        log(f"    {config.name}: " + "; ".join(
+            f"{_params(p)}: category {m['category']:.3f}, re-find {m['refind']:.3f}"
+            for m, p in tried + weights[1:]))
     folds = _cv_folds(config, data, inp)
     if config.colour:
         scores = [(cv_metrics(folds, data, inp, w), w) for w in COLOUR_WEIGHTS]
-        best = max(scores, key=lambda t: t[0]["category_colour"])  # ties: the smaller weight
-        config.params = {**config.params, "colour_weight": best[1]}
-        config.cv = best[0]
+        chosen = max(scores, key=lambda t: t[0]["category_colour"])  # ties: the smaller weight
+        config.params = {**config.params, "colour_weight": chosen[1]}
+        config.cv = chosen[0]
         log(f"    {config.name}: colour weights " + ", ".join(
             f"{w:g} {m['category_colour']:.3f}/{m['category']:.3f}" for m, w in scores))
     else:
@@ -408,7 +445,9 @@ def measure(config: Config, data: ShopData, inp: Inputs) -> tuple[dict, np.ndarr
     """Fit on the whole catalog (+ views), score queries and re-shots. Returns (row, ranked queries)."""
     y, dyes = data.catalog.labels, data.catalog.dyes
     aug = inp.views.reshape(-1, inp.catalog.shape[1])
-    transform = config.fitter(inp.catalog, y, aug, np.tile(y, inp.views.shape[0]))
+    n_views = inp.views.shape[0]
+    transform = config.fitter(inp.catalog, y, aug, np.tile(y, n_views),
+                              np.tile(np.arange(y.size), n_views))
     w = float(config.params.get("colour_weight", 0.0))
     g = _space(transform(inp.catalog), inp.catalog_colour, w)
     q = _space(transform(inp.queries), inp.queries_colour, w)
@@ -549,7 +588,7 @@ def _params(p: dict) -> str:
 def table(result: dict) -> str:
     lines = [
         "| configuration | preprocessing | space (parameters by catalog CV) "
-        "| catalog CV P@10 / cat+colour@10 "
+        "| catalog CV P@10 / cat+colour@10 / re-find@1 "
         "| **category P@10** | mAP@10 | **colour@10** | **category and colour@10** | **re-shot recall@1** "
         "| recall@10 |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -558,7 +597,8 @@ def table(result: dict) -> str:
         cv = r["catalog_cv"]
         lines.append(
             f"| {r['configuration']} | {r['preprocessing']} | {r['space']} ({_params(r['params'])}) "
-            f"| {cv['category']:.3f} / {cv['category_colour']:.3f} | **{_f(r['precision_at_10'])}** "
+            f"| {cv['category']:.3f} / {cv['category_colour']:.3f} / {cv['refind']:.3f} "
+            f"| **{_f(r['precision_at_10'])}** "
             f"| {_f(r['map_at_10'])} | **{_f(r['colour_at_10'])}** | **{_f(r['category_colour_at_10'])}** "
             f"| **{_f(r['recall_at_1'])}** | {_f(r['recall_at_10'])} |")
     chosen = result["rows"][-1]
