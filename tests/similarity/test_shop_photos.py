@@ -96,7 +96,6 @@ def test_framing_finds_nothing_on_an_empty_background() -> None:
 
 
 def test_frame_margin_makes_small_off_centre_shots_look_like_the_catalog_shot() -> None:
-    catalog = garment_on((255, 255, 255), size=(160, 140), box=(0, 0, 160, 140))
     catalog = Image.new("RGB", (180, 180), "white")
     catalog.paste(garment_on((255, 255, 255)).crop(GARMENT_BOX), (50, 20))
     shopper = noisy(garment_on((170, 168, 160), size=(400, 300), box=(230, 120, 310, 260)), 2.0)
