@@ -1,6 +1,9 @@
 """Retrieval quality on Fashion-MNIST: the original notebook, the reference and the improvements.
 
-    python bench/quality.py [--quick] [--sheet out.png] [--json out.json]
+    python bench/quality.py [--quick] [--sheet out.png] [--json out.json] [--shop]
+
+``--shop`` also runs the shop-photo benchmark (bench/shop_photos.py: dyed garments, catalog
+and shopper-style shots, colour and re-find metrics).
 
 No database. The catalog is Fashion-MNIST's train split, 200 garments per class (2,000);
 the queries are held out, from the test split, 100 per class (1,000). ``--quick`` uses 40
@@ -372,7 +375,7 @@ def run(quick: bool = False, *, sheet: Path | None = None, log: Callable[[str], 
     pad_raw = _simple("euclidean", _raw, vectors(PAD_SQUARE)[0], yc, folds)
     rows.append(measure(PAD_SQUARE, pad_raw, "+ pad-square preprocessing")[0])
     margin_spaces = [(m, _simple("euclidean", _raw, vectors(m)[0], yc, folds)) for m in MARGINS]
-    margin, margin_raw = max(margin_spaces, key=lambda t: t[1].cv)  # the margin chosen by catalog CV
+    margin, margin_raw = max(margin_spaces, key=lambda t: -1.0 if t[1].cv is None else t[1].cv)  # by CV
     # (the combined rows below choose among all the inputs again, under the projection)
     rows.append(measure(margin, margin_raw, "+ pad-square with a margin (scale by CV)")[0])
     c_ref = vectors(TORCHVISION)[0]
@@ -534,6 +537,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sheet", type=Path, default=None,
                         help="also draw 8 sample queries and their neighbours under the best configuration")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    parser.add_argument("--shop", action="store_true",
+                        help="also run the shop-photo benchmark (bench/shop_photos.py); with --sheet, "
+                        "its colour sheet goes next to it as shop_sheet.png")
     args = parser.parse_args(argv)
     rows = run(args.quick, sheet=args.sheet)
     n_q = rows[0]["n"]
@@ -541,6 +547,14 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows))
     if args.json is not None:
         args.json.write_text(json.dumps(rows, indent=2, default=str))
+    if args.shop:
+        from bench import shop_photos
+
+        shop_args = ["--quick"] if args.quick else []
+        if args.sheet is not None:
+            shop_args += ["--sheet", str(args.sheet.with_name("shop_sheet.png"))]
+        print("\nShop-style photos (bench/shop_photos.py):\n")
+        return shop_photos.main(shop_args)
     return 0
 
 

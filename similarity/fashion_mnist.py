@@ -62,4 +62,4 @@ def balanced_indices(labels: np.ndarray, per_class: int, *, offset: int = 0) -> 
 def to_photo(image: np.ndarray, size: int = 224) -> Image.Image:
     """Light-on-black 28x28 → a dark garment on white, upscaled (bicubic), RGB."""
     inverted = Image.fromarray(255 - image, mode="L")
-    return inverted.resize((size, size), Image.BICUBIC).convert("RGB")
+    return inverted.resize((size, size), Image.Resampling.BICUBIC).convert("RGB")

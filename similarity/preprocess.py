@@ -14,10 +14,12 @@ import numpy as np
 from PIL import Image
 
 from similarity.errors import ImageRejected, SimilarityError
+from similarity.framing import find_garment, matte_to_white
 from similarity.images import DEFAULT_LIMITS, ImageLimits, load_image, to_rgb
 
 __all__ = [
     "DEFAULT_POLICY_NAME",
+    "FRAME_MARGIN_V1",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "INPUT_SIZE",
@@ -123,6 +125,16 @@ def _pad_square_with_margin(img: Image.Image, scale: float = 0.875) -> Image.Ima
     return canvas
 
 
+def _frame_then_pad_margin(img: Image.Image) -> Image.Image:
+    """Find the garment (similarity/framing.py); on a plain background, replace the background
+    by white and crop to the garment's box; then pad-margin@1's picture. A busy background, or
+    no garment found: pad-margin@1 of the whole image."""
+    framing = find_garment(img)
+    if framing.box is None:
+        return _pad_square_with_margin(img)
+    return _pad_square_with_margin(matte_to_white(img, framing).crop(framing.box))
+
+
 TORCHVISION_V1 = PreprocessPolicy(
     name="torchvision",
     version=1,
@@ -144,16 +156,25 @@ PAD_MARGIN_V1 = PreprocessPolicy(
     draft_size=(INPUT_SIZE, INPUT_SIZE),
     description="pad-square@1, then shrunk to 196 px (87.5 %) centred in a white 224 square",
 )
+FRAME_MARGIN_V1 = PreprocessPolicy(
+    name="frame-margin",
+    version=1,
+    geometry=_frame_then_pad_margin,
+    draft_size=(INPUT_SIZE, INPUT_SIZE),
+    description="find the garment on a plain background, background to white, crop to it, "
+    "then pad-margin@1; a busy background: pad-margin@1 of the whole image",
+)
 
 # Every version ever defined stays here, so keys stored with old matrices still resolve.
 _BY_KEY: dict[str, PreprocessPolicy] = {
-    p.key: p for p in (TORCHVISION_V1, PAD_SQUARE_V1, PAD_MARGIN_V1)
+    p.key: p for p in (TORCHVISION_V1, PAD_SQUARE_V1, PAD_MARGIN_V1, FRAME_MARGIN_V1)
 }
 # Name -> current version.
 POLICIES: dict[str, PreprocessPolicy] = {
     TORCHVISION_V1.name: TORCHVISION_V1,
     PAD_SQUARE_V1.name: PAD_SQUARE_V1,
     PAD_MARGIN_V1.name: PAD_MARGIN_V1,
+    FRAME_MARGIN_V1.name: FRAME_MARGIN_V1,
 }
 DEFAULT_POLICY_NAME = "torchvision"
 

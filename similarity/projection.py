@@ -23,6 +23,11 @@ Fitters:
   which the category means spread most (Fisher's linear discriminant).
 - :func:`fit_blend`: the LDA space next to the plain cosine space (weighted), so that inside
   a category neighbours are still ordered by visual likeness.
+- :func:`fit_robust_blend`: :func:`fit_blend` fitted on the catalog's vectors plus vectors of
+  augmented views of the same garments (re-framed, tilted, other backgrounds, JPEG) with the
+  garments' labels: what changes between views of one garment lands in the within-class
+  covariance, so the LDA part learns to ignore it; optionally the visual half too is whitened
+  by the within-garment covariance of the views.
 - :func:`select_by_cross_validation`: pick a fitter's hyper-parameters by stratified k-fold
   inside the catalog only (held-out catalog items query the rest of it).
 """
@@ -49,6 +54,7 @@ __all__ = [
     "fit_class_whitening",
     "fit_lda",
     "fit_pca_whitening",
+    "fit_robust_blend",
     "l2_normalise",
     "select_by_cross_validation",
     "stratified_folds",
@@ -238,44 +244,55 @@ def fit_lda(x: np.ndarray, y: Iterable[Any], *, dim: int | None = None, pca_dim:
 
 @dataclass(frozen=True, eq=False)
 class BlendProjection:
-    """``[weight * lda(x), l2(x)] / sqrt(1 + weight**2)``: a class-aware part and the plain cosine
-    space side by side (unit vectors, so euclidean distance ranks like cosine).
+    """``[weight * lda(x), visual(x)] / sqrt(1 + weight**2)``: a class-aware part and a visual part
+    side by side (unit vectors, so euclidean distance ranks like cosine).
 
     The LDA part (unit length, ``classes - 1`` dimensions) pulls garments of the same
-    category together; the cosine part (all 1280 dimensions) keeps ordering by visual
-    likeness inside a category, which the few LDA dimensions alone lose.
+    category together; the visual part keeps ordering by visual likeness inside a category,
+    which the few LDA dimensions alone lose. The visual part is the plain cosine space,
+    ``l2(x)`` (all 1280 dimensions), unless ``visual`` is given: then it is that projection
+    (unit length), e.g. one that damps what changes between photos of one garment
+    (:func:`fit_robust_blend`). Without ``visual``, vectors and key are those of every earlier
+    blend.
     """
 
     lda: LinearProjection
     weight: float
+    visual: LinearProjection | None = None
 
     @property
     def output_dim(self) -> int:
-        return self.lda.output_dim + self.lda.input_dim
+        return self.lda.output_dim + (self.lda.input_dim if self.visual is None else self.visual.output_dim)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         one = x.ndim == 1
         x2 = np.atleast_2d(x)
         lda = l2_normalise(self.lda.transform(x2))
-        z = np.hstack([self.weight * lda, l2_normalise(x2)]) / np.sqrt(1.0 + self.weight**2)
+        visual = l2_normalise(x2 if self.visual is None else self.visual.transform(x2))
+        z = np.hstack([self.weight * lda, visual]) / np.sqrt(1.0 + self.weight**2)
         return z[0] if one else z
 
     __call__ = transform
 
     @property
     def key(self) -> str:
-        digest = hashlib.sha256(f"{self.lda.key}/{self.weight!r}".encode()).hexdigest()[:16]
-        return f"blend-{digest}"
+        text = f"{self.lda.key}/{self.weight!r}" + ("" if self.visual is None else f"/{self.visual.key}")
+        return f"blend-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "blend", "weight": self.weight, "key": self.key,
-                **{f"lda_{k}": v for k, v in self.lda.to_dict().items()}}
+        out = {"kind": "blend", "weight": self.weight, "key": self.key,
+               **{f"lda_{k}": v for k, v in self.lda.to_dict().items()}}
+        if self.visual is not None:
+            out.update({f"visual_{k}": v for k, v in self.visual.to_dict().items()})
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BlendProjection:
         lda = LinearProjection.from_dict({k[4:]: v for k, v in data.items() if k.startswith("lda_")})
-        proj = cls(lda=lda, weight=float(data["weight"]))
+        visual_data = {k[7:]: v for k, v in data.items() if k.startswith("visual_")}
+        visual = LinearProjection.from_dict(visual_data) if visual_data else None
+        proj = cls(lda=lda, weight=float(data["weight"]), visual=visual)
         if "key" in data and str(data["key"]) != proj.key:
             raise ValueError(f"projection data does not match its key {data['key']!r}")
         return proj
@@ -288,6 +305,41 @@ def fit_blend(x: np.ndarray, y: Iterable[Any], *, weight: float, pca_dim: int = 
         raise ValueError(f"weight must be non-negative, got {weight}")
     lda = fit_lda(x, y, pca_dim=pca_dim, shrinkage=shrinkage, input_l2=True, output_l2=True)
     return BlendProjection(lda=lda, weight=float(weight))
+
+
+def fit_robust_blend(x: np.ndarray, y: Iterable[Any], augmented: np.ndarray, augmented_y: Iterable[Any],
+                     *, weight: float, pca_dim: int = 256, shrinkage: float = 0.1,
+                     augmented_of: Iterable[int] | None = None, invariant_dim: int | None = None,
+                     invariant_shrinkage: float = 0.5) -> BlendProjection:
+    """:func:`fit_blend` on ``x`` plus ``augmented`` (vectors of augmented views of catalog
+    garments, labelled ``augmented_y``): what changes between views of one garment lands in
+    the LDA's within-class covariance. The LDA's parameters record how many views it saw, so
+    the key differs from a plain blend's.
+
+    With ``invariant_dim`` (and ``augmented_of``, the row of ``x`` each view was made from) the
+    visual half is no longer plain cosine but :func:`fit_class_whitening` with every garment
+    its own class (``invariant_dim`` PCA dimensions, ``invariant_shrinkage``): directions
+    along which photos of one garment differ are damped, the rest keep their size."""
+    x = np.asarray(x, dtype=np.float64)
+    augmented = np.asarray(augmented, dtype=np.float64).reshape(-1, x.shape[1])
+    labels = np.concatenate([np.asarray(list(y)), np.asarray(list(augmented_y))])
+    stacked = np.vstack([x, augmented])
+    blend = fit_blend(stacked, labels, weight=weight, pca_dim=pca_dim, shrinkage=shrinkage)
+    lda = blend.lda
+    robust = LinearProjection(lda.mean, lda.matrix, input_l2=lda.input_l2, output_l2=lda.output_l2,
+                              kind=lda.kind, params={**lda.params, "augmented": int(augmented.shape[0])})
+    visual = None
+    if invariant_dim is not None:
+        if augmented_of is None:
+            raise ValueError("invariant_dim needs augmented_of: which garment each view shows")
+        of = np.asarray(list(augmented_of), dtype=np.int64)
+        if of.shape[0] != augmented.shape[0] or (of.size and not 0 <= of.min() <= of.max() < x.shape[0]):
+            raise ValueError("augmented_of must give a row of x for every augmented vector")
+        garments = np.concatenate([np.arange(x.shape[0]), of])
+        whitening = fit_class_whitening(stacked, garments, dim=invariant_dim, shrinkage=invariant_shrinkage)
+        visual = LinearProjection(whitening.mean, whitening.matrix, input_l2=True, output_l2=True,
+                                  kind="garment-whiten", params=dict(whitening.params))
+    return BlendProjection(lda=robust, weight=blend.weight, visual=visual)
 
 
 # ---------------------------------------------------------------------------------------------

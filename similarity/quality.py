@@ -39,8 +39,10 @@ __all__ = [
     "QualityReport",
     "average_precision_at_k",
     "evaluate",
+    "label_precision",
     "precision_at_k",
     "rank",
+    "refind_recall",
     "relevance",
 ]
 
@@ -205,3 +207,27 @@ def _sort_key(value: Hashable) -> tuple[bool, object]:
     if isinstance(value, int | np.integer) and not isinstance(value, bool):
         return (False, int(value))
     return (True, str(value))
+
+
+def label_precision(query_labels: Sequence[Hashable] | np.ndarray,
+                    ranked_labels: Sequence[Sequence[Hashable]] | np.ndarray, k: int) -> np.ndarray:
+    """Per query, the share of the first ``k`` places whose label equals the query's (a place
+    missing from a short list counts as wrong). With colours as labels this is colour@k; with
+    (category, colour) pairs, category-and-colour@k. Returns (Q,) float64."""
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    return np.array([float(rel[:k].sum()) / k for rel in relevance(query_labels, ranked_labels)])
+
+
+def refind_recall(ranked: np.ndarray, targets: Sequence[int] | np.ndarray, k: int) -> float:
+    """Share of queries whose own original (catalog index ``targets[q]``) is among the first
+    ``k`` of their ranked catalog indices (Q, >= k)."""
+    ranked = np.asarray(ranked)
+    targets = np.asarray(targets)
+    if ranked.ndim != 2 or ranked.shape[0] != targets.shape[0]:
+        raise ValueError(f"{targets.shape[0]} targets for ranked lists of shape {ranked.shape}")
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    if targets.size == 0:
+        raise ValueError("recall needs at least one query")
+    return float((ranked[:, :k] == targets[:, None]).any(axis=1).mean())

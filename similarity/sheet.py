@@ -148,7 +148,7 @@ def _paste_tile(
     layout: SheetLayout, font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
 ) -> None:
     left, top, right, bottom = box
-    fitted = ImageOps.contain(tile.image.convert("RGB"), (layout.tile, layout.tile), Image.LANCZOS)
+    fitted = ImageOps.contain(tile.image.convert("RGB"), (layout.tile, layout.tile), Image.Resampling.LANCZOS)
     sheet.paste(
         fitted,
         (left + (layout.tile - fitted.width) // 2, top + (layout.tile - fitted.height) // 2),

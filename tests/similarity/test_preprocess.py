@@ -54,7 +54,7 @@ def gradient(width: int, height: int) -> Image.Image:
 
 def test_registry_and_keys():
     assert DEFAULT_POLICY_NAME == "torchvision"
-    assert set(POLICIES) == {"torchvision", "pad-square", "pad-margin"}
+    assert set(POLICIES) == {"torchvision", "pad-square", "pad-margin", "frame-margin"}
     assert PAD_MARGIN_V1.key == "pad-margin@1"
     assert get_policy("pad-margin") is PAD_MARGIN_V1
     assert TORCHVISION_V1.key == "torchvision@1"
