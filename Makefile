@@ -13,7 +13,7 @@ help:
 	@echo "make demo   - install, prepare the model and run the demo"
 	@echo "make test   - install and run lint + the test suite"
 	@echo "make bench  - run the benchmarks and print one table"
-	@echo "make quality - measure retrieval quality (bench/quality.py) and draw its sheet"
+	@echo "make quality - measure retrieval quality (clean and shop-style photos) and draw the sheets"
 
 system-deps:
 	scripts/install-system-deps.sh base
@@ -36,6 +36,7 @@ model: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 test: test-system-deps venv model lint
 	scripts/ensure-redis.sh
@@ -46,6 +47,7 @@ bench: venv model
 
 quality: venv model
 	$(PY) bench/quality.py --sheet docs/quality_sheet.png $(QUALITY_ARGS)
+	$(PY) bench/shop_photos.py --sheet docs/shop_sheet.png $(QUALITY_ARGS)
 
 demo: venv model
 	$(PY) scripts/demo.py $(DEMO_ARGS)

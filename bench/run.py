@@ -15,7 +15,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import inference_bench, matrix_bench, pipeline_bench, search_bench  # noqa: E402
+from bench import (  # noqa: E402
+    inference_bench,
+    int8_bench,
+    matrix_bench,
+    pipeline_bench,
+    search_bench,
+)
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
@@ -31,8 +37,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller sizes")
     parser.add_argument("--write-readme", action="store_true")
     args = parser.parse_args()
-    rows = (inference_bench.run(args.quick) + matrix_bench.run(args.quick)
-            + search_bench.run(args.quick) + pipeline_bench.run_isolated(args.quick))
+    rows = (inference_bench.run(args.quick) + int8_bench.run(args.quick, log=False)
+            + matrix_bench.run(args.quick) + search_bench.run(args.quick)
+            + pipeline_bench.run_isolated(args.quick))
     cpu = platform.processor() or platform.machine()
     header = (f"Measured {datetime.now(UTC):%Y-%m-%d} on {cpu}, "
               f"{os.cpu_count()} cores; medians of repeated runs.")
