@@ -77,7 +77,9 @@ def _worker_main(argv: list[str]) -> None:
 
 
 def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across execve, so a worker spawned by a big
+    # parent would report the parent's peak.
+    return float(_rss_fields()["VmHWM"])
 
 
 def _spawn(args: list[str]) -> subprocess.Popen[str]:
