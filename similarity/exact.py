@@ -121,7 +121,10 @@ def settle_rows(q_work: np.ndarray, cand_vals: np.ndarray, cand_cols: np.ndarray
     complete = ~(np.isfinite(srt[:, -1]) & (srt[:, -1] <= thr)) if m else np.ones(b, bool)
     rows, js = np.nonzero((cand_vals <= thr[:, None]) & np.isfinite(cand_vals))
     cols = cand_cols[rows, js]
-    dist = canonical(q_work[rows], take_work(cols), metric)
+    dist = np.empty(rows.size, np.float32)
+    for s in range(0, rows.size, _EXACT_CHUNK):  # bounded memory: pairs gathered in chunks
+        part = slice(s, s + _EXACT_CHUNK)
+        dist[part] = canonical(q_work[rows[part]], take_work(cols[part]), metric)
     ids = col_ids[cols]
     order = np.lexsort((ids, dist, rows))
     rows, ids, dist = rows[order], ids[order], dist[order]
