@@ -45,14 +45,17 @@ def _environment(tmp: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _workers(env: dict[str, str], tmp: Path) -> Iterator[list[subprocess.Popen]]:
+def _workers(env: dict[str, str], tmp: Path, embedders: int) -> Iterator[list[subprocess.Popen]]:
+    """``embedders`` embed workers (LiteRT threads = cores / embedders) and one index worker."""
+    threads = str(max(1, (os.cpu_count() or 1) // embedders))
     procs = []
-    for queue in ("embed", "index"):
-        log = (tmp / f"{queue}.log").open("wb")
+    for name, queue in [*((f"embed{i}", "embed") for i in range(embedders)), ("index", "index")]:
+        log = (tmp / f"{name}.log").open("wb")
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queue, "-c", "1",
-             "-n", f"bench-{queue}-{os.getpid()}@%h", "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+             "-n", f"bench-{name}-{os.getpid()}@%h", "--without-gossip", "--without-mingle"],
+            cwd=ROOT, env={**env, "LOOKALIKE_EMBED_THREADS": threads}, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
         ))
     try:
         yield procs
@@ -134,8 +137,14 @@ def _upload_latencies(uploads: list) -> list[float]:
     return times
 
 
-def run(quick: bool = False) -> list[dict]:
-    per_class = 20 if quick else 200
+def _cpu(procs: list[subprocess.Popen]) -> tuple[float, float]:
+    """(user, system) CPU seconds of these workers together."""
+    pairs = [_cpu_seconds(p.pid) for p in procs]
+    return sum(u for u, _ in pairs), sum(s for _, s in pairs)
+
+
+def _scenario(per_class: int, embedders: int, latency: bool) -> dict:
+    """One fresh catalog: import through the workers, then (optionally) single uploads."""
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         env = _environment(tmp)
@@ -146,43 +155,73 @@ def run(quick: bool = False) -> list[dict]:
         call_command("migrate", verbosity=0)
         from catalog.services.imports import fashion_mnist_sources
 
-        engine_rate = _engine_alone(fashion_mnist_sources(per_class=per_class))
+        out: dict = {"engine_rate": _engine_alone(fashion_mnist_sources(per_class=per_class))}
         try:
-            with _workers(env, tmp) as (embedder, indexer):
-                before = [_cpu_seconds(p.pid) for p in (embedder, indexer)]
-                n, seconds = _import(per_class)
-                after = [_cpu_seconds(p.pid) for p in (embedder, indexer)]
-                latencies = _upload_latencies(fashion_mnist_sources(split="test", per_class=2))
+            with _workers(env, tmp, embedders) as procs:
+                embed, index = procs[:-1], procs[-1:]
+                before = (_cpu(embed), _cpu(index))
+                out["n"], out["seconds"] = _import(per_class)
+                out["embed_cpu"], out["index_cpu"] = (
+                    (a[0] - b[0], a[1] - b[1]) for a, b in zip((_cpu(embed), _cpu(index)), before,
+                                                              strict=True))
+                if latency:
+                    sources = fashion_mnist_sources(split="test", per_class=UPLOADS // 10)
+                    out["latencies"] = _upload_latencies(sources)
         finally:
             _forget_namespace(env["LOOKALIKE_NAMESPACE"])
-    rate = n / seconds
-    p95 = statistics.quantiles(latencies, n=20)[-1]
-    (eu, es), (iu, is_) = ((a[0] - b[0], a[1] - b[1]) for a, b in zip(after, before, strict=True))
-    return [
-        {"benchmark": f"import {n:,} Fashion-MNIST garments through the workers "
-                      "(1 embed + 1 index worker)",
-         "figure": f"{rate:.0f} products/s",
-         "ratio": f"{rate / engine_rate:.2f}x of the engine alone on the same files "
-                  f"({engine_rate:.0f} images/s)"},
-        {"benchmark": f"index stage CPU during that import (user + system), N = {n:,}",
-         "figure": f"index {iu + is_:.1f} s ({is_:.1f} s system), embed {eu + es:.1f} s "
-                   f"({es:.1f} s system)",
-         "ratio": f"index = {(iu + is_) / (eu + es):.2f}x of embed"},
-        {"benchmark": f"upload → ready (10 neighbours written), idle, N = {n:,}, "
-                      f"{len(latencies)} uploads",
-         "figure": f"median {statistics.median(latencies) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms",
-         "ratio": "n/a"},
-    ]
+    return out
 
 
-def run_isolated(quick: bool = False) -> list[dict]:
-    """``run`` in a process of its own (Django is set up once per process, on its own DB)."""
-    args = [sys.executable, str(Path(__file__).resolve()), "--json", *(["--quick"] if quick else [])]
+def _isolated(per_class: int, embedders: int, latency: bool) -> dict:
+    """``_scenario`` in a process of its own (Django is set up once per process, on its DB)."""
+    args = [sys.executable, str(Path(__file__).resolve()), "--json", str(per_class),
+            str(embedders), "1" if latency else "0"]
     out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _latency_row(r: dict) -> dict:
+    times = r["latencies"]
+    p95 = statistics.quantiles(times, n=20)[-1]
+    return {"benchmark": f"upload → ready (10 neighbours written), idle, N = {r['n']:,}, "
+                         f"{len(times)} uploads one at a time",
+            "figure": f"median {statistics.median(times) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms",
+            "ratio": "n/a"}
+
+
+def _import_rows(one: dict, two: dict) -> list[dict]:
+    (eu, es), (iu, is_) = one["embed_cpu"], one["index_cpu"]
+    rate1, rate2 = one["n"] / one["seconds"], two["n"] / two["seconds"]
+    return [
+        {"benchmark": f"import {one['n']:,} Fashion-MNIST garments through the workers "
+                      "(1 embed worker with 2 LiteRT threads + 1 index worker)",
+         "figure": f"{rate1:.0f} products/s",
+         "ratio": f"{rate1 / one['engine_rate']:.2f}x of the engine alone on the same files "
+                  f"({one['engine_rate']:.0f} images/s)"},
+        {"benchmark": f"the same with 2 embed workers of 1 LiteRT thread each, N = {two['n']:,}",
+         "figure": f"{rate2:.0f} products/s", "ratio": f"{rate2 / rate1:.2f}x of 1 embed worker"},
+        {"benchmark": f"index stage CPU during the 1-worker import (user + system), "
+                      f"N = {one['n']:,}",
+         "figure": f"index {iu + is_:.1f} s ({is_:.1f} s system), embed {eu + es:.1f} s "
+                   f"({es:.1f} s system)",
+         "ratio": f"index = {(iu + is_) / (eu + es):.2f}x of embed"},
+    ]
+
+
+def run_isolated(quick: bool = False) -> list[dict]:
+    """Every scenario, each in a fresh catalog and process: the latency at N = 2,000 and the
+    import of 10,000 garments with one, then two embed workers."""
+    small, large = (20, 50) if quick else (200, 1000)
+    latency = _isolated(small, 1, latency=True)
+    return [_latency_row(latency), *_import_rows(_isolated(large, 1, latency=False),
+                                                 _isolated(large, 2, latency=False))]
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    rows = run(quick="--quick" in sys.argv)
-    print(json.dumps(rows) if "--json" in sys.argv else "\n".join(map(str, rows)))
+    if "--json" in sys.argv:  # one scenario: per_class embedders latency(0/1)
+        per_class, embedders, latency = (int(x) for x in sys.argv[2:5])
+        print(json.dumps(_scenario(per_class, embedders, bool(latency))))
+    else:
+        for row in run_isolated(quick="--quick" in sys.argv):
+            print(row)

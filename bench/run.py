@@ -20,6 +20,7 @@ from bench import (  # noqa: E402
     int8_bench,
     matrix_bench,
     pipeline_bench,
+    scale_bench,
     search_bench,
 )
 
@@ -39,7 +40,7 @@ def main() -> int:
     args = parser.parse_args()
     rows = (inference_bench.run(args.quick) + int8_bench.run(args.quick, log=False)
             + matrix_bench.run(args.quick) + search_bench.run(args.quick)
-            + pipeline_bench.run_isolated(args.quick))
+            + pipeline_bench.run_isolated(args.quick) + scale_bench.run(args.quick))
     cpu = platform.processor() or platform.machine()
     header = (f"Measured {datetime.now(UTC):%Y-%m-%d} on {cpu}, "
               f"{os.cpu_count()} cores; medians of repeated runs.")

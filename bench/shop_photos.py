@@ -238,7 +238,7 @@ class Photos:
         digest = hashlib.sha256(json.dumps(spec).encode()).hexdigest()
         path = self.cache_dir / f"{kind}-{digest[:24]}.npy"
         if path.is_file():
-            return np.load(path)
+            return np.load(path, allow_pickle=False)
         start = time.perf_counter()
         out = np.empty((len(photos), dim), dtype=np.float32)
         for i in range(0, len(photos), CHUNK):

@@ -86,6 +86,9 @@ def matrix_store(space: Space | None = None) -> SpaceStore:
         max_items=settings.LOOKALIKE_MAX_ITEMS,
         dim=space.dim,
         layout="topk" if settings.LOOKALIKE_INDEX_LAYOUT == "topk" else "dense",
+        # Compaction rewrites the whole base (the top-k layout's vectors file: 5 GB at 1M
+        # products); a delta replays in milliseconds, so let many accumulate first.
+        max_deltas=2_000,
         engine=settings.LOOKALIKE_KNN_ENGINE,
     )
     return SpaceStore(store=store, space=space)

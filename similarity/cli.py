@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from similarity.errors import SimilarityError
 from similarity.preprocess import DEFAULT_POLICY_NAME, POLICIES
-from similarity.runtime import DEFAULT_PRECISION, PRECISIONS
+from similarity.runtime import DEFAULT_PRECISION, EMBEDDING_DIM, PRECISIONS
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
@@ -28,7 +28,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     from similarity.embedding import ImageEmbedder, stack_prepared
 
     embedder = ImageEmbedder(data_dir=args.data_dir, policy=args.preprocess, precision=args.precision)
-    vectors = np.empty((len(args.images), 1280), dtype=np.float32)
+    vectors = np.empty((len(args.images), EMBEDDING_DIM), dtype=np.float32)
     with tqdm(total=len(args.images), unit="img", disable=args.quiet) as bar:
         for start in range(0, len(args.images), embedder.batch_size):
             chunk = args.images[start : start + embedder.batch_size]

@@ -22,10 +22,10 @@ import keras
 import numpy as np
 
 from similarity.errors import WeightsError
+from similarity.runtime import EMBEDDING_DIM
 from similarity.weights import load_state_dict
 
 INPUT_SIZE = 224
-EMBEDDING_DIM = 1280
 NUM_CLASSES = 1000
 BN_EPSILON = 1e-5
 # (expansion t, output channels c, repeats n, first stride s), as in torchvision.

@@ -130,10 +130,11 @@ LOOKALIKE_DUPLICATE_THRESHOLD = float(os.environ.get("LOOKALIKE_DUPLICATE_THRESH
 LOOKALIKE_INDEX_LAYOUT = os.environ.get("LOOKALIKE_INDEX_LAYOUT", "auto")
 LOOKALIKE_MAX_ITEMS = int(os.environ.get("LOOKALIKE_MAX_ITEMS", 20_000))
 # Ranking engine of the top-k layout's scans: "numpy" (BLAS blocks) or "faiss".
-LOOKALIKE_KNN_ENGINE = os.environ.get("LOOKALIKE_KNN_ENGINE", "numpy")
+# faiss: 1.49x less CPU than numpy BLAS blocks on the rebuild's blocks (bench/scale_bench.py).
+LOOKALIKE_KNN_ENGINE = os.environ.get("LOOKALIKE_KNN_ENGINE", "faiss")
 # Distributed rebuild (top-k layout): rows per block task on the "rebuild" queue, and how long
 # the writer waits without any block finishing before it computes the rest itself.
-LOOKALIKE_REBUILD_BLOCK_ROWS = int(os.environ.get("LOOKALIKE_REBUILD_BLOCK_ROWS", 20_000))
+LOOKALIKE_REBUILD_BLOCK_ROWS = int(os.environ.get("LOOKALIKE_REBUILD_BLOCK_ROWS", 8_192))
 LOOKALIKE_REBUILD_BLOCK_TIMEOUT = int(os.environ.get("LOOKALIKE_REBUILD_BLOCK_TIMEOUT", 600))
 # Products per embed task, and how many files one admin bulk upload may hold.
 LOOKALIKE_EMBED_BATCH = int(os.environ.get("LOOKALIKE_EMBED_BATCH", 32))
