@@ -18,6 +18,7 @@ from catalog.models import MAX_NEIGHBOURS
 from catalog.space import Space, space_current
 from catalog.vectors import embed_precision, image_limits, policy_key
 from similarity.embedding import ImageEmbedder
+from similarity.errors import MatrixError
 from similarity.layout import LAYOUTS, NeighbourIndex
 from similarity.store import MatrixMeta, MatrixStore
 from similarity.weights import WEIGHTS_SHA256
@@ -86,12 +87,31 @@ def matrix_store(space: Space | None = None) -> SpaceStore:
         max_items=settings.LOOKALIKE_MAX_ITEMS,
         dim=space.dim,
         layout="topk" if settings.LOOKALIKE_INDEX_LAYOUT == "topk" else "dense",
-        # Compaction rewrites the whole base (the top-k layout's vectors file: 5 GB at 1M
-        # products); a delta replays in milliseconds, so let many accumulate first.
-        max_deltas=2_000,
         engine=settings.LOOKALIKE_KNN_ENGINE,
     )
+    if stored_layout(store) == "topk":
+        store.layout = "topk"  # what is on disk: a catalog that already moved past the bound
+    follow_layout(store)
     return SpaceStore(store=store, space=space)
+
+
+def stored_layout(store: MatrixStore) -> str | None:
+    """The layout on disk, or None (nothing stored, or unreadable: the writer rebuilds it)."""
+    try:
+        return store.stored_layout()
+    except MatrixError:
+        return None
+
+
+def follow_layout(store: MatrixStore) -> None:
+    """Compact a top-k store rarely: compaction rewrites its vectors file (5 GB at a million
+    products), while a delta replays in milliseconds. A dense store compacts at the default
+    (its base is at most 4·N² bytes, and every write lists the directory's deltas)."""
+    store.max_deltas = TOPK_MAX_DELTAS if store.layout == "topk" else DENSE_MAX_DELTAS
+
+
+TOPK_MAX_DELTAS = 5_000
+DENSE_MAX_DELTAS = 500
 
 
 def layout_for(n: int) -> str:

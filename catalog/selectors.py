@@ -21,7 +21,7 @@ from catalog.engine import embedder_get, matrix_store
 from catalog.models import MAX_NEIGHBOURS, Product, ProductNeighbour
 from catalog.space import Space, space_current
 from catalog.vectors import vector_key_current
-from similarity.errors import StaleMatrixError
+from similarity.errors import MatrixError, StaleMatrixError
 from similarity.layout import NeighbourIndex
 from similarity.runtime import EMBEDDING_DIM
 from similarity.store import MatrixStore
@@ -255,14 +255,14 @@ def _search_stored_index(vector: np.ndarray, k: int) -> list[tuple[Product, floa
     """Search the stored top-k index, or None when the stored index is not top-k (or is of
     another space: a migration in progress)."""
     target = matrix_store()
-    if target.store.stored_layout() != "topk":
+    if target.store.layout != "topk":  # matrix_store() read the layout on disk
         return None
     query = target.space.query(vector)
     with _stored_lock:
         try:
             index = _stored_index(target.store)
-        except StaleMatrixError:
-            return None
+        except (StaleMatrixError, MatrixError):
+            return None  # another space (a migration), or unreadable: the database path
         wanted = k
         while True:
             hits = index.query(query, k=min(wanted, len(index)))

