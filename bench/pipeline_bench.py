@@ -87,12 +87,16 @@ def _cpu_seconds(pid: int) -> tuple[float, float]:
     return user, system
 
 
-def _forget_namespace(namespace: str) -> None:
+def _forget(namespace: str, matrix_dir: Path) -> None:
+    """Delete the bench's broker keys and its index writer's lock and fencing counter."""
     import redis
 
+    from catalog.services.locking import lock_name_for
+
     client = redis.Redis.from_url(BROKER)
-    for key in client.scan_iter(f"{namespace}:*"):
-        client.delete(key)
+    for pattern in (f"{namespace}:*", f"lookalike:lock:{lock_name_for(matrix_dir)}*"):
+        for key in client.scan_iter(pattern):
+            client.delete(key)
 
 
 def _shop_folder(sources: list, root: Path) -> list[Path]:
@@ -186,7 +190,7 @@ def _scenario(per_class: int, embedders: int, latency: bool) -> dict:
                     sources = fashion_mnist_sources(split="test", per_class=UPLOADS // 10)
                     out["latencies"] = _upload_latencies(sources)
         finally:
-            _forget_namespace(env["LOOKALIKE_NAMESPACE"])
+            _forget(env["LOOKALIKE_NAMESPACE"], tmp / "matrix")
     return out
 
 

@@ -1,5 +1,7 @@
 """Tests: same as local; conftest points MEDIA_ROOT and the data directories at temp dirs."""
 
+import os
+
 from config.settings.local import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -10,3 +12,9 @@ LOOKALIKE_PREPROCESS_POLICY = "torchvision"
 LOOKALIKE_SPACE = "raw"
 LOOKALIKE_METRIC = "euclidean"
 LOOKALIKE_COLLAPSE_DUPLICATES = False
+
+# The index writer's lock and fencing counters live in the suite's own Redis database (the one
+# tests/worker_fixtures.py flushes before and after the session), never in the default broker's.
+LOOKALIKE_LOCK_URL = os.environ.get("LOOKALIKE_LOCK_URL") or (
+    f"redis://127.0.0.1:6379/{os.environ.get('LOOKALIKE_TEST_BROKER_DB', '9')}"
+)
