@@ -42,6 +42,7 @@ import numpy as np
 
 from similarity.errors import MatrixError, MatrixFullError
 from similarity.exact import raw_sq, settle_dense, work_vectors
+from similarity.inplace import adopt_state
 from similarity.runtime import EMBEDDING_DIM
 
 METRICS = ("euclidean", "cosine")
@@ -506,12 +507,8 @@ class DistanceMatrix:
             self._d[s : s + r, :n] = np.frombuffer(data, dtype="<f4").reshape(r, n)
 
     def replace_state(self, other: Any) -> None:
-        """Make this object hold ``other``'s state (used to reload in place). ``other`` may
-        be of the other layout: a reload after ``MatrixStore.convert`` changes the class too,
-        so a process's cached object follows the switch."""
-        self.__class__ = type(other)
-        self.__dict__.clear()
-        self.__dict__.update(other.__dict__)
+        """Make this object hold ``other``'s state (used to reload in place)."""
+        adopt_state(self, other)
 
     # ------------------------------------------------------------------ changes
 

@@ -41,6 +41,7 @@ from similarity.exact import (
     threshold,
     work_vectors,
 )
+from similarity.inplace import adopt_state
 from similarity.matrix import (
     METRICS,
     DistanceMatrix,
@@ -194,12 +195,8 @@ class TopKIndex:
         return t
 
     def replace_state(self, other: Any) -> None:
-        """Make this object hold ``other``'s state (used to reload in place). ``other`` may
-        be of the other layout: a reload after ``MatrixStore.convert`` changes the class too,
-        so a process's cached object follows the switch."""
-        self.__class__ = type(other)
-        self.__dict__.clear()
-        self.__dict__.update(other.__dict__)
+        """Make this object hold ``other``'s state (used to reload in place)."""
+        adopt_state(self, other)
 
     # ------------------------------------------------------------------ rows
 
