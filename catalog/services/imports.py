@@ -1,7 +1,8 @@
 """Importing garments in bulk (``manage.py import_garments``): folders or Fashion-MNIST.
 
-Every product is created through :func:`products_bulk_create` (one transaction per batch and
-category), so its embedding is queued on commit to the real workers, in batches. Files the
+Every product is created through :func:`products_bulk_create_checked` (one transaction per
+batch and category, each image decoded once), so its embedding is queued on commit to the
+real workers, in batches. Files the
 engine rejects are reported with their reason and skipped; they never stop the import.
 """
 
@@ -20,7 +21,11 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 
 from catalog.selectors_progress import products_existing_sha256
-from catalog.services.products import image_validate, products_bulk_create
+from catalog.services.products import (
+    CheckedImage,
+    image_check,
+    products_bulk_create_checked,
+)
 from catalog.vectors import image_limits, sha256_hex
 from similarity.errors import ImageRejected
 
@@ -205,32 +210,32 @@ class _Importer:
         return loaded
 
     def validate(self, loaded: list[tuple[ImportSource, bytes, str]]
-                 ) -> list[tuple[ImportSource, ContentFile]]:
-        """The uploads to create: duplicates skipped (if asked), invalid images rejected."""
+                 ) -> list[tuple[ImportSource, CheckedImage]]:
+        """The images to create, each decoded once: duplicates skipped (if asked), invalid
+        images rejected."""
         shas = [sha for *_, sha in loaded]
         existing = products_existing_sha256(sha256s=shas) if self.skip_existing else set()
-        good: list[tuple[ImportSource, ContentFile]] = []
+        good: list[tuple[ImportSource, CheckedImage]] = []
         for source, data, sha in loaded:
             if self.skip_existing and (sha in existing or sha in self.seen):
                 self.result.skipped.append(source.label)
                 continue
-            upload = ContentFile(data, name=source.filename)
             try:
-                image_validate(upload)
+                checked = image_check(ContentFile(data, name=source.filename))
             except ValidationError as exc:
                 self.reject(source, _error_code(exc), exc.messages[0])
                 continue
             self.seen.add(sha)
-            good.append((source, upload))
+            good.append((source, checked))
         return good
 
-    def create(self, good: list[tuple[ImportSource, ContentFile]]) -> None:
+    def create(self, good: list[tuple[ImportSource, CheckedImage]]) -> None:
         """One bulk create per category (embedding queued on commit)."""
         for category, group in groupby(good, key=lambda item: item[0].category):
             members = list(group)
             try:
-                products = products_bulk_create(
-                    files=[upload for _, upload in members], category=category,
+                products = products_bulk_create_checked(
+                    images=[checked for _, checked in members], category=category,
                     name_pattern=self.name_pattern,
                 )
             except ValidationError as exc:  # validated above: only a race can get here
