@@ -44,6 +44,9 @@ class Product(models.Model):
     vector = models.BinaryField(null=True, blank=True, editable=False)
     vector_key = models.CharField(max_length=128, blank=True, db_index=True)
     embedded_image_sha256 = models.CharField(max_length=64, blank=True)
+    # "<vector_key>:<embedded_image_sha256>" of the vector whose neighbour lists the index
+    # writer last committed: an index task finding it current has nothing left to write.
+    indexed_as = models.CharField(max_length=200, blank=True, default="", editable=False)
     status_changed_at = models.DateTimeField(default=timezone.now, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -54,8 +54,9 @@ _NO_ID = -1
 BLOCK_BYTES = 32 * 2**20
 _GROWTH = 1.25
 _MIN_GROWTH = 64
-# Upserts of more products than this recompute every list instead of merging candidates.
-_MERGE_MAX = 64
+# Upserts of more products than this recompute every list instead of merging candidates
+# (merging holds up to N x (k + m) candidates; the index takes batches of up to ~300).
+_MERGE_MAX = 512
 # Larger magnitudes could overflow a float32 distance; embeddings are O(1).
 _MAX_ABS = 1e18
 

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, QuerySet
+from django.db.models import CharField, F, QuerySet, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 
 from catalog.engine import (
@@ -55,6 +56,8 @@ Fence = Callable[[], None]
 _CHUNK = 500
 _ATTEMPTS = 3
 _COLLAPSE_CANDIDATES = 3 * MAX_NEIGHBOURS
+# Embedded products an index task takes along from the backlog behind it (index_apply).
+ABSORB_MAX = 256
 
 
 @contextlib.contextmanager
@@ -135,13 +138,16 @@ def indexable_vectors(
     return np.asarray(out_ids, dtype=np.int64), vecs
 
 
+def _table(model: type[Product] | type[ProductNeighbour]) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
 def existing_ids() -> set[int]:
     """Every product id. Every index task needs it (a product deleted behind the services'
     back must leave the index before any changed set can be trusted), so it is one plain
     query, without the ORM's per-row work (profiled: 23 ms of a task at N = 10,000)."""
-    table = connection.ops.quote_name(Product._meta.db_table)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT id FROM {table}")  # noqa: S608 - a quoted model table name
+        cursor.execute(f"SELECT id FROM {_table(Product)}")  # noqa: S608 - a quoted model table name
         return {row[0] for row in cursor.fetchall()}
 
 
@@ -282,34 +288,50 @@ def _collapse_duplicates(wanted: dict[int, Neighbours]) -> None:
 
 
 def stored_lists(product_ids: Iterable[int]) -> dict[int, list[tuple[int, int, float]]]:
-    """The stored rows as (rank, neighbour id, distance), by rank, per product."""
+    """The stored rows as (rank, neighbour id, distance), by rank, per product (plain SQL:
+    the ORM's per-row work was a tenth of an index task)."""
     stored: dict[int, list[tuple[int, int, float]]] = {}
-    for chunk in chunked(sorted(set(product_ids)), _CHUNK):
-        rows = (
-            ProductNeighbour.objects.filter(product_id__in=chunk)
-            .order_by("product_id", "rank")
-            .values_list("product_id", "rank", "neighbour_id", "distance")
-        )
-        for pid, rank, nid, dist in rows:
-            stored.setdefault(pid, []).append((rank, nid, dist))
+    sql = (f"SELECT product_id, rank, neighbour_id, distance FROM {_table(ProductNeighbour)} "  # noqa: S608
+           "WHERE product_id IN ({}) ORDER BY product_id, rank")
+    with connection.cursor() as cursor:
+        for chunk in chunked(sorted(set(product_ids)), _CHUNK):
+            cursor.execute(sql.format(", ".join(["%s"] * len(chunk))), chunk)
+            for pid, rank, nid, dist in cursor.fetchall():
+                stored.setdefault(pid, []).append((rank, nid, dist))
     return stored
 
 
-def _write_lists(lists: dict[int, Neighbours]) -> None:
-    """Replace the rows of these lists. One ``executemany`` per chunk: building a model
-    instance per row (``bulk_create``) cost the index worker most of its time (profiled:
-    4.3 of 6.9 s for 2,600 rows a batch at N = 3,000)."""
-    ids = sorted(lists)
-    for chunk in chunked(ids, _CHUNK):
-        ProductNeighbour.objects.filter(product_id__in=chunk).delete()
-    rows = [(pid, nid, rank, dist) for pid in ids
-            for rank, (nid, dist) in enumerate(lists[pid], start=1)]
+def _first_difference(stored: list[tuple[int, int, float]], wanted: Neighbours) -> int | None:
+    """The first rank (1-based) where the stored rows and the wanted list differ, or None."""
+    for rank, (row, want) in enumerate(zip(stored, wanted, strict=False), start=1):
+        if row != (rank, *want):
+            return rank
+    if len(stored) == len(wanted):
+        return None
+    return min(len(stored), len(wanted)) + 1
+
+
+def _write_lists(lists: dict[int, tuple[int, Neighbours]]) -> None:
+    """Rewrite each list from its first changed rank on: ``lists[pid] = (rank, list)``.
+
+    A product entering a list moves only the ranks below it, so most of a list's rows stay;
+    plain ``executemany`` (a model instance per row cost the index worker most of its time:
+    profiled 4.3 of 6.9 s for 2,600 rows a batch at N = 3,000).
+    """
+    table = _table(ProductNeighbour)
     quote = connection.ops.quote_name
     columns = ", ".join(quote(c) for c in ("product_id", "neighbour_id", "rank", "distance"))
-    sql = f"INSERT INTO {quote(ProductNeighbour._meta.db_table)} ({columns}) VALUES (%s, %s, %s, %s)"  # noqa: S608
+    delete = f"DELETE FROM {table} WHERE product_id = %s AND {quote('rank')} >= %s"  # noqa: S608
+    insert = f"INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, %s)"  # noqa: S608
+    ids = sorted(lists)
+    rows = [(pid, nid, rank, dist) for pid in ids
+            for rank, (nid, dist) in enumerate(lists[pid][1], start=1) if rank >= lists[pid][0]]
+    starts = [(pid, lists[pid][0]) for pid in ids]
     with connection.cursor() as cursor:
-        for part in chunked(rows, 5000):
-            cursor.executemany(sql, part)
+        for part in chunked(starts, 5000):
+            cursor.executemany(delete, part)
+        for chunk in chunked(rows, 5000):
+            cursor.executemany(insert, chunk)
 
 
 def neighbours_sync(
@@ -325,11 +347,11 @@ def neighbours_sync(
     with transaction.atomic():
         wanted = _wanted_lists(matrix, sorted(set(product_ids)), existing)
         stored = stored_lists(wanted)
-        differ = {
-            pid: lst
-            for pid, lst in wanted.items()
-            if stored.get(pid, []) != [(rank, nid, d) for rank, (nid, d) in enumerate(lst, 1)]
-        }
+        differ = {}
+        for pid, lst in wanted.items():
+            first = _first_difference(stored.get(pid, []), lst)
+            if first is not None:
+                differ[pid] = (first, lst)
         if differ and fence is not None:
             fence()
         _write_lists(differ)
@@ -365,13 +387,51 @@ class _Plan:
 
 
 def _plan(matrix: NeighbourIndex, product_ids: set[int], existing: set[int],
-          space: Space | None = None) -> _Plan:
+          space: Space | None = None, settled: Collection[int] = ()) -> _Plan:
+    """What to upsert and remove; products in ``settled`` (lists committed for their
+    current vector, ``products_indexed``) whose vector the matrix holds are left out."""
     up_ids, up_vecs = indexable_vectors(product_ids, space=space)
+    if settled:
+        moving = set(matrix.plan_upsert(up_ids, up_vecs)[0].tolist())
+        keep_rows = [i for i, pid in enumerate(up_ids.tolist())
+                     if pid not in settled or pid in moving]
+        up_ids, up_vecs = up_ids[keep_rows], up_vecs[keep_rows]
     in_matrix = set(matrix.ids.tolist())
     ghosts = in_matrix - existing
     asked_present = product_ids & in_matrix
     keep = _keepable_ids(asked_present)
     return _Plan(up_ids, up_vecs, ghosts | (asked_present - keep))
+
+
+def _indexed_as() -> Concat:
+    return Concat(F("vector_key"), Value(":"), F("embedded_image_sha256"),
+                  output_field=CharField())
+
+
+def products_indexed(ids: Iterable[int]) -> set[int]:
+    """Of ``ids``, the ready products whose lists were committed for their current vector
+    (``indexed_as``). Read before the vectors: a product re-embedded in between then shows
+    a vector the matrix lacks, and is indexed."""
+    found: set[int] = set()
+    for chunk in chunked(sorted(set(ids)), _CHUNK):
+        found.update(
+            Product.objects.filter(pk__in=chunk, status=Product.Status.READY,
+                                   vector_key=vector_key_current(),
+                                   embedded_image_sha256=F("image_sha256"))
+            .annotate(now=_indexed_as()).filter(indexed_as=F("now"))
+            .values_list("pk", flat=True)
+        )
+    return found
+
+
+def products_awaiting_index(limit: int) -> set[int]:
+    """Up to ``limit`` embedded products waiting for the index. An index task takes them
+    along with its own, so a backlog behind a busy index worker goes in a few large batches
+    (their own tasks then find nothing to do); a task's fixed cost is paid once."""
+    return set(
+        indexable_products().filter(status=Product.Status.PROCESSING)
+        .order_by("pk").values_list("pk", flat=True)[:limit]
+    )
 
 
 def lists_touching(matrix: NeighbourIndex, ids: Collection[int]) -> set[int]:
@@ -449,17 +509,21 @@ def index_apply(*, product_ids: Iterable[int]) -> set[int]:
     Under the store's lock: upsert the products whose vector is current, remove those that
     no longer exist or failed (and any product still in the matrix but gone from the
     database), rewrite the neighbour rows of exactly the products whose list changed, and
-    mark the indexed products ready. Returns the ids whose stored list was rewritten.
+    mark the indexed products ready. Embedded products waiting behind this task are taken
+    along (up to ``ABSORB_MAX``); products already indexed for their vector are skipped.
+    Returns the ids whose stored list was rewritten.
     """
     asked = {int(pid) for pid in product_ids}
+    settled = products_indexed(asked)
     target = matrix_store()
     with index_writer(target) as lock:
         matrix = matrix_open(target)
+        asked |= products_awaiting_index(ABSORB_MAX)
         to_sync: set[int] = set()
         upserted: set[int] = set()
         for attempt in range(_ATTEMPTS):
             existing = existing_ids()
-            plan = _plan(matrix, asked, existing, target.space)
+            plan = _plan(matrix, asked, existing, target.space, settled)
             changed, added = _apply_plan(target.store, matrix, plan)
             upserted |= added
             to_sync |= changed | upserted | (plan.remove_ids & existing)
@@ -498,17 +562,19 @@ def existing_ids_among(ids: Iterable[int]) -> set[int]:
 
 
 def products_mark_ready(ids: Collection[int], *, fence: Fence | None = None) -> None:
+    """Mark indexed products ready and record the vector their lists were written for
+    (call after the lists are committed, under the writer's fence)."""
     if not ids:
         return
     if fence is not None:
         fence()
     for chunk in chunked(sorted(ids), _CHUNK):
-        Product.objects.filter(
-            pk__in=chunk,
+        current = Product.objects.filter(pk__in=chunk, vector_key=vector_key_current(),
+                                         embedded_image_sha256=F("image_sha256"))
+        current.filter(
             status__in=[Product.Status.PENDING, Product.Status.PROCESSING],
-            vector_key=vector_key_current(),
-            embedded_image_sha256=F("image_sha256"),
         ).update(status=Product.Status.READY, status_changed_at=timezone.now())
+        current.update(indexed_as=_indexed_as())
 
 
 def index_remove(*, product_ids: Iterable[int]) -> set[int]:

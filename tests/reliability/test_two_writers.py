@@ -58,9 +58,10 @@ def test_the_same_index_task_twice_at_once_never_interleaves(harness, images, mo
         category="Twice",
     )
     ids = [p.pk for p in products]
-    assert products_embed_batch(product_ids=ids).embedded == ids
+    assert products_embed_batch(product_ids=ids[:12]).embedded == ids[:12]
     index_apply(product_ids=ids[:12])
     new = ids[12:]
+    assert products_embed_batch(product_ids=new).embedded == new
 
     harness.arm("index.acquire", "mark")
     harness.arm("index.locked", "pause-once")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from catalog.engine import matrix_store
 from catalog.models import Product, ProductNeighbour
 from catalog.services import queue
 from catalog.services.embedding import products_embed, products_embed_batch
-from catalog.services.indexing import index_apply, index_remove, index_repair
+from catalog.services.indexing import _first_difference, index_apply, index_remove, index_repair
 from catalog.services.products import product_delete
 from catalog.vectors import vector_key_current
 from tests.pipeline.helpers import K, brute_force, neighbour_mismatches, stored_lists
@@ -203,3 +205,65 @@ def test_stale_matrix_is_rebuilt_and_a_full_rebuild_queued(
         index_apply(product_ids=[products[0].pk])
     assert sorted(matrix_store().store.load().ids.tolist()) == sorted(p.pk for p in products)
     assert [cb.task for cb in callbacks] == [queue.REBUILD]
+
+
+def _matrix_files():
+    return sorted(path.name for path in matrix_store().store.directory.iterdir())
+
+
+def test_an_index_task_takes_along_the_embedded_products_behind_it(make_products):
+    products = make_products(12)
+    ids = [p.pk for p in products]
+    products_embed_batch(product_ids=ids)
+    index_apply(product_ids=ids[:1])
+    assert set(Product.objects.values_list("status", flat=True)) == {Product.Status.READY}
+    assert sorted(matrix_store().store.load().ids.tolist()) == ids
+    assert neighbour_mismatches() == []
+
+
+def test_a_task_for_products_already_indexed_does_not_touch_the_lists(make_products):
+    """The tasks of products an earlier task took along: no matrix delta, and the neighbour
+    table is not even read (that comparison was most of such a task's cost)."""
+    products = make_products(12)
+    embed_and_index(products)
+    before, files = snapshot(), _matrix_files()
+    with CaptureQueriesContext(connection) as queries:
+        assert index_apply(product_ids=[p.pk for p in products[4:8]]) == set()
+    assert not [q["sql"] for q in queries.captured_queries
+                if ProductNeighbour._meta.db_table in q["sql"]]
+    assert snapshot() == before
+    assert _matrix_files() == files
+
+
+def test_a_vector_the_matrix_lacks_is_indexed_even_if_marked_indexed(make_products):
+    """``indexed_as`` is only trusted when the matrix holds the product's vector: a product
+    re-embedded while a task marked it (same key, other bytes) is indexed again."""
+    products = make_products(12)
+    embed_and_index(products)
+    victim, donor = products[2], Product.objects.get(pk=products[9].pk)
+    Product.objects.filter(pk=victim.pk).update(vector=bytes(donor.vector))
+    assert index_apply(product_ids=[victim.pk])
+    matrix = matrix_store().store.load()
+    row = matrix.ids.tolist().index(victim.pk)
+    assert np.array_equal(np.asarray(matrix.vectors[row]), donor.vector_array())
+    assert neighbour_mismatches() == []
+
+
+def test_indexing_records_the_vector_the_lists_were_written_for(make_products):
+    products = make_products(5)
+    embed_and_index(products)
+    for p in Product.objects.filter(pk__in=[p.pk for p in products]):
+        assert p.indexed_as == f"{p.vector_key}:{p.embedded_image_sha256}"
+
+
+@pytest.mark.parametrize(("stored", "wanted", "first"), [
+    ([], [], None),
+    ([(1, 7, 0.5), (2, 8, 0.6)], [(7, 0.5), (8, 0.6)], None),
+    ([(1, 7, 0.5), (2, 8, 0.6)], [(7, 0.5), (9, 0.55), (8, 0.6)], 2),   # one enters at rank 2
+    ([(1, 7, 0.5), (2, 8, 0.6)], [(7, 0.5)], 2),                        # the list shrank
+    ([(1, 7, 0.5)], [(7, 0.5), (8, 0.6)], 2),                           # the list grew
+    ([(1, 7, 0.5), (2, 8, 0.6)], [(7, 0.25), (8, 0.6)], 1),             # a distance changed
+    ([], [(7, 0.5)], 1),
+])
+def test_lists_are_rewritten_from_their_first_changed_rank(stored, wanted, first):
+    assert _first_difference(stored, wanted) == first
