@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from django.db.models import Count
 
 from catalog.models import Product, RebuildRun
 from similarity.batching import chunked
@@ -37,15 +40,16 @@ class ProductsProgress:
 def products_progress(*, product_ids: Sequence[int]) -> ProductsProgress:
     """Counts of ready / failed / deleted among ``product_ids``."""
     ids = sorted(set(product_ids))
-    ready = failed = found = 0
+    counts: Counter[str] = Counter()
     for chunk in chunked(ids, _CHUNK):
-        for status in Product.objects.filter(pk__in=chunk).values_list("status", flat=True):
-            found += 1
-            if status == Product.Status.READY:
-                ready += 1
-            elif status == Product.Status.FAILED:
-                failed += 1
-    return ProductsProgress(total=len(ids), ready=ready, failed=failed, gone=len(ids) - found)
+        # Counted by the database: an import polls this twice a second for every product
+        # (profiled: a row per product cost the importer 19 CPU-s in a 10,000 import).
+        for status, n in (Product.objects.filter(pk__in=chunk).order_by()
+                          .values_list("status").annotate(n=Count("pk"))):
+            counts[status] += n
+    return ProductsProgress(total=len(ids), ready=counts[Product.Status.READY],
+                            failed=counts[Product.Status.FAILED],
+                            gone=len(ids) - sum(counts.values()))
 
 
 def products_failure_reasons(*, product_ids: Sequence[int]) -> dict[str, list[Product]]:

@@ -53,6 +53,16 @@ def test_slugs_are_unique():
         product_create(name="x", category="Coat", image=upload(drawn_image(4)), slug="coat")
 
 
+def test_bulk_slugs_are_unique_within_the_batch_and_against_the_catalog():
+    product_create(name="Coat", category="Coat", image=upload(drawn_image(1)))
+    product_create(name="Coat 2", category="Coat", image=upload(drawn_image(2)))
+    files = [upload(drawn_image(i), f"{stem}.png")
+             for i, stem in enumerate(["coat", "coat", "scarf", "scarf", "hat"], start=3)]
+    products = products_bulk_create(files=files, category="Coat", name_pattern="{stem}")
+    assert [p.slug for p in products] == ["coat-3", "coat-4", "scarf", "scarf-2", "hat"]
+    assert Product.objects.values("slug").distinct().count() == Product.objects.count() == 7
+
+
 def _truncated_png() -> bytes:
     return drawn_image(5)[:600]
 

@@ -1,0 +1,20 @@
+"""catalog.selectors_progress: what an import's progress bar counts."""
+
+import pytest
+
+from catalog.models import Product
+from catalog.selectors_progress import products_progress
+from tests.catalog.readside import make_product
+
+pytestmark = pytest.mark.django_db
+
+
+def test_progress_counts_ready_failed_and_deleted_products():
+    statuses = ["ready", "ready", "failed", "pending", "processing", "ready"]
+    products = [make_product(f"p{i}", status=status) for i, status in enumerate(statuses)]
+    gone = products.pop()
+    ids = [p.pk for p in products] + [gone.pk]
+    Product.objects.filter(pk=gone.pk).delete()
+    state = products_progress(product_ids=ids + ids[:2])  # repeated ids count once
+    assert (state.total, state.ready, state.failed, state.gone) == (6, 2, 1, 1)
+    assert not state.done
