@@ -40,9 +40,14 @@ class Product(models.Model):
     )
     error_message = models.TextField(blank=True)
     # float32 little-endian bytes of the 1280-d embedding, and what made it
-    # ("<model key>/<policy key>"): a vector made by another model or policy is stale.
+    # ("<model key>/<policy key>+<colour key>"): a vector made by another model or policy, or
+    # before the colour descriptor of this version was stored with it, is stale.
     vector = models.BinaryField(null=True, blank=True, editable=False)
     vector_key = models.CharField(max_length=128, blank=True, db_index=True)
+    # float32 little-endian bytes of the garment's colour descriptor (similarity/colour.py),
+    # computed from the same decoded picture as the vector, and its key (name@version).
+    colour = models.BinaryField(null=True, blank=True, editable=False)
+    colour_key = models.CharField(max_length=32, blank=True)
     embedded_image_sha256 = models.CharField(max_length=64, blank=True)
     # "<vector_key>:<embedded_image_sha256>" of the vector whose neighbour lists the index
     # writer last committed: an index task finding it current has nothing left to write.

@@ -1,11 +1,12 @@
 """Reads: the catalog, neighbour lists and search by photo. Nothing here writes.
 
-Search by photo embeds the query with a per-process ImageEmbedder (LiteRT, no TensorFlow) and
-compares it with the vectors of the READY products whose vector was made by the current model
-and preprocessing policy (``vector_key``). Those vectors are loaded from the database
-once and cached in this process as one float32 array; a cheap aggregate query run before every
-search (count, max timestamps, sum of ids of the ready products) tells whether the catalog has
-changed since, and only then are the vectors reloaded.
+Search by photo embeds the query with a per-process ImageEmbedder (LiteRT, no TensorFlow),
+computes its colour descriptor from the same decoded picture, and compares it, in the current
+similarity space, with the vectors (and colour descriptors) of the READY products whose vector
+was made by the current model and preprocessing policy (``vector_key``). Those vectors are
+loaded from the database once and cached in this process as one float32 array; a cheap
+aggregate query run before every search (count, max timestamps, sum of ids of the ready
+products) tells whether the catalog has changed since, and only then are the vectors reloaded.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from django.db.models import Count, Max, QuerySet, Sum
 from catalog.engine import embedder_get, matrix_store
 from catalog.models import MAX_NEIGHBOURS, Product, ProductNeighbour
 from catalog.space import Space, space_current
-from catalog.vectors import vector_key_current
+from catalog.vectors import colour_from_bytes, vector_key_current
+from similarity.colour import COLOUR_DIM
 from similarity.errors import MatrixError, StaleMatrixError
 from similarity.layout import NeighbourIndex
 from similarity.runtime import EMBEDDING_DIM
@@ -132,21 +134,24 @@ def _catalog_key(space: Space, vector_key: str) -> tuple:
 
 def _load_index(key: tuple, space: Space, vector_key: str) -> _SearchIndex:
     metric = space.metric
-    rows = list(_ready_products(vector_key).order_by("id").values_list("id", "vector"))
+    rows = list(_ready_products(vector_key).order_by("id")
+                .values_list("id", "vector", "colour", "colour_key"))
     # vector__isnull=False above: every blob is bytes (or a memoryview on PostgreSQL).
     n = len(rows)
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
     vectors = np.empty((n, EMBEDDING_DIM), dtype=np.float32)
+    colours = np.empty((n, COLOUR_DIM), dtype=np.float32)
     keep = np.ones(n, dtype=bool)
-    for i, (_, blob) in enumerate(rows):
+    for i, (_, blob, colour, colour_key) in enumerate(rows):
         raw = bytes(blob or b"")
         if len(raw) != EMBEDDING_DIM * 4:
             keep[i] = False  # a damaged vector is skipped rather than failing every search
             continue
         vectors[i] = np.frombuffer(raw, dtype="<f4")
+        colours[i] = colour_from_bytes(colour, colour_key)
     if not keep.all():
-        ids, vectors = ids[keep], vectors[keep]
-    vectors = space.apply(vectors)  # the stored projection (lda-blend), or as they are
+        ids, vectors, colours = ids[keep], vectors[keep], colours[keep]
+    vectors = space.apply(vectors, colours)  # the stored projection and colour blend, or as they are
     if metric == "cosine":
         norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
         norms[norms == 0] = 1.0
@@ -214,20 +219,23 @@ def products_search_by_image(*, image_bytes: bytes, k: int = 10) -> list[tuple[P
 
     Raises ``similarity.errors.ImageRejected`` (with its ``reason``) for an unusable image.
     """
-    vector = embedder_get().embed(image_bytes)
-    return products_search_by_vector(vector=vector, k=k)
+    vector, colour = embedder_get().embed_with_colour(image_bytes)
+    return products_search_by_vector(vector=vector, colour=colour, k=k)
 
 
-def products_search_by_vector(*, vector: np.ndarray, k: int = 10) -> list[tuple[Product, float]]:
-    """The ``k`` ready products nearest to a raw vector. A top-k layout index is searched in
+def products_search_by_vector(
+    *, vector: np.ndarray, colour: np.ndarray | None = None, k: int = 10
+) -> list[tuple[Product, float]]:
+    """The ``k`` ready products nearest to a raw vector (and its colour descriptor: without
+    one, a colour-blended space ranks by shape alone). A top-k layout index is searched in
     place (vectors shared through the page cache, deltas replayed); below that size, the
     ready products' vectors are cached from the database."""
-    found = _search_stored_index(vector, k)
+    found = _search_stored_index(vector, colour, k)
     if found is not None:
         return found
     index = _search_index()
     hits = vectors_nearest(
-        index.space.query(vector), ids=index.ids, vectors=index.vectors, sq_norms=index.sq_norms,
+        index.space.query(vector, colour), ids=index.ids, vectors=index.vectors, sq_norms=index.sq_norms,
         metric=index.metric, k=k,
     )
     products = Product.objects.in_bulk([pid for pid, _ in hits])
@@ -251,13 +259,14 @@ def _stored_index(store: MatrixStore) -> NeighbourIndex:
     return index
 
 
-def _search_stored_index(vector: np.ndarray, k: int) -> list[tuple[Product, float]] | None:
+def _search_stored_index(vector: np.ndarray, colour: np.ndarray | None,
+                         k: int) -> list[tuple[Product, float]] | None:
     """Search the stored top-k index, or None when the stored index is not top-k (or is of
     another space: a migration in progress)."""
     target = matrix_store()
     if target.store.layout != "topk":  # matrix_store() read the layout on disk
         return None
-    query = target.space.query(vector)
+    query = target.space.query(vector, colour)
     with _stored_lock:
         try:
             index = _stored_index(target.store)

@@ -11,6 +11,7 @@ import hashlib
 import numpy as np
 from django.conf import settings
 
+from similarity.colour import COLOUR_DIM, COLOUR_KEY
 from similarity.images import ImageLimits
 from similarity.preprocess import get_policy
 from similarity.runtime import EMBEDDING_DIM, PRECISIONS, ModelIdentity, Precision
@@ -29,8 +30,11 @@ def policy_key() -> str:
 
 
 def vector_key_current() -> str:
-    """What a current vector is keyed by: ``<model key>/<policy key>`` (no model load needed)."""
-    return f"{model_identity().key}/{policy_key()}"
+    """What a current vector is keyed by: ``<model key>/<policy key>+<colour key>`` (no model
+    load needed). The embed step stores the vector and the garment's colour descriptor
+    together, so a product embedded before the colour descriptor existed (or under another
+    version of it) is stale like one of another model or policy, and the rebuild migrates it."""
+    return f"{model_identity().key}/{policy_key()}+{COLOUR_KEY}"
 
 
 def embed_precision() -> Precision:
@@ -56,3 +60,16 @@ def vector_to_bytes(vector: np.ndarray) -> bytes:
 
 def vector_from_bytes(data: bytes | memoryview) -> np.ndarray:
     return np.frombuffer(bytes(data), dtype="<f4").reshape(EMBEDDING_DIM)
+
+
+def colour_to_bytes(colour: np.ndarray) -> bytes:
+    return np.ascontiguousarray(colour, dtype="<f4").reshape(COLOUR_DIM).tobytes()
+
+
+def colour_from_bytes(data: bytes | memoryview | None, key: str) -> np.ndarray:
+    """A stored colour descriptor, or zeros when there is none of the current version (the
+    colour half then adds the same to every distance: shape alone ranks that product)."""
+    raw = b"" if data is None else bytes(data)
+    if key != COLOUR_KEY or len(raw) != COLOUR_DIM * 4:
+        return np.zeros(COLOUR_DIM, dtype=np.float32)
+    return np.frombuffer(raw, dtype="<f4").reshape(COLOUR_DIM)

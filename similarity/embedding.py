@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from similarity.colour import colour_descriptor
 from similarity.errors import ImageRejected
-from similarity.images import DEFAULT_LIMITS, ImageLimits
+from similarity.images import DEFAULT_LIMITS, ImageLimits, load_image, to_rgb
 from similarity.preprocess import DEFAULT_POLICY_NAME, PreprocessPolicy, get_policy, prepare
 from similarity.runtime import DEFAULT_PRECISION, EMBEDDING_DIM, LiteRTEmbedder, ModelIdentity, Precision
 
@@ -31,10 +32,12 @@ def model_dir(data_dir: Path | None = None) -> Path:
 
 @dataclass(frozen=True)
 class Prepared:
-    """One source after loading: a model-ready array, or the reason it was refused."""
+    """One source after loading: a model-ready array (and, when asked for, the garment's
+    colour descriptor from the same decoded picture), or the reason it was refused."""
 
     array: np.ndarray | None
     error: ImageRejected | None
+    colour: np.ndarray | None = None
 
 
 def stack_prepared(prepared: Sequence[Prepared]) -> np.ndarray:
@@ -85,11 +88,21 @@ class ImageEmbedder:
         except ImageRejected as exc:
             return Prepared(None, exc)
 
-    def prepare_many(self, sources: Sequence[Source]) -> list[Prepared]:
-        """Load and preprocess in threads: Pillow releases the GIL while decoding and resizing."""
+    def _prepare_with_colour(self, source: Source) -> Prepared:
+        """One decode: the policy's array and the colour descriptor of the same picture."""
+        try:
+            img = to_rgb(load_image(source, limits=self.limits, draft_size=self.policy.draft_size))
+        except ImageRejected as exc:
+            return Prepared(None, exc)
+        return Prepared(self.policy.to_array(img), None, colour_descriptor(img))
+
+    def prepare_many(self, sources: Sequence[Source], *, colour: bool = False) -> list[Prepared]:
+        """Load and preprocess in threads: Pillow releases the GIL while decoding and resizing.
+        With ``colour``, each item also carries the colour descriptor (similarity/colour.py)."""
+        one = self._prepare_with_colour if colour else self._prepare_one
         if len(sources) <= 1:
-            return [self._prepare_one(s) for s in sources]
-        return list(self._pool().map(self._prepare_one, sources))
+            return [one(s) for s in sources]
+        return list(self._pool().map(one, sources))
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -102,6 +115,14 @@ class ImageEmbedder:
     def embed(self, source: Source) -> np.ndarray:
         """One image → (1280,) float32. Raises ImageRejected for a bad image."""
         return self._runtime.embed(prepare(source, policy=self.policy, limits=self.limits)[None])[0]
+
+    def embed_with_colour(self, source: Source) -> tuple[np.ndarray, np.ndarray]:
+        """One image → ((1280,) vector, (COLOUR_DIM,) colour descriptor), decoded once.
+        Raises ImageRejected for a bad image."""
+        item = self._prepare_with_colour(source)
+        if item.array is None or item.colour is None:
+            raise item.error or ImageRejected("unknown", "image was not prepared")
+        return self._runtime.embed(item.array[None])[0], item.colour
 
     def embed_many(self, sources: Sequence[Source]) -> np.ndarray:
         """Images → (N, 1280) float32 in input order; the first bad image raises."""

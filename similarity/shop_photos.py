@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from similarity.framing import find_garment
+
 __all__ = [
     "DYES",
     "DYE_NAMES",
@@ -30,6 +32,7 @@ __all__ = [
     "dye",
     "dyed_colours",
     "render",
+    "reshoot",
     "shopper_shot",
 ]
 
@@ -119,12 +122,39 @@ def render(image28: np.ndarray, colour: tuple[float, float, float], shot: Shot) 
     if shot.tilt:
         grey = grey.rotate(shot.tilt, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=0)
     rgb, alpha = dye(np.asarray(grey), colour)
+    return _photograph(rgb, alpha, shot)
 
+
+def reshoot(img: Image.Image, shot: Shot) -> Image.Image:
+    """Photograph again, under ``shot``, the garment of a product photo on a plain background
+    (an augmented view of a catalog shot): the garment is cut out with its framing mask
+    (similarity/framing.py), cropped to its box, scaled so its longer side is ``shot.scale`` of
+    the canvas's shorter side, tilted, and laid on the shot's background. A busy background
+    (no garment found) is photographed whole, as an opaque picture."""
+    framing = find_garment(img)
+    rgba = img.convert("RGB").convert("RGBA")
+    rgba.putalpha(framing.alpha() if framing.found else Image.new("L", img.size, 255))
+    if framing.box is not None:
+        rgba = rgba.crop(framing.box)
+    w, h = shot.size
+    fit = shot.scale * min(w, h) / max(rgba.size)
+    rgba = rgba.resize((max(1, round(rgba.width * fit)), max(1, round(rgba.height * fit))),
+                       Image.Resampling.BICUBIC)
+    if shot.tilt:
+        rgba = rgba.rotate(shot.tilt, resample=Image.Resampling.BICUBIC, expand=True)
+    arr = np.asarray(rgba, dtype=np.float64)
+    return _photograph(arr[..., :3], arr[..., 3] / 255.0, shot)
+
+
+def _photograph(rgb: np.ndarray, alpha: np.ndarray, shot: Shot) -> Image.Image:
+    """Lay a garment (RGB float (gh, gw, 3), alpha (gh, gw) in [0, 1]) on the shot's background:
+    gradient, placement, sensor noise, JPEG."""
+    w, h = shot.size
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     ramp = 1.0 - shot.gradient * (xx / max(w - 1, 1) + yy / max(h - 1, 1)) / 2.0
     canvas = np.asarray(shot.background, dtype=np.float64)[None, None, :] * ramp[..., None]
 
-    gw, gh = grey.size
+    gh, gw = alpha.shape
     left = round(w / 2 + shot.dx * w - gw / 2)
     top = round(h / 2 + shot.dy * h - gh / 2)
     # The part of the garment's box inside the canvas.

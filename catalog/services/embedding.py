@@ -14,7 +14,8 @@ from catalog.deployment import database_label
 from catalog.engine import embedder_get
 from catalog.models import Product
 from catalog.services import queue
-from catalog.vectors import sha256_hex, vector_key_current, vector_to_bytes
+from catalog.vectors import colour_to_bytes, sha256_hex, vector_key_current, vector_to_bytes
+from similarity.colour import COLOUR_KEY
 from similarity.embedding import ImageEmbedder
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ def _mark_failed(product: Product, image_name: str, message: str) -> bool:
             error_message=message,
             vector=None,
             vector_key="",
+            colour=None,
+            colour_key="",
             embedded_image_sha256="",
             status_changed_at=timezone.now(),
         )
@@ -82,7 +85,7 @@ def _read_image(product: Product, outcome: EmbedOutcome) -> _Job | None:
 def _jobs(product_ids: Sequence[int], key: str, outcome: EmbedOutcome) -> list[_Job]:
     """Read the images of the products whose vector is not current (others go to outcome)."""
     products = list(
-        Product.objects.filter(pk__in=list(product_ids)).defer("vector").order_by("pk")
+        Product.objects.filter(pk__in=list(product_ids)).defer("vector", "colour").order_by("pk")
     )
     outcome.unknown = sorted(set(product_ids) - {p.pk for p in products})
     jobs: list[_Job] = []
@@ -94,8 +97,9 @@ def _jobs(product_ids: Sequence[int], key: str, outcome: EmbedOutcome) -> list[_
     return jobs
 
 
-def _store_vector(job: _Job, vector: np.ndarray, key: str) -> bool:
-    """Write the vector if the product still has the image read at the start."""
+def _store_vector(job: _Job, vector: np.ndarray, colour: np.ndarray, key: str) -> bool:
+    """Write the vector and the colour descriptor if the product still has the image read at
+    the start."""
     product, name, data = job
     sha = sha256_hex(data)
     # A ready product re-embedded only because the model or policy changed (same image)
@@ -107,18 +111,20 @@ def _store_vector(job: _Job, vector: np.ndarray, key: str) -> bool:
     )
     return bool(Product.objects.filter(pk=product.pk, image=name).update(
         vector=vector_to_bytes(vector), vector_key=key, image_sha256=sha,
+        colour=colour_to_bytes(colour), colour_key=COLOUR_KEY,
         embedded_image_sha256=sha, error_message="", **status,
     ))
 
 
 def _embed_chunk(embedder: ImageEmbedder, chunk: list[_Job], key: str,
                  outcome: EmbedOutcome) -> None:
-    """Decode and check a chunk, mark the rejected ones failed, embed and store the rest."""
-    prepared = embedder.prepare_many([data for _, _, data in chunk])
-    good: list[tuple[_Job, np.ndarray]] = []
+    """Decode and check a chunk, mark the rejected ones failed, embed and store the rest
+    (each vector with the colour descriptor of the same decoded picture)."""
+    prepared = embedder.prepare_many([data for _, _, data in chunk], colour=True)
+    good: list[tuple[_Job, np.ndarray, np.ndarray]] = []
     for job, item in zip(chunk, prepared, strict=True):
-        if item.array is not None:
-            good.append((job, item.array))
+        if item.array is not None and item.colour is not None:
+            good.append((job, item.array, item.colour))
             continue
         assert item.error is not None
         message = f"{item.error.reason}: {item.error.message}"
@@ -127,9 +133,9 @@ def _embed_chunk(embedder: ImageEmbedder, chunk: list[_Job], key: str,
             outcome.failed.append(job[0].pk)
     if not good:
         return
-    vectors = embedder.embed_arrays(np.stack([array for _, array in good]))
-    for (job, _), vector in zip(good, vectors, strict=True):
-        if _store_vector(job, vector, key):
+    vectors = embedder.embed_arrays(np.stack([array for _, array, _ in good]))
+    for (job, _, colour), vector in zip(good, vectors, strict=True):
+        if _store_vector(job, vector, colour, key):
             outcome.embedded.append(job[0].pk)
 
 

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, overload
 
 import numpy as np
 from django.conf import settings
@@ -40,8 +41,9 @@ from catalog.services import queue
 from catalog.services.embedding import warn_unknown
 from catalog.services.locking import FencedLock, lock_name_for, writer_lock
 from catalog.space import PROJECTION_FILE, Space
-from catalog.vectors import vector_from_bytes, vector_key_current
+from catalog.vectors import colour_from_bytes, vector_from_bytes, vector_key_current
 from similarity.batching import chunked
+from similarity.colour import COLOUR_DIM
 from similarity.dedup import duplicate_groups
 from similarity.errors import MatrixError, MatrixFullError, StaleMatrixError
 from similarity.failpoints import failpoint
@@ -112,30 +114,51 @@ def _keepable_ids(ids: Iterable[int] | None = None) -> set[int]:
     return found
 
 
+@overload
 def indexable_vectors(
-    ids: Collection[int] | None = None, *, space: Space | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(ids int64, vectors float32 N x EMBEDDING_DIM) of indexable products, by id; with ``space``,
-    the vectors are mapped into it (N x space.dim, its stored projection)."""
+    ids: Collection[int] | None = None, *, space: Space | None = None,
+    with_colours: Literal[False] = False,
+) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@overload
+def indexable_vectors(
+    ids: Collection[int] | None = None, *, space: None = None, with_colours: Literal[True],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+def indexable_vectors(
+    ids: Collection[int] | None = None, *, space: Space | None = None, with_colours: bool = False,
+) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids int64, vectors float32 N x EMBEDDING_DIM) of indexable products, by id, read with
+    their colour descriptors; with ``space``, the vectors are mapped into it (N x space.dim, its
+    stored projection and colour blend); with ``with_colours`` (raw vectors only), also the
+    colour descriptors (float32 N x COLOUR_DIM; zeros where none of the current version)."""
     out_ids: list[int] = []
     out_vecs: list[np.ndarray] = []
+    out_cols: list[np.ndarray] = []
 
-    def take(qs: Iterable[tuple[int, bytes | memoryview | None]]) -> None:
-        for pk, vector in qs:
+    def take(qs: Iterable[tuple[int, bytes | memoryview | None, bytes | memoryview | None, str]]) -> None:
+        for pk, vector, colour, colour_key in qs:
             if vector is not None:  # indexable products always have one
                 out_ids.append(pk)
                 out_vecs.append(vector_from_bytes(vector))
+                out_cols.append(colour_from_bytes(colour, colour_key))
 
-    base = indexable_products().order_by("pk").values_list("pk", "vector")
+    base = indexable_products().order_by("pk").values_list("pk", "vector", "colour", "colour_key")
     if ids is None:
         take(base.iterator(chunk_size=1000))
     else:
         for chunk in chunked(sorted(set(ids)), _CHUNK):
             take(base.filter(pk__in=chunk))
     vecs = np.stack(out_vecs) if out_vecs else np.empty((0, EMBEDDING_DIM), np.float32)
+    cols = np.stack(out_cols) if out_cols else np.empty((0, COLOUR_DIM), np.float32)
+    ids_out = np.asarray(out_ids, dtype=np.int64)
+    if with_colours:
+        return ids_out, vecs, cols
     if space is not None:
-        vecs = space.apply(vecs)
-    return np.asarray(out_ids, dtype=np.int64), vecs
+        vecs = space.apply(vecs, cols)
+    return ids_out, vecs
 
 
 def _table(model: type[Product] | type[ProductNeighbour]) -> str:

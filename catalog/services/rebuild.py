@@ -18,12 +18,14 @@ from catalog.services.embedding import products_embed_batch
 from catalog.services.indexing import (
     existing_ids,
     index_writer,
+    indexable_products,
     indexable_vectors,
     neighbours_sync_chunked,
     products_mark_ready,
 )
 from catalog.services.rebuild_blocks import rebuild_blocks_collect, rebuild_blocks_plan
-from catalog.space import projection_refit
+from catalog.services.views import augmented_views
+from catalog.space import AugmentedViews, projection_refit, space_name
 from catalog.vectors import vector_key_current
 from similarity.layout import NeighbourIndex
 from similarity.rebuild import discard_input
@@ -47,8 +49,8 @@ def _progress(run: RebuildRun, *, step: str | None = None, done: int | None = No
 
 
 def stale_products() -> list[int]:
-    """Products (not failed) without a vector made by the current model and policy for
-    their current image."""
+    """Products (not failed) without a vector made by the current model and policy (with the
+    current colour descriptor: catalog.vectors.vector_key_current) for their current image."""
     key = vector_key_current()
     qs = Product.objects.exclude(status=Product.Status.FAILED).filter(
         Q(vector__isnull=True) | ~Q(vector_key=key) | ~Q(embedded_image_sha256=F("image_sha256"))
@@ -89,21 +91,35 @@ def _categories() -> dict[int, str]:
     return dict(Product.objects.exclude(category="").values_list("pk", "category"))
 
 
-def _rebuild_matrix(run: RebuildRun, report: Report, fence: Callable[[], None]) -> NeighbourIndex:
-    """Refit the projection (lda-blend space: here and only here), then build the index in
-    the new space (its meta records the projection key) and publish it under the fence: the
-    dense matrix here, the top-k layout in row blocks spread over the rebuild workers."""
-    ids, vectors = indexable_vectors()
+def _views(report: Report) -> AugmentedViews | None:
+    """Augmented views of the indexable catalog for the robust projection (lda-blend space
+    only), embedded before the writer lock is taken: they are only fitted on."""
+    if space_name() != "lda-blend":
+        return None
+    ids = np.asarray(indexable_products().order_by("pk").values_list("pk", flat=True), dtype=np.int64)
+    report(step="views", done=0, total=0)
+    return augmented_views(ids, _categories(),
+                           progress=lambda done, total: report(step="views", done=done, total=total))
+
+
+def _rebuild_matrix(run: RebuildRun, report: Report, fence: Callable[[], None],
+                    views: AugmentedViews | None) -> NeighbourIndex:
+    """Refit the projection (lda-blend space: here and only here, on the catalog plus
+    augmented views of it), then build the index in the new space (its meta records the
+    projection key and the colour blend) and publish it under the fence: the dense matrix
+    here, the top-k layout in row blocks spread over the rebuild workers."""
+    ids, vectors, colours = indexable_vectors(with_colours=True)
     report(step="matrix", done=0, total=int(ids.size))
-    space = projection_refit(ids, vectors, _categories(), vector_key_current())
+    space = projection_refit(ids, vectors, _categories(), vector_key_current(), views)
     store = matrix_store(space).store
     store.fence = fence
     store.layout = layout_for(int(ids.size))
     follow_layout(store)
+    mapped = space.apply(vectors, colours)
     if store.layout == "topk":
-        matrix = _rebuild_in_blocks(run, store, ids, space.apply(vectors), report, fence)
+        matrix = _rebuild_in_blocks(run, store, ids, mapped, report, fence)
     else:
-        matrix = store.rebuild(ids, space.apply(vectors))
+        matrix = store.rebuild(ids, mapped)
     matrix_remember(store, matrix)
     report(step="matrix", done=int(ids.size), total=int(ids.size))
     return matrix
@@ -147,11 +163,13 @@ def similarity_rebuild(
     """Re-embed what is stale, rebuild the matrix from the database, sync every list.
 
     Steps recorded in a ``RebuildRun`` (step, done/total): ``embed`` (stale products,
-    including any stuck in pending), ``matrix`` (full build, published as a new
-    generation), ``neighbours`` (every product's list compared with the matrix and
-    rewritten where it differs), then state ``done``. A failure records state ``failed``
-    with the error, and re-raises. ``progress(step, done, total)``, if given, is called after
-    every recorded progress update (the management command draws its progress bar with it).
+    including any stuck in pending), ``views`` (lda-blend space: augmented views of the
+    catalog embedded for the robust projection, catalog/services/views.py), ``matrix``
+    (full build, published as a new generation), ``neighbours`` (every product's list
+    compared with the matrix and rewritten where it differs), then state ``done``. A failure
+    records state ``failed`` with the error, and re-raises. ``progress(step, done, total)``,
+    if given, is called after every recorded progress update (the management command draws
+    its progress bar with it).
     """
     run = RebuildRun.objects.create(trigger=trigger[:32], step="embed")
 
@@ -163,8 +181,9 @@ def similarity_rebuild(
     result = _Rebuilt()
     try:
         _reembed_stale(report, result)
+        views = _views(report)
         with index_writer(matrix_store()) as lock:
-            matrix = _rebuild_matrix(run, report, lock.check)
+            matrix = _rebuild_matrix(run, report, lock.check, views)
             result.indexed = len(matrix)
             result.rewritten = _rewrite_lists(report, matrix, lock.check)
     except Exception as exc:

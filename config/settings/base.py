@@ -109,10 +109,12 @@ LOOKALIKE_MAX_IMAGE_PIXELS = int(os.environ.get("LOOKALIKE_MAX_IMAGE_PIXELS", 50
 DATA_UPLOAD_MAX_MEMORY_SIZE = LOOKALIKE_MAX_UPLOAD_BYTES + 1024 * 1024
 LOOKALIKE_DATA_DIR = DATA_DIR
 LOOKALIKE_MATRIX_DIR = Path(os.environ.get("LOOKALIKE_MATRIX_DIR", DATA_DIR / "matrix"))
-# The adopted configuration (docs/quality.md, "Adoption"): pad-margin@1 preprocessing and the
-# LDA-blended-with-cosine projection refitted at every full rebuild. LOOKALIKE_METRIC applies
-# to the "raw" space only (the reference: torchvision + raw + euclidean).
-LOOKALIKE_PREPROCESS_POLICY = os.environ.get("LOOKALIKE_PREPROCESS_POLICY", "pad-margin")
+# The adopted configuration (docs/quality.md, "Adoption", issue 11): frame-margin@1 preprocessing
+# (find the garment, crop to it, pad with a margin), the LDA-blended-with-cosine projection
+# refitted at every full rebuild on the catalog plus augmented views of it, and the garment's
+# colour descriptor blended in. LOOKALIKE_METRIC applies to the "raw" space only (the
+# reference: torchvision + raw + euclidean).
+LOOKALIKE_PREPROCESS_POLICY = os.environ.get("LOOKALIKE_PREPROCESS_POLICY", "frame-margin")
 # The embedding model: "fp32" (the reference) or "int8" (about 2x faster, not as close to the
 # reference: bench/int8_bench.py). Changing it makes stored vectors stale (the rebuild migrates).
 LOOKALIKE_EMBED_PRECISION = os.environ.get("LOOKALIKE_EMBED_PRECISION", "fp32")
@@ -121,6 +123,14 @@ LOOKALIKE_EMBED_PRECISION = os.environ.get("LOOKALIKE_EMBED_PRECISION", "fp32")
 LOOKALIKE_EMBED_THREADS = int(os.environ.get("LOOKALIKE_EMBED_THREADS", 0))
 LOOKALIKE_SPACE = os.environ.get("LOOKALIKE_SPACE", "lda-blend")
 LOOKALIKE_METRIC = os.environ.get("LOOKALIKE_METRIC", "euclidean")
+# Weight of the colour descriptor beside the projected shape vector in the lda-blend space
+# (0: shape only). 1.0 is what bench/shop_photos.py chose by catalog cross-validation
+# (category-and-colour@10). Changing it makes the matrix stale: the next writer rebuilds it.
+LOOKALIKE_COLOUR_WEIGHT = float(os.environ.get("LOOKALIKE_COLOUR_WEIGHT", 1.0))
+# Augmented (shopper-style) views the full rebuild embeds to fit the robust projection: 2 per
+# labelled product, at most this many (a seeded sample of products beyond); 0 fits the plain
+# blend on the catalog alone.
+LOOKALIKE_PROJECTION_VIEWS = int(os.environ.get("LOOKALIKE_PROJECTION_VIEWS", 4_000))
 # Near-duplicate collapsing of written lists (off by default: see docs/quality.md, Adoption).
 LOOKALIKE_COLLAPSE_DUPLICATES = env_bool("LOOKALIKE_COLLAPSE_DUPLICATES", False)
 LOOKALIKE_DUPLICATE_THRESHOLD = float(os.environ.get("LOOKALIKE_DUPLICATE_THRESHOLD", 0.01))

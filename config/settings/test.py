@@ -7,10 +7,13 @@ from config.settings.local import *  # noqa: F403
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # The reference configuration, so the brute-force tests keep their meaning; the adoption
-# tests switch to the adopted one (pad-margin + lda-blend) explicitly.
+# tests switch to the adopted ones (pad-margin + lda-blend; frame-margin + robust lda-blend +
+# colour) explicitly.
 LOOKALIKE_PREPROCESS_POLICY = "torchvision"
 LOOKALIKE_SPACE = "raw"
 LOOKALIKE_METRIC = "euclidean"
+LOOKALIKE_COLOUR_WEIGHT = 0.0
+LOOKALIKE_PROJECTION_VIEWS = 0
 LOOKALIKE_COLLAPSE_DUPLICATES = False
 
 # The index writer's lock and fencing counters live in the suite's own Redis database (the one
