@@ -176,18 +176,22 @@ def _cosine_fallback() -> Space:
                               dim=EMBEDDING_DIM))
 
 
+def _blend_space(projection: BlendProjection | None) -> Space:
+    if projection is None:
+        return _cosine_fallback()
+    return _with_colour(Space(name="lda-blend", key=f"lda-blend:{projection.key}", metric="euclidean",
+                              dim=projection.output_dim, projection=projection))
+
+
 def space_current() -> Space:
     """The space writers and search use now (reads the stored projection, never fits).
     The raw space is the reference: no projection, no colour."""
-    name = space_name()
-    if name == "raw":
+    if space_name() == "raw":
         return Space(name="raw", key="", metric=settings.LOOKALIKE_METRIC, dim=EMBEDDING_DIM)
     loaded = projection_load()
     if loaded is None or loaded[1] != vector_key_current():
         return _cosine_fallback()  # not fitted yet, or fitted on vectors of another policy
-    projection = loaded[0]
-    return _with_colour(Space(name=name, key=f"lda-blend:{projection.key}", metric="euclidean",
-                              dim=projection.output_dim, projection=projection))
+    return _blend_space(loaded[0])
 
 
 class FitParams(TypedDict):
@@ -236,6 +240,28 @@ def _fit(vectors: np.ndarray, ids: list[int], labels: list[str], views: Augmente
                             invariant_shrinkage=INVARIANT_SHRINKAGE, **params)
 
 
+def _fit_projection(ids: np.ndarray, vectors: np.ndarray, categories: Mapping[int, str],
+                    views: AugmentedViews | None) -> BlendProjection | None:
+    """The projection of the products among ``ids`` that have a category (and of their
+    ``views``), or None when they are too few to fit."""
+    rows = [i for i, pid in enumerate(ids.tolist()) if categories.get(pid)]
+    labelled = [int(ids[i]) for i in rows]
+    labels = [categories[pid] for pid in labelled]
+    if views is not None:
+        keep = np.isin(views.of, labelled)
+        views = AugmentedViews(views.vectors[keep], views.of[keep])
+    n_views = 0 if views is None else int(views.of.size)
+    params = fit_params(labels, n_views)
+    if params is None:
+        logger.warning("too few labelled products (%d in %d categories) to fit the projection: "
+                       "cosine space", len(labels), len(set(labels)))
+        return None
+    projection = _fit(vectors[rows], labelled, labels, views, params)
+    logger.info("projection %s fitted on %d products in %d categories and %d views (pca_dim %s)",
+                projection.key, len(labels), len(set(labels)), n_views, params["pca_dim"])
+    return projection
+
+
 def projection_refit(
     ids: np.ndarray, vectors: np.ndarray, categories: Mapping[int, str], vector_key: str,
     views: AugmentedViews | None = None,
@@ -248,21 +274,18 @@ def projection_refit(
     """
     if space_name() == "raw":
         return space_current()
-    rows = [i for i, pid in enumerate(ids.tolist()) if categories.get(pid)]
-    labelled = [int(ids[i]) for i in rows]
-    labels = [categories[pid] for pid in labelled]
-    if views is not None:
-        keep = np.isin(views.of, labelled)
-        views = AugmentedViews(views.vectors[keep], views.of[keep])
-    n_views = 0 if views is None else int(views.of.size)
-    params = fit_params(labels, n_views)
-    if params is None:
-        logger.warning("too few labelled products (%d in %d categories) to fit the projection: "
-                       "cosine space", len(labels), len(set(labels)))
+    projection = _fit_projection(ids, vectors, categories, views)
+    if projection is None:
         projection_remove()
         return _cosine_fallback()
-    projection = _fit(vectors[rows], labelled, labels, views, params)
     projection_save(projection, vector_key)
-    logger.info("projection %s fitted on %d products in %d categories and %d views (pca_dim %s)",
-                projection.key, len(labels), len(set(labels)), n_views, params["pca_dim"])
     return space_current()
+
+
+def space_fit(ids: np.ndarray, vectors: np.ndarray, categories: Mapping[int, str],
+              views: AugmentedViews | None = None) -> Space:
+    """The space ``projection_refit`` would fit on these products, kept in memory (not stored):
+    the held-out evaluation refits it without the fold it scores."""
+    if space_name() == "raw":
+        return space_current()
+    return _blend_space(_fit_projection(ids, vectors, categories, views))

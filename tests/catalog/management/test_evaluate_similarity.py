@@ -82,8 +82,16 @@ SHOES_P, SHOES_MAP = (1 / 6 + 0) / 2, (1 + 0) / 2  # 1/12, 1/2
 ALL_P, ALL_MAP = (2 / 6 + 1 / 6 + 2 / 6 + 1 / 6 + 0) / 5, (5 / 6 + 1 / 4 + 7 / 12 + 1 + 0) / 5  # 1/5, 8/15
 
 
+def in_sample(report: dict) -> dict:
+    """The keys the command has always printed (the in-sample figure)."""
+    assert report.pop("evaluation") == "in-sample"
+    held = report.pop("held_out", None)
+    assert held is None or (held["evaluation"] == "held-out k-fold" and held["folds"] >= 2)
+    return report
+
+
 def test_json_output(catalog):
-    assert json.loads(run("--json")) == {
+    assert in_sample(json.loads(run("--json"))) == {
         "precision_at_10": round(ALL_P, 6),
         "map_at_10": round(ALL_MAP, 6),
         "per_category": {
@@ -96,12 +104,23 @@ def test_json_output(catalog):
 
 
 def test_table_output(catalog):
-    assert run().splitlines() == [
+    lines = run().splitlines()
+    assert lines[0].startswith("in-sample: the stored neighbour lists")
+    assert lines[1:5] == [
         "category  n   P@10  mAP@10",
         "Shoes     2  0.083   0.500",
         "Tops      3  0.278   0.556",
         "overall   5  0.200   0.533",
     ]
+    # These products have no vectors: the held-out figure has nothing to score.
+    assert lines[6].startswith("held-out: 4-fold, the projection refitted without the fold")
+    assert lines[7] == "nothing to score: no ready product shares its category with another"
+
+
+def test_held_out_can_be_skipped(catalog):
+    report = json.loads(run("--json", "--no-held-out"))
+    assert "held_out" not in report and report["evaluation"] == "in-sample"
+    assert "held-out" not in run("--no-held-out")
 
 
 def test_selector_figures(catalog):
@@ -116,7 +135,7 @@ def test_a_full_catalog_divides_by_ten(media):
     tops = [product(f"top{i}", "Tops") for i in range(12)]
     link(tops[0], tops[1:11])  # 10 relevant neighbours
     link(tops[1], [tops[0], *tops[2:6]])  # only 5 rows: 5 of 10 places
-    report = json.loads(run("--json"))
+    report = in_sample(json.loads(run("--json")))
     # top0: 10/10 places right, AP 10/10; top1: 5/10, AP 5/10; the 10 others have no list yet.
     assert report["per_category"]["Tops"]["n"] == 12
     assert report["precision_at_10"] == round((1.0 + 0.5) / 12, 6)
@@ -124,6 +143,6 @@ def test_a_full_catalog_divides_by_ten(media):
 
 
 def test_empty_catalog(media):
-    assert json.loads(run("--json")) == {"precision_at_10": None, "map_at_10": None, "per_category": {},
+    assert in_sample(json.loads(run("--json"))) == {"precision_at_10": None, "map_at_10": None, "per_category": {},
                                          "n": 0}
     assert "nothing to score" in run()

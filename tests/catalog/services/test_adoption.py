@@ -100,13 +100,13 @@ def test_adoption_migrates_without_downtime(garments40, settings, client):
     ids = [p.pk for p in products]
     index_apply(product_ids=products_embed_batch(product_ids=ids).to_index)
     old_key = vector_key_current()
-    assert old_key.endswith("/torchvision@1")
+    assert old_key.endswith("/torchvision@1+lab-hist@1")
     old_lists = stored_lists()
     assert len(old_lists) == 40 and all(len(rows) == K for rows in old_lists.values())
 
     adopt(settings)
     new_key = vector_key_current()
-    assert new_key.endswith("/pad-margin@1") and new_key != old_key
+    assert new_key.endswith("/pad-margin@1+lab-hist@1") and new_key != old_key
     assert stale_products() == sorted(ids)
     assert space_current().key == "lda-blend:none"  # nothing fitted yet
 
