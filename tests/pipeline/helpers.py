@@ -34,6 +34,23 @@ def fashion_images(per_class: int, *, offset: int = 0, size: int = 224) -> list[
     ]
 
 
+def dyed_garments(classes: tuple[str, ...], dyes: tuple[str, ...], per: int, *,
+                  offset: int = 0) -> list[tuple[str, str, bytes]]:
+    """(class name, dye name, PNG bytes): ``per`` Fashion-MNIST garments of every class in
+    every dye (similarity/shop_photos.py), shot the shop's way (centred, on white)."""
+    from similarity import fashion_mnist
+    from similarity.shop_photos import DYES, catalog_shot, render
+
+    images, labels = fashion_mnist.load_split("train")
+    out = []
+    for cls in classes:
+        where = np.flatnonzero(labels == fashion_mnist.CLASS_NAMES.index(cls))
+        for d, dye in enumerate(dyes):
+            for i in where[offset + d * per : offset + (d + 1) * per].tolist():
+                out.append((cls, dye, png_bytes(render(images[i], DYES[dye], catalog_shot()))))
+    return out
+
+
 def drawn_image(seed: int, size: int = 224) -> bytes:
     """A distinct synthetic 'garment': coloured shapes and stripes on white."""
     rng = np.random.default_rng(seed)

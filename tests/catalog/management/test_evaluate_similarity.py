@@ -143,6 +143,6 @@ def test_a_full_catalog_divides_by_ten(media):
 
 
 def test_empty_catalog(media):
-    assert in_sample(json.loads(run("--json"))) == {"precision_at_10": None, "map_at_10": None, "per_category": {},
-                                         "n": 0}
+    assert in_sample(json.loads(run("--json"))) == {"precision_at_10": None, "map_at_10": None,
+                                                    "per_category": {}, "n": 0}
     assert "nothing to score" in run()
