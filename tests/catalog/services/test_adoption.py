@@ -27,6 +27,7 @@ from catalog.space import (
     space_current,
 )
 from catalog.vectors import vector_key_current
+from similarity.colour import blend_colour
 from similarity.errors import StaleMatrixError
 from similarity.projection import fit_blend, l2_normalise
 from tests.pipeline.helpers import fashion_images, stored_lists, upload
@@ -270,3 +271,113 @@ def test_near_duplicates_are_collapsed_in_written_lists(garments40, settings):
     settings.LOOKALIKE_COLLAPSE_DUPLICATES = False
     similarity_rebuild(trigger="test")
     assert sum(1 for _, nid, _ in stored_lists()[copies[0].pk] if groups.get(nid) == 0) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 11's adoption: frame-margin@1, the robust projection (fitted on augmented views at the
+# rebuild) and the colour descriptor blended in.
+
+
+def adopt_colour(settings, weight: float = 1.0) -> None:
+    settings.LOOKALIKE_PREPROCESS_POLICY = "frame-margin"
+    settings.LOOKALIKE_SPACE = "lda-blend"
+    settings.LOOKALIKE_COLOUR_WEIGHT = weight
+    settings.LOOKALIKE_PROJECTION_VIEWS = 4000
+    engine.matrix_forget()
+    selectors.search_index_clear()
+
+
+def colours_of(products: list[Product]) -> np.ndarray:
+    return np.stack([np.frombuffer(bytes(p.colour), "<f4") for p in products])
+
+
+def test_colour_adoption_migrates_without_downtime(garments40, settings, client):
+    # A catalog under the last adoption (pad-margin@1 + lda-blend, no colour), lists written.
+    adopt(settings)
+    products = create(garments40)
+    ids = [p.pk for p in products]
+    similarity_rebuild(trigger="test")
+    old_key = vector_key_current()
+    old_lists = stored_lists()
+    assert len(old_lists) == 40 and all(len(rows) == K for rows in old_lists.values())
+
+    adopt_colour(settings)
+    new_key = vector_key_current()
+    assert new_key.endswith("/frame-margin@1+lab-hist@1") and new_key != old_key
+    assert stale_products() == sorted(ids)
+    assert space_current().key == "lda-blend:none+colour:lab-hist@1:w=1"  # nothing fitted yet
+
+    # The reconcile sweep before the rebuild finds a stale matrix: it must not empty lists.
+    reconcile()
+    assert stored_lists() == old_lists
+
+    # Mid-migration: half re-embedded; every product still ready with its old list shown.
+    products_embed_batch(product_ids=ids[:20])
+    assert Product.objects.filter(vector_key=new_key, colour_key="lab-hist@1").count() == 20
+    for pid in (ids[0], ids[30]):
+        product = Product.objects.get(pk=pid)
+        assert product.status == Product.Status.READY
+        neighbours = selectors.product_neighbours(product=product)
+        assert [(n.rank, n.neighbour_id, n.distance) for n in neighbours] == old_lists[pid]
+        assert 'data-state="ready"' in client.get(product.get_absolute_url()).text
+    assert stored_lists() == old_lists
+
+    # The rebuild: re-embeds the rest, embeds the views, fits the robust projection,
+    # rewrites every list in the blended space.
+    run = similarity_rebuild(trigger="test")
+    assert "re-embedded 20 stale" in run.message
+    after = list(Product.objects.order_by("pk"))
+    assert {(p.vector_key, p.colour_key, p.status) for p in after} == {
+        (new_key, "lab-hist@1", Product.Status.READY)}
+    projection, fitted_on = projection_load()
+    assert fitted_on == new_key and projection.visual is not None
+    assert projection.lda.params["augmented"] == 80  # 2 views of each of the 40 products
+    space = space_current()
+    assert space.key == f"lda-blend:{projection.key}+colour:lab-hist@1:w=1"
+    # LDA (9) + the garment-invariant visual half (512, lowered to 40 + 80 - 1) + colour (196).
+    assert space.dim == 9 + 119 + 196 and space.colour_weight == 1.0
+    store = matrix_store().store
+    assert store.meta.policy == f"frame-margin@1+lda-blend:{projection.key}+colour:lab-hist@1:w=1"
+
+    z = blend_colour(projection.transform(raw_vectors(after)), colours_of(after), 1.0)
+    assert_lists_match(brute_force_lists(ids, z), z, ids)
+    assert stored_lists() != old_lists
+
+    # Search by photo: the query's vector and colour descriptor, from one decode.
+    _, query_png = fashion_images(1, offset=500)[3]
+    hits = selectors.products_search_by_image(image_bytes=query_png, k=K)
+    vector, colour = engine.embedder_get().embed_with_colour(query_png)
+    q = blend_colour(projection.transform(vector), colour, 1.0)
+    d = np.linalg.norm(z - q[None, :], axis=1)
+    want = sorted(zip(d.tolist(), ids, strict=True))[:K]
+    assert [p.pk for p, _ in hits] == [pid for _, pid in want]
+    assert [dist for _, dist in hits] == pytest.approx([dd for dd, _ in want], rel=1e-4, abs=1e-4)
+
+    # evaluate_similarity: both figures, labelled.
+    out = StringIO()
+    call_command("evaluate_similarity", "--json", stdout=out)
+    figures = json.loads(out.getvalue())
+    assert figures["evaluation"] == "in-sample" and figures["n"] == 40
+    held = figures["held_out"]
+    assert held["evaluation"] == "held-out k-fold" and held["folds"] == 4 and held["n"] == 40
+    assert 0.0 <= held["precision_at_10"] <= 1.0
+
+    # A rebuild with nothing new changes nothing (same views, same fit, same lists).
+    again = similarity_rebuild(trigger="test")
+    assert "re-embedded 0 stale" in again.message and "0 list(s) rewritten" in again.message
+    assert projection_load()[0].key == projection.key
+
+
+def test_a_vector_stored_before_the_colour_descriptor_is_stale(garments40):
+    """Products embedded before colour existed (vector key without ``+lab-hist@1``, no colour)
+    are re-embedded by the rebuild, which stores their colour descriptor."""
+    products = create(garments40[:12])
+    ids = [p.pk for p in products]
+    similarity_rebuild(trigger="test")
+    pre_colour = vector_key_current().split("+")[0]
+    Product.objects.filter(pk__in=ids[:5]).update(vector_key=pre_colour, colour=None, colour_key="")
+    assert stale_products() == ids[:5]
+    run = similarity_rebuild(trigger="test")
+    assert "re-embedded 5 stale" in run.message
+    assert stale_products() == []
+    assert set(Product.objects.values_list("colour_key", flat=True)) == {"lab-hist@1"}
