@@ -45,7 +45,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +66,7 @@ from similarity.shop_photos import (  # noqa: E402
     catalog_shot,
     dyed_colours,
     render,
+    reshoot,
     shopper_shot,
 )
 
@@ -95,10 +96,12 @@ class Picture:
     index: int
     colour: tuple[float, float, float]
     shot: Shot | None
+    reshoot_of: Picture | None = None  # a product-style view: this catalog picture re-shot
 
     def spec(self) -> list:
-        return [self.split, self.index, [round(c, 3) for c in self.colour],
+        spec = [self.split, self.index, [round(c, 3) for c in self.colour],
                 None if self.shot is None else asdict(self.shot)]
+        return spec if self.reshoot_of is None else [*spec, "reshoot", self.reshoot_of.spec()]
 
 
 @dataclass
@@ -151,6 +154,19 @@ def _reshoot(name: str, base: PhotoSet, which: np.ndarray, seed: int) -> PhotoSe
     pictures = [Picture(base.pictures[i].split, base.pictures[i].index, base.pictures[i].colour,
                         shopper_shot(rng)) for i in which.tolist()]
     return PhotoSet(name, pictures, base.labels[which], base.dyes[which], which.astype(np.int64))
+
+
+def product_views(data: ShopData, seed: int) -> ShopData:
+    """``data`` with its views made the way the catalog makes them at the rebuild
+    (catalog/services/views.py): each catalog picture itself re-shot the shopper's way
+    (similarity.shop_photos.reshoot), instead of the garment rendered again from its 28 px."""
+    views = []
+    for v, old in enumerate(data.views):
+        rng = np.random.default_rng([seed, v, sum(map(ord, "product-views"))])
+        pictures = [Picture(p.split, p.index, p.colour, shopper_shot(rng), reshoot_of=p)
+                    for p in data.catalog.pictures]
+        views.append(PhotoSet(f"product-{old.name}", pictures, old.labels, old.dyes, old.source))
+    return replace(data, views=views)
 
 
 @dataclass
@@ -227,6 +243,9 @@ class Photos:
 
     def picture(self, p: Picture, size: int | None = None) -> Image.Image:
         image28 = self._images[p.split][p.index]
+        if p.reshoot_of is not None and p.shot is not None:
+            img = reshoot(self.picture(p.reshoot_of), p.shot)
+            return img if size is None else img.resize((size, round(size * img.size[1] / img.size[0])))
         if p.shot is None:
             return to_photo(image28, size or 224)
         img = render(image28, p.colour, p.shot)
@@ -428,7 +447,9 @@ def choose(config: Config, data: ShopData, inp: Inputs, log: Callable[[str], Non
             f"{_params(p)}: category {m['category']:.3f}, re-find {m['refind']:.3f}"
             for m, p in tried + weights[1:]))
     folds = _cv_folds(config, data, inp)
-    if config.colour:
+    if "colour_weight" in config.params:  # fixed (the product's setting)
+        config.cv = cv_metrics(folds, data, inp, float(config.params["colour_weight"]))
+    elif config.colour:
         scores = [(cv_metrics(folds, data, inp, w), w) for w in COLOUR_WEIGHTS]
         chosen = max(scores, key=lambda t: t[0]["category_colour"])  # ties: the smaller weight
         config.params = {**config.params, "colour_weight": chosen[1]}
@@ -484,6 +505,18 @@ def measure(config: Config, data: ShopData, inp: Inputs) -> tuple[dict, np.ndarr
 # The run
 
 
+# The catalog's configuration (config/settings/base.py, catalog/space.py): fixed, not chosen here.
+PRODUCT = Config("product: the catalog's code path (views re-shot from the catalog photos)", "frame-margin@1",
+                 "robust lda-blend", {"pca_dim": 1024, "shrinkage": 0.05, "weight": 1.0, "invariant_dim": 512,
+                                      "invariant_shrinkage": 0.5, "colour_weight": 1.0})
+
+
+def product_configurations() -> list[Config]:
+    """``--product``: the combined configuration as the engine bench chooses it, and the
+    catalog's own (its parameters, its colour weight, its views)."""
+    return [configurations()[-1], Config(PRODUCT.name, PRODUCT.policy, PRODUCT.space, dict(PRODUCT.params))]
+
+
 def configurations() -> list[Config]:
     deployed = dict(DEPLOYED_BLEND)
     return [
@@ -499,7 +532,7 @@ def configurations() -> list[Config]:
 
 
 def run(sizes: Sizes, *, seed: int = 0, sheet: Path | None = None, clean: bool = True,
-        log: Callable[[str], None] | None = None) -> dict:
+        log: Callable[[str], None] | None = None, product: bool = False) -> dict:
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     started = time.perf_counter()
     from similarity.embedding import default_data_dir
@@ -511,14 +544,17 @@ def run(sizes: Sizes, *, seed: int = 0, sheet: Path | None = None, clean: bool =
         f"views {len(data.views)} x {len(data.catalog)}; cache {cache}")
     inputs: dict[str, Inputs] = {}
     rows, ranked_by = [], {}
-    for config in configurations():
+    configs = product_configurations() if product else configurations()
+    for config in configs:
         n_views = len(data.views) if config.space.startswith("robust") else 1
-        key = f"{config.policy}/{n_views}"
+        is_product = config.name == PRODUCT.name
+        key = f"{config.policy}/{n_views}/{is_product}"
+        used = product_views(data, seed) if is_product else data
         if key not in inputs:
-            inputs[key] = load_inputs(photos, data, config.policy, views=n_views)
+            inputs[key] = load_inputs(photos, used, config.policy, views=n_views)
         inp = inputs[key]
-        choose(config, data, inp, log)
-        row, ranked = measure(config, data, inp)
+        choose(config, used, inp, log)
+        row, ranked = measure(config, used, inp)
         rows.append(row)
         ranked_by[config.name] = ranked
         log(f"  {config.name}: P@10 {row['precision_at_10']:.3f}, colour@10 {row['colour_at_10']:.3f}, "
@@ -527,8 +563,9 @@ def run(sizes: Sizes, *, seed: int = 0, sheet: Path | None = None, clean: bool =
     chosen = rows[-1]
     result: dict = {"rows": rows, "sizes": asdict(sizes), "seed": seed}
     if clean:
-        result["clean"] = clean_rows(photos, sizes, seed, [configurations()[1], configurations()[-1]],
-                                     [rows[1]["params"], chosen["params"]], log)
+        pair = (0, 1) if product else (1, -1)
+        result["clean"] = clean_rows(photos, sizes, seed, [configs[pair[0]], configs[pair[1]]],
+                                     [rows[pair[0]]["params"], chosen["params"]], log)
     if sheet is not None:
         draw(sheet, photos, data, ranked_by[chosen["configuration"]], chosen["configuration"])
         log(f"  sheet written to {sheet}")
@@ -540,10 +577,11 @@ def run(sizes: Sizes, *, seed: int = 0, sheet: Path | None = None, clean: bool =
 def clean_rows(photos: Photos, sizes: Sizes, seed: int, configs: Sequence[Config], params: Sequence[dict],
                log: Callable[[str], None]) -> list[dict]:
     """Clean Fashion-MNIST held-out P@10 of configurations, with the parameters chosen above."""
-    data = make_clean_data(sizes, seed)
+    clean = make_clean_data(sizes, seed)
     out = []
     for config, p in zip(configs, params, strict=True):
         config.params = dict(p)
+        data = product_views(clean, seed) if config.name == PRODUCT.name else clean
         inp = load_inputs(photos, data, config.policy,
                           views=len(data.views) if config.space.startswith("robust") else 0)
         row, _ = measure(config, data, inp)
@@ -628,8 +666,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sheet", type=Path, default=None,
                         help="draw 8 queries and their neighbours (colour)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
+    parser.add_argument("--product", action="store_true",
+                        help="only the combined configuration and the catalog's own code path (its "
+                             "fixed parameters and colour weight, views re-shot from the catalog photos)")
     args = parser.parse_args(argv)
-    result = run(QUICK if args.quick else FULL, seed=args.seed, sheet=args.sheet, clean=not args.no_clean)
+    result = run(QUICK if args.quick else FULL, seed=args.seed, sheet=args.sheet, clean=not args.no_clean,
+                 product=args.product)
     print(table(result))
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2, default=str))

@@ -95,6 +95,27 @@ def assert_lists_match(expected: dict[int, list[tuple[int, float]]], z: np.ndarr
             assert dist == pytest.approx(real, rel=1e-4, abs=1e-4)
 
 
+def old_lists_stay_visible(ids: list[int], new_key: str, old_lists: dict, client) -> None:
+    """Before the rebuild: the reconcile sweep finds a stale matrix and must not empty lists;
+    mid-migration (half re-embedded, what the rebuild's embed step does chunk by chunk) every
+    product stays ready with its old list shown."""
+    reconcile()
+    assert stored_lists() == old_lists
+    products_embed_batch(product_ids=ids[:20])
+    assert Product.objects.filter(vector_key=new_key).count() == 20
+    for pid in (ids[0], ids[30]):
+        product = Product.objects.get(pk=pid)
+        assert product.status == Product.Status.READY
+        neighbours = selectors.product_neighbours(product=product)
+        assert [(n.rank, n.neighbour_id, n.distance) for n in neighbours] == old_lists[pid]
+        assert selectors.product_neighbours_state(product=product, neighbours=neighbours) == "ready"
+        page = client.get(product.get_absolute_url()).text
+        assert 'data-state="ready"' in page
+        for n in neighbours:
+            assert n.neighbour.get_absolute_url() in page
+    assert stored_lists() == old_lists
+
+
 def test_adoption_migrates_without_downtime(garments40, settings, client):
     # A catalog under the reference configuration, every list written.
     products = create(garments40)
@@ -111,24 +132,7 @@ def test_adoption_migrates_without_downtime(garments40, settings, client):
     assert stale_products() == sorted(ids)
     assert space_current().key == "lda-blend:none"  # nothing fitted yet
 
-    # The reconcile sweep before the rebuild finds a stale matrix: it must not empty lists.
-    reconcile()
-    assert stored_lists() == old_lists
-
-    # Mid-migration: half re-embedded (what the rebuild's embed step does chunk by chunk).
-    products_embed_batch(product_ids=ids[:20])
-    assert Product.objects.filter(vector_key=new_key).count() == 20
-    for pid in (ids[0], ids[30]):
-        product = Product.objects.get(pk=pid)
-        assert product.status == Product.Status.READY
-        neighbours = selectors.product_neighbours(product=product)
-        assert [(n.rank, n.neighbour_id, n.distance) for n in neighbours] == old_lists[pid]
-        assert selectors.product_neighbours_state(product=product, neighbours=neighbours) == "ready"
-        page = client.get(product.get_absolute_url()).text
-        assert 'data-state="ready"' in page
-        for n in neighbours:
-            assert n.neighbour.get_absolute_url() in page
-    assert stored_lists() == old_lists
+    old_lists_stay_visible(ids, new_key, old_lists, client)
 
     # The beat rebuild: re-embeds the rest, fits the projection, rewrites every list.
     run = similarity_rebuild(trigger="test")
@@ -307,20 +311,8 @@ def test_colour_adoption_migrates_without_downtime(garments40, settings, client)
     assert stale_products() == sorted(ids)
     assert space_current().key == "lda-blend:none+colour:lab-hist@1:w=1"  # nothing fitted yet
 
-    # The reconcile sweep before the rebuild finds a stale matrix: it must not empty lists.
-    reconcile()
-    assert stored_lists() == old_lists
-
-    # Mid-migration: half re-embedded; every product still ready with its old list shown.
-    products_embed_batch(product_ids=ids[:20])
+    old_lists_stay_visible(ids, new_key, old_lists, client)
     assert Product.objects.filter(vector_key=new_key, colour_key="lab-hist@1").count() == 20
-    for pid in (ids[0], ids[30]):
-        product = Product.objects.get(pk=pid)
-        assert product.status == Product.Status.READY
-        neighbours = selectors.product_neighbours(product=product)
-        assert [(n.rank, n.neighbour_id, n.distance) for n in neighbours] == old_lists[pid]
-        assert 'data-state="ready"' in client.get(product.get_absolute_url()).text
-    assert stored_lists() == old_lists
 
     # The rebuild: re-embeds the rest, embeds the views, fits the robust projection,
     # rewrites every list in the blended space.

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from catalog import engine, selectors
+from catalog import selectors
 from catalog.engine import matrix_store
 from catalog.models import Product
 from catalog.services.embedding import products_embed_batch
@@ -23,7 +23,13 @@ from similarity.colour import COLOUR_KEY, blend_colour
 from similarity.errors import StaleMatrixError
 from similarity.framing import find_garment
 from similarity.shop_photos import DYES, catalog_shot, render
-from tests.catalog.services.test_adoption import assert_lists_match, brute_force_lists, raw_vectors
+from tests.catalog.services.test_adoption import (
+    adopt_colour,
+    assert_lists_match,
+    brute_force_lists,
+    colours_of,
+    raw_vectors,
+)
 from tests.pipeline.helpers import dyed_garments, png_bytes, stored_lists, upload
 
 pytestmark = pytest.mark.django_db
@@ -51,15 +57,6 @@ def fresh_search_index():
     selectors.search_index_clear()
 
 
-def colour_config(settings, weight: float = 1.0) -> None:
-    settings.LOOKALIKE_PREPROCESS_POLICY = "frame-margin"
-    settings.LOOKALIKE_SPACE = "lda-blend"
-    settings.LOOKALIKE_COLOUR_WEIGHT = weight
-    settings.LOOKALIKE_PROJECTION_VIEWS = 4000
-    engine.matrix_forget()
-    selectors.search_index_clear()
-
-
 def create(items: list[tuple[str, str, bytes]]) -> dict[int, tuple[str, str]]:
     """Products named '<dye> <class> <i>'; returns id -> (class, dye)."""
     out = {}
@@ -78,8 +75,7 @@ def same_dye_share(lists: dict[int, list[tuple[int, int, float]]], kinds: dict[i
 
 def blended(products: list[Product], weight: float) -> np.ndarray:
     projection, _ = projection_load()
-    colours = np.stack([np.frombuffer(bytes(p.colour), "<f4") for p in products])
-    return blend_colour(projection.transform(raw_vectors(products)), colours, weight)
+    return blend_colour(projection.transform(raw_vectors(products)), colours_of(products), weight)
 
 
 def own_colour_first(listed: list[tuple[str, str]], cls: str, dye: str) -> bool:
@@ -89,7 +85,7 @@ def own_colour_first(listed: list[tuple[str, str]], cls: str, dye: str) -> bool:
 
 
 def test_a_coloured_garment_gets_its_own_colour_before_others_of_its_category(dyed, newcomers, settings):
-    colour_config(settings)
+    adopt_colour(settings)
     kinds = create(dyed)
     similarity_rebuild(trigger="test")
     projection, _ = projection_load()
@@ -112,7 +108,7 @@ def test_a_coloured_garment_gets_its_own_colour_before_others_of_its_category(dy
 
 
 def test_changing_the_colour_weight_re_ranks_after_the_rebuild(dyed, settings):
-    colour_config(settings, weight=1.0)
+    adopt_colour(settings, weight=1.0)
     kinds = create(dyed)
     similarity_rebuild(trigger="test")
     with_colour = stored_lists()
@@ -125,7 +121,7 @@ def test_changing_the_colour_weight_re_ranks_after_the_rebuild(dyed, settings):
     assert_lists_match(brute_force_lists(ids, z), z, ids)
 
     # Colour off: another space key, so the stored matrix is stale until the rebuild.
-    colour_config(settings, weight=0.0)
+    adopt_colour(settings, weight=0.0)
     assert space_current().key == key.split("+colour:")[0]
     with pytest.raises(StaleMatrixError):
         matrix_store().store.load()
@@ -142,7 +138,7 @@ def test_changing_the_colour_weight_re_ranks_after_the_rebuild(dyed, settings):
     assert_lists_match(brute_force_lists(ids, z), z, ids)
 
     # And back: the same fit, the same lists as before.
-    colour_config(settings, weight=1.0)
+    adopt_colour(settings, weight=1.0)
     similarity_rebuild(trigger="test")
     assert stored_lists() == with_colour
 
@@ -161,7 +157,7 @@ def busy_photo(seed: int = 3) -> bytes:
 
 
 def test_a_busy_background_photo_still_embeds(dyed, settings):
-    colour_config(settings)
+    adopt_colour(settings)
     create(dyed[:12])
     data = busy_photo()
     assert not find_garment(Image.open(io.BytesIO(data))).found  # framing falls back to the whole image
