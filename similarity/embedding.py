@@ -12,6 +12,7 @@ import numpy as np
 
 from similarity.colour import colour_descriptor
 from similarity.errors import ImageRejected
+from similarity.framing import find_garment
 from similarity.images import DEFAULT_LIMITS, ImageLimits, load_image, to_rgb
 from similarity.preprocess import DEFAULT_POLICY_NAME, PreprocessPolicy, get_policy, prepare
 from similarity.runtime import DEFAULT_PRECISION, EMBEDDING_DIM, LiteRTEmbedder, ModelIdentity, Precision
@@ -89,12 +90,14 @@ class ImageEmbedder:
             return Prepared(None, exc)
 
     def _prepare_with_colour(self, source: Source) -> Prepared:
-        """One decode: the policy's array and the colour descriptor of the same picture."""
+        """One decode and one framing: the policy's array and the colour descriptor of the
+        same picture."""
         try:
             img = to_rgb(load_image(source, limits=self.limits, draft_size=self.policy.draft_size))
         except ImageRejected as exc:
             return Prepared(None, exc)
-        return Prepared(self.policy.to_array(img), None, colour_descriptor(img))
+        framing = find_garment(img)
+        return Prepared(self.policy.to_array(img, framing), None, colour_descriptor(img, framing))
 
     def prepare_many(self, sources: Sequence[Source], *, colour: bool = False) -> list[Prepared]:
         """Load and preprocess in threads: Pillow releases the GIL while decoding and resizing.

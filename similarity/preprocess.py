@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from similarity.errors import ImageRejected, SimilarityError
-from similarity.framing import find_garment, matte_to_white
+from similarity.framing import Framing, find_garment, matte_to_white
 from similarity.images import DEFAULT_LIMITS, ImageLimits, load_image, to_rgb
 
 __all__ = [
@@ -45,6 +45,7 @@ _WHITE = (255, 255, 255)
 
 Source = bytes | str | os.PathLike[str]
 Geometry = Callable[[Image.Image], Image.Image]
+FramedGeometry = Callable[[Image.Image, Framing], Image.Image]
 
 
 class UnknownPolicyError(SimilarityError, KeyError, ValueError):
@@ -67,14 +68,22 @@ class PreprocessPolicy:
     geometry: Geometry = field(repr=False, compare=False)
     draft_size: tuple[int, int]
     description: str = field(default="", compare=False)
+    # The same geometry given the picture's framing (similarity/framing.py) already found, so a
+    # caller that needs the framing anyway (the colour descriptor) does not find it twice.
+    framed_geometry: FramedGeometry | None = field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> str:
         return f"{self.name}@{self.version}"
 
-    def to_array(self, img: Image.Image) -> np.ndarray:
-        """Return float32 ``(INPUT_SIZE, INPUT_SIZE, 3)`` RGB, ImageNet-normalised."""
-        framed = self.geometry(to_rgb(img))
+    def to_array(self, img: Image.Image, framing: Framing | None = None) -> np.ndarray:
+        """Return float32 ``(INPUT_SIZE, INPUT_SIZE, 3)`` RGB, ImageNet-normalised. ``framing``:
+        ``find_garment`` of this very picture, if the caller has it (same pixels either way)."""
+        rgb = to_rgb(img)
+        if framing is not None and self.framed_geometry is not None:
+            framed = self.framed_geometry(rgb, framing)
+        else:
+            framed = self.geometry(rgb)
         if framed.mode != "RGB" or framed.size != (INPUT_SIZE, INPUT_SIZE):
             raise ValueError(
                 f"policy {self.key} produced a {framed.mode} image of {framed.size}, "
@@ -129,7 +138,10 @@ def _frame_then_pad_margin(img: Image.Image) -> Image.Image:
     """Find the garment (similarity/framing.py); on a plain background, replace the background
     by white and crop to the garment's box; then pad-margin@1's picture. A busy background, or
     no garment found: pad-margin@1 of the whole image."""
-    framing = find_garment(img)
+    return _framed_pad_margin(img, find_garment(img))
+
+
+def _framed_pad_margin(img: Image.Image, framing: Framing) -> Image.Image:
     if framing.box is None:
         return _pad_square_with_margin(img)
     return _pad_square_with_margin(matte_to_white(img, framing).crop(framing.box))
@@ -160,6 +172,7 @@ FRAME_MARGIN_V1 = PreprocessPolicy(
     name="frame-margin",
     version=1,
     geometry=_frame_then_pad_margin,
+    framed_geometry=_framed_pad_margin,
     draft_size=(INPUT_SIZE, INPUT_SIZE),
     description="find the garment on a plain background, background to white, crop to it, "
     "then pad-margin@1; a busy background: pad-margin@1 of the whole image",
