@@ -20,7 +20,7 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from similarity.framing import find_garment
 
@@ -50,6 +50,7 @@ DYES: dict[str, tuple[int, int, int]] = {
 }
 DYE_NAMES: tuple[str, ...] = tuple(DYES)
 _ALPHA_FULL = 64.0  # grey level from which a pixel is all garment
+_PAD = 0.08  # reshoot: the band of border colour put round a photo before finding its garment
 
 
 @dataclass(frozen=True)
@@ -127,23 +128,36 @@ def render(image28: np.ndarray, colour: tuple[float, float, float], shot: Shot) 
 
 def reshoot(img: Image.Image, shot: Shot) -> Image.Image:
     """Photograph again, under ``shot``, the garment of a product photo on a plain background
-    (an augmented view of a catalog shot): the garment is cut out with its framing mask
-    (similarity/framing.py), cropped to its box, scaled so its longer side is ``shot.scale`` of
-    the canvas's shorter side, tilted, and laid on the shot's background. A busy background
-    (no garment found) is photographed whole, as an opaque picture."""
-    framing = find_garment(img)
-    rgba = img.convert("RGB").convert("RGBA")
-    rgba.putalpha(framing.alpha() if framing.found else Image.new("L", img.size, 255))
+    (an augmented view of a catalog shot), as :func:`render` photographs a 28 px garment: the
+    photo's frame plays the 28 px square's part, its longer side scaled to ``shot.scale`` of
+    the canvas's shorter side, so the garment keeps its share of the frame. The garment is cut
+    out with its framing mask (similarity/framing.py) and cropped to its box, tilted, and laid
+    on the shot's background. The photo is first framed by a band of its own border's colour
+    (:data:`_PAD` of its shorter side), so a garment touching the frame, as a catalog shot's
+    often does, is still found. A busy background (no garment found) is photographed whole, as
+    an opaque picture."""
+    w, h = shot.size
+    fit = shot.scale * min(w, h) / max(img.size)
+    padded = _pad_with_border(img.convert("RGB"))
+    framing = find_garment(padded)
+    rgba = padded.convert("RGBA")
+    rgba.putalpha(framing.alpha() if framing.found else Image.new("L", padded.size, 255))
     if framing.box is not None:
         rgba = rgba.crop(framing.box)
-    w, h = shot.size
-    fit = shot.scale * min(w, h) / max(rgba.size)
     rgba = rgba.resize((max(1, round(rgba.width * fit)), max(1, round(rgba.height * fit))),
                        Image.Resampling.BICUBIC)
     if shot.tilt:
         rgba = rgba.rotate(shot.tilt, resample=Image.Resampling.BICUBIC, expand=True)
     arr = np.asarray(rgba, dtype=np.float64)
     return _photograph(arr[..., :3], arr[..., 3] / 255.0, shot)
+
+
+def _pad_with_border(img: Image.Image) -> Image.Image:
+    """``img`` in a band of the median colour of its outermost pixels."""
+    arr = np.asarray(img)
+    ring = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
+    colour = tuple(int(c) for c in np.median(ring, axis=0))
+    return ImageOps.expand(img, border=max(2, round(_PAD * min(img.size))), fill=colour)
 
 
 def _photograph(rgb: np.ndarray, alpha: np.ndarray, shot: Shot) -> Image.Image:
