@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('catalog', '0002_rebuild_blocks'),
+        ('catalog', '0003_product_indexed_as'),
     ]
 
     operations = [
