@@ -352,11 +352,13 @@ class Inputs:
     catalog_colour: np.ndarray
     queries_colour: np.ndarray
     reshots_colour: np.ndarray
-    views_colour: np.ndarray  # (V, N, D)
+    views_colour: np.ndarray  # (1, N, D): view 0's only (the catalog-CV queries), or (0, N, D)
 
 
-def load_inputs(photos: Photos, data: ShopData, policy: str, *, views: int) -> Inputs:
-    """``views``: how many of the views to embed (view 0 is the catalog-CV queries)."""
+def load_inputs(photos: Photos, data: ShopData, policy: str, *, views: int,
+                cv_colours: bool = True) -> Inputs:
+    """``views``: how many of the views to embed (view 0 is the catalog-CV queries); colour
+    descriptors of view 0 only, and only with ``cv_colours`` (nothing else reads them)."""
     def vec(s: PhotoSet) -> np.ndarray:
         return photos.vectors(s, policy) if len(s) else np.empty((0, 1280), np.float32)
 
@@ -367,7 +369,7 @@ def load_inputs(photos: Photos, data: ShopData, policy: str, *, views: int) -> I
     return Inputs(vec(data.catalog), vec(data.queries), vec(data.reshots),
                   np.stack([vec(v) for v in used]) if used else np.empty((0, len(data.catalog), 1280)),
                   col(data.catalog), col(data.queries), col(data.reshots),
-                  np.stack([col(v) for v in data.views]) if data.views
+                  np.stack([col(data.views[0])]) if data.views and cv_colours
                   else np.empty((0, len(data.catalog), 196)))
 
 
@@ -583,7 +585,8 @@ def clean_rows(photos: Photos, sizes: Sizes, seed: int, configs: Sequence[Config
         config.params = dict(p)
         data = product_views(clean, seed) if config.name == PRODUCT.name else clean
         inp = load_inputs(photos, data, config.policy,
-                          views=len(data.views) if config.space.startswith("robust") else 0)
+                          views=len(data.views) if config.space.startswith("robust") else 0,
+                          cv_colours=False)
         row, _ = measure(config, data, inp)
         out.append({"configuration": config.name, "preprocessing": config.policy, "space": config.space,
                     "params": config.params, "precision_at_10": row["precision_at_10"],
