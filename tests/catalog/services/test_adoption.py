@@ -6,6 +6,7 @@ brute-force recomputation in the projected space."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from io import StringIO
 
 import numpy as np
@@ -95,6 +96,33 @@ def assert_lists_match(expected: dict[int, list[tuple[int, float]]], z: np.ndarr
             assert dist == pytest.approx(real, rel=1e-4, abs=1e-4)
 
 
+def assert_search_matches(query_png: bytes, q: np.ndarray, z: np.ndarray, ids: list[int]) -> None:
+    """Search by photo finds the brute force of the query ``q`` among ``z`` (same space)."""
+    hits = selectors.products_search_by_image(image_bytes=query_png, k=K)
+    d = np.linalg.norm(z - q[None, :], axis=1)
+    want = sorted(zip(d.tolist(), ids, strict=True))[:K]
+    assert [p.pk for p, _ in hits] == [pid for _, pid in want]
+    assert [dist for _, dist in hits] == pytest.approx([dd for dd, _ in want], rel=1e-4, abs=1e-4)
+
+
+def evaluate_json() -> dict:
+    out = StringIO()
+    call_command("evaluate_similarity", "--json", stdout=out)
+    return json.loads(out.getvalue())
+
+
+def switch(adopt_it: Callable[[], None], ids: list[int]) -> tuple[dict, str]:
+    """Every list written, switch the configuration: (the lists before, the new vector key);
+    every product is then stale."""
+    old_key = vector_key_current()
+    old_lists = stored_lists()
+    assert len(old_lists) == 40 and all(len(rows) == K for rows in old_lists.values())
+    adopt_it()
+    new_key = vector_key_current()
+    assert new_key != old_key and stale_products() == sorted(ids)
+    return old_lists, new_key
+
+
 def old_lists_stay_visible(ids: list[int], new_key: str, old_lists: dict, client) -> None:
     """Before the rebuild: the reconcile sweep finds a stale matrix and must not empty lists;
     mid-migration (half re-embedded, what the rebuild's embed step does chunk by chunk) every
@@ -121,15 +149,9 @@ def test_adoption_migrates_without_downtime(garments40, settings, client):
     products = create(garments40)
     ids = [p.pk for p in products]
     index_apply(product_ids=products_embed_batch(product_ids=ids).to_index)
-    old_key = vector_key_current()
-    assert old_key.endswith("/torchvision@1+lab-hist@1")
-    old_lists = stored_lists()
-    assert len(old_lists) == 40 and all(len(rows) == K for rows in old_lists.values())
-
-    adopt(settings)
-    new_key = vector_key_current()
-    assert new_key.endswith("/pad-margin@1+lab-hist@1") and new_key != old_key
-    assert stale_products() == sorted(ids)
+    assert vector_key_current().endswith("/torchvision@1+lab-hist@1")
+    old_lists, new_key = switch(lambda: adopt(settings), ids)
+    assert new_key.endswith("/pad-margin@1+lab-hist@1")
     assert space_current().key == "lda-blend:none"  # nothing fitted yet
 
     old_lists_stay_visible(ids, new_key, old_lists, client)
@@ -164,17 +186,11 @@ def test_adoption_migrates_without_downtime(garments40, settings, client):
 
     # Search by photo projects the query with the stored projection.
     _, query_png = fashion_images(1, offset=500)[3]
-    hits = selectors.products_search_by_image(image_bytes=query_png, k=K)
     q = projection.transform(engine.embedder_get().embed(query_png))
-    d = np.linalg.norm(z - q[None, :], axis=1)
-    want = sorted(zip(d.tolist(), ids, strict=True))[:K]
-    assert [p.pk for p, _ in hits] == [pid for _, pid in want]
-    assert [dist for _, dist in hits] == pytest.approx([dd for dd, _ in want], rel=1e-4, abs=1e-4)
+    assert_search_matches(query_png, q, z, ids)
 
     # evaluate_similarity reads the result (optimistic: the projection saw these labels).
-    out = StringIO()
-    call_command("evaluate_similarity", "--json", stdout=out)
-    figures = json.loads(out.getvalue())
+    figures = evaluate_json()
     assert figures["n"] == 40 and 0.0 <= figures["precision_at_10"] <= 1.0
 
     # A rebuild with nothing new changes nothing (same fit, same lists).
@@ -301,14 +317,8 @@ def test_colour_adoption_migrates_without_downtime(garments40, settings, client)
     products = create(garments40)
     ids = [p.pk for p in products]
     similarity_rebuild(trigger="test")
-    old_key = vector_key_current()
-    old_lists = stored_lists()
-    assert len(old_lists) == 40 and all(len(rows) == K for rows in old_lists.values())
-
-    adopt_colour(settings)
-    new_key = vector_key_current()
-    assert new_key.endswith("/frame-margin@1+lab-hist@1") and new_key != old_key
-    assert stale_products() == sorted(ids)
+    old_lists, new_key = switch(lambda: adopt_colour(settings), ids)
+    assert new_key.endswith("/frame-margin@1+lab-hist@1")
     assert space_current().key == "lda-blend:none+colour:lab-hist@1:w=1"  # nothing fitted yet
 
     old_lists_stay_visible(ids, new_key, old_lists, client)
@@ -337,18 +347,11 @@ def test_colour_adoption_migrates_without_downtime(garments40, settings, client)
 
     # Search by photo: the query's vector and colour descriptor, from one decode.
     _, query_png = fashion_images(1, offset=500)[3]
-    hits = selectors.products_search_by_image(image_bytes=query_png, k=K)
     vector, colour = engine.embedder_get().embed_with_colour(query_png)
-    q = blend_colour(projection.transform(vector), colour, 1.0)
-    d = np.linalg.norm(z - q[None, :], axis=1)
-    want = sorted(zip(d.tolist(), ids, strict=True))[:K]
-    assert [p.pk for p, _ in hits] == [pid for _, pid in want]
-    assert [dist for _, dist in hits] == pytest.approx([dd for dd, _ in want], rel=1e-4, abs=1e-4)
+    assert_search_matches(query_png, blend_colour(projection.transform(vector), colour, 1.0), z, ids)
 
     # evaluate_similarity: both figures, labelled.
-    out = StringIO()
-    call_command("evaluate_similarity", "--json", stdout=out)
-    figures = json.loads(out.getvalue())
+    figures = evaluate_json()
     assert figures["evaluation"] == "in-sample" and figures["n"] == 40
     held = figures["held_out"]
     assert held["evaluation"] == "held-out k-fold" and held["folds"] == 4 and held["n"] == 40
