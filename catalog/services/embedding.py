@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from catalog.deployment import database_label
@@ -134,9 +135,10 @@ def _embed_chunk(embedder: ImageEmbedder, chunk: list[_Job], key: str,
     if not good:
         return
     vectors = embedder.embed_arrays(np.stack([array for _, array, _ in good]))
-    for (job, _, colour), vector in zip(good, vectors, strict=True):
-        if _store_vector(job, vector, colour, key):
-            outcome.embedded.append(job[0].pk)
+    with transaction.atomic():  # one commit for the chunk, not one per product
+        for (job, _, colour), vector in zip(good, vectors, strict=True):
+            if _store_vector(job, vector, colour, key):
+                outcome.embedded.append(job[0].pk)
 
 
 def products_embed_batch(*, product_ids: Sequence[int]) -> EmbedOutcome:
