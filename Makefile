@@ -48,6 +48,7 @@ bench: venv model
 quality: venv model
 	$(PY) bench/quality.py --sheet docs/quality_sheet.png $(QUALITY_ARGS)
 	$(PY) bench/shop_photos.py --sheet docs/shop_sheet.png $(QUALITY_ARGS)
+	$(PY) bench/shop_photos.py --product $(QUALITY_ARGS)
 
 demo: venv model
 	$(PY) scripts/demo.py $(DEMO_ARGS)
