@@ -1,0 +1,86 @@
+"""An exact lower bound on distances from a few dimensions, to prune full scans.
+
+With an orthonormal basis P (d' x d, fitted by PCA) and a centre mu, a working vector w has
+low coordinates z(w) = (P(w - mu), r) with r = ||(w - mu) - PᵀP(w - mu)||, the residual norm.
+For any two vectors (Pythagoras, then the reverse triangle inequality on the residuals)
+
+    ||a - b||² = ||P(a - b)||² + ||residual(a) - residual(b)||² >= ||z(a) - z(b)||²,
+
+so a row whose bound already exceeds a threshold on s (the squared working distance of
+``similarity.exact``) cannot be within it. The bound is scanned in float32 BLAS over N x
+(d' + 1) instead of N x d; ``limit`` widens a threshold by the worst-case rounding of the
+stored float32 coordinates and of the float32 scan, so the pruning never drops a row that
+the exact canonical comparison would keep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from similarity.exact import U32, rank_error
+
+#: Low dimensions of a fitted basis (the bound then has DIMS + 1 coordinates).
+DIMS = 64
+#: Rows sampled to fit a basis.
+FIT_SAMPLE = 20_000
+_BLOCK = 16_384
+
+
+@dataclass(frozen=True)
+class Basis:
+    """``mean`` float64 (d,), ``axes`` float64 (d', d) with orthonormal rows."""
+
+    mean: np.ndarray
+    axes: np.ndarray
+
+    @property
+    def dims(self) -> int:
+        """Columns of the low coordinates: d' + 1 (the residual norm last)."""
+        return int(self.axes.shape[0]) + 1
+
+
+def fit_basis(sample: np.ndarray, dims: int = DIMS) -> Basis:
+    """PCA of float64 working rows: the ``dims`` leading axes, orthonormalised by QR."""
+    mean = sample.mean(axis=0)
+    centred = sample - mean
+    dims = max(1, min(dims, sample.shape[1] - 1, sample.shape[0]))
+    _, vecs = np.linalg.eigh(centred.T @ centred)
+    q, _ = np.linalg.qr(vecs[:, ::-1][:, :dims])
+    return Basis(mean, np.ascontiguousarray(q.T))
+
+
+def low_coords(basis: Basis, work: np.ndarray) -> np.ndarray:
+    """float32 (n, d' + 1) low coordinates of float64 working rows (residual explicit, not
+    a difference of squared norms, which would cancel)."""
+    out = np.empty((work.shape[0], basis.dims), np.float32)
+    for s in range(0, work.shape[0], _BLOCK):
+        c = work[s : s + _BLOCK] - basis.mean
+        y = c @ basis.axes.T
+        c -= y @ basis.axes
+        out[s : s + _BLOCK, :-1] = y
+        out[s : s + _BLOCK, -1] = np.sqrt(np.einsum("ij,ij->i", c, c))
+    return out
+
+
+def coord_blocks(basis: Basis, work_blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """``low_coords`` of each block of working rows."""
+    for w in work_blocks:
+        yield low_coords(basis, w)
+
+
+def slack(z_sq: np.ndarray, z_sq_max: float, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, (d, e): the float32 storage of both sides' coordinates moves the bound's
+    root by at most d (u32 of each norm, doubled for the float64 steps), and the float32
+    scan moves the squared bound by at most e (``rank_error`` over ``dims`` columns)."""
+    d = 4 * U32 * (np.sqrt(z_sq) + np.sqrt(z_sq_max)) + 1e-30
+    return d, rank_error(z_sq, z_sq_max, dims, "euclidean")
+
+
+def limit(t_s: np.ndarray, d: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """Largest scanned bound of a row whose s may still be <= ``t_s`` (float64 in; float32
+    out, rounded up so the comparison against float32 bounds keeps every such row)."""
+    lim = (np.sqrt(t_s) + d) ** 2 + e
+    return (lim * (1 + 4 * U32)).astype(np.float32)
