@@ -25,7 +25,7 @@ from similarity.exact import U32, rank_error
 #: Low dimensions of a fitted basis (the bound then has DIMS + 1 coordinates).
 DIMS = 64
 #: Rows sampled to fit a basis.
-FIT_SAMPLE = 20_000
+FIT_SAMPLE = 8192
 _BLOCK = 16_384
 
 
@@ -45,9 +45,9 @@ class Basis:
 def fit_basis(sample: np.ndarray, dims: int = DIMS) -> Basis:
     """PCA of float64 working rows: the ``dims`` leading axes, orthonormalised by QR."""
     mean = sample.mean(axis=0)
-    centred = sample - mean
+    centred = (sample - mean).astype(np.float32)  # the axes' accuracy only affects pruning
     dims = max(1, min(dims, sample.shape[1] - 1, sample.shape[0]))
-    _, vecs = np.linalg.eigh(centred.T @ centred)
+    _, vecs = np.linalg.eigh((centred.T @ centred).astype(np.float64))
     q, _ = np.linalg.qr(vecs[:, ::-1][:, :dims])
     return Basis(mean, np.ascontiguousarray(q.T))
 

@@ -78,6 +78,7 @@ PRUNE_MIN_ROWS = 4096
 _BOUND_BYTES = 256 * 2**20
 # Seeds per query: the rows of smallest bound whose exact distances set the threshold.
 _SEEDS = 48
+_SEED_BLOCK = 32
 # A pruned pass whose candidates exceed this share of the rows scans them all instead.
 _DENSE_SHARE = 0.25
 
@@ -104,6 +105,21 @@ def _grown(arr: np.ndarray, cap: int, fill: Any) -> np.ndarray:
     out = np.full((cap, *arr.shape[1:]), fill, arr.dtype)
     out[: arr.shape[0]] = arr
     return out
+
+
+def _seed_rows(lb: np.ndarray, m: int) -> np.ndarray:
+    """Per query, ``m`` distinct rows of small bound: the best row of each of the ``m``
+    blocks of ``_SEED_BLOCK`` rows with the smallest minima (cheaper than partitioning all
+    N bounds; any rows would do, good ones make the threshold tight)."""
+    b, n = lb.shape
+    nb = n // _SEED_BLOCK
+    if nb < 4 * m:
+        return np.argpartition(lb, m - 1, axis=1)[:, :m] if n > m else \
+            np.broadcast_to(np.arange(n), (b, n))
+    blocks = lb[:, : nb * _SEED_BLOCK].reshape(b, nb, _SEED_BLOCK)
+    pick = np.argpartition(blocks.min(axis=2), m - 1, axis=1)[:, :m]
+    within = blocks[np.arange(b)[:, None], pick].argmin(axis=2)
+    return pick * _SEED_BLOCK + within
 
 
 class _Rows:
@@ -448,8 +464,10 @@ class TopKIndex:
         q_sq = raw_sq(q32)
         q_work = work_vectors(q32, q_sq, self.metric)
         lim = limit(self._seed_threshold(q_work, lb, k), bounds.d, bounds.e)
-        cand = (lb <= lim[:, None]) & np.isfinite(lb)
-        cols = np.flatnonzero(cand.any(axis=0))
+        cand = lb <= lim[:, None]
+        if not np.isfinite(lim).all():
+            cand &= np.isfinite(lb)
+        cols = np.flatnonzero(cand.any(axis=0) if cand.shape[0] > 1 else cand[0])
         if cols.size > _DENSE_SHARE * n:
             return self._knn_scan(q32, k, exclude_rows, exclude_ids, None)
         b = q32.shape[0]
@@ -484,8 +502,7 @@ class TopKIndex:
         m = min(max(_SEEDS, k), n)
         if m < k:
             return np.full(b, np.inf)
-        cols = np.argpartition(lb, m - 1, axis=1)[:, :m] if n > m else \
-            np.broadcast_to(np.arange(n), (b, n))
+        cols = _seed_rows(lb, m)
         qi, j = np.nonzero(np.isfinite(np.take_along_axis(lb, cols, axis=1)))
         s = np.full((b, m), np.inf)
         s[qi, j] = exact_s(q_work[qi], self._work(cols[qi, j]))
