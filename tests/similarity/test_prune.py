@@ -105,12 +105,14 @@ def test_pruned_changed_sets_and_lists_equal_bruteforce(metric, kind, seed, monk
                      metric, k)
 
 
-@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
-def test_pruned_build_add_remove_update_on_clustered_data(metric, monkeypatch):
+@pytest.mark.parametrize(("metric", "seed_block"), [("euclidean", 32), ("cosine", 32),
+                                                    ("euclidean", 2)])
+def test_pruned_build_add_remove_update_on_clustered_data(metric, seed_block, monkeypatch):
     """600 clustered rows (the bound prunes most of them), updates, removals and 150 rows
     from a shifted, wider distribution added after the basis was fitted; several passes of
-    queries per batch."""
+    queries per batch. Seed block 2: seeds from block minima (large N's path)."""
     monkeypatch.setattr(topk_mod, "_BOUND_BYTES", 4 * 600 * 7)
+    monkeypatch.setattr(topk_mod, "_SEED_BLOCK", seed_block)
     monkeypatch.setattr(topk_mod, "_DENSE_SHARE", 1.0)
     rng = np.random.default_rng(8)
     v = clustered(rng, 750, 24)
