@@ -6,8 +6,19 @@ Vectors: the real embeddings of Fashion-MNIST (``bench.fmnist_vectors``: as many
 (``scaled_vectors``: sigma = 0.02 x the coordinates' standard deviation).
 
     python -m bench.scale_bench [N] [--speedup-n M] [--quick]
+    python -m bench.scale_bench prune [N ...]      # pruned scans at each N (default 100k,
+                                                   # 200k, 1M), unpruned too at the smallest
 
-``run(quick)`` returns rows in ``bench.run``'s format.
+``run(quick)`` returns rows in ``bench.run``'s format; ``run_prune`` a dict per N (also saved
+as JSON under var/bench).
+
+Lists of the pruned runs: up to ``EXACT_BUILD_MAX`` rows an exact (pruned) build. Above it
+(1M: an all-pairs build would take hours here), ``family_lists``: each row's list among the
+copies of its own real embedding only, which is the exact list when every family has more
+than k members that are nearer each other than any other vector; a random sample of rows
+is checked against an exact search and the count reported. Where a family list were not
+exact its k-th distance could only be larger than the true one, so an add would check more
+rows, not fewer: the add figure would be biased slow.
 """
 
 from __future__ import annotations
@@ -32,11 +43,15 @@ if str(REPO) not in sys.path:
 
 from bench.common import median_seconds  # noqa: E402
 from bench.fmnist_vectors import cached_vectors, scaled_vectors  # noqa: E402
+from similarity.exact import canonical  # noqa: E402
 from similarity.rebuild import Block, discard_input, input_size, knn_block  # noqa: E402
 from similarity.store import MatrixMeta, MatrixStore  # noqa: E402
 from similarity.topk import TopKIndex  # noqa: E402
 
 K = 10
+BENCH_DIR = REPO / "var" / "bench"
+EXACT_BUILD_MAX = 200_000
+_PAIR_ROWS = 8192
 BLOCK_ROWS = 2048
 _ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 META = MatrixMeta(weights_sha256="0" * 64, policy="bench", metric="euclidean")
@@ -149,17 +164,25 @@ def bench_engines(inp: Path, rows: int) -> dict:
 # ---------------------------------------------------------------- operations
 
 
-def bench_ops(store: MatrixStore, index: TopKIndex, vecs: np.ndarray, repeats: int) -> dict:
-    """Persisted add and remove, search ranking, first search after a change (reader)."""
-    rng = np.random.default_rng(5)
+def bench_ops(store: MatrixStore, index: TopKIndex, vecs: np.ndarray, repeats: int,
+              prune: bool = True, seed: int = 0) -> dict:
+    """Persisted add and remove, search ranking, first search after a change (reader);
+    ``prune=False``: the same with the writer's and the reader's scans unpruned. Runs on
+    one store take different ``seed``s (else the second adds and removes nothing new)."""
+    rng = np.random.default_rng(5 + seed)
     n = vecs.shape[0]
-    fresh = scaled_vectors(vecs[rng.integers(0, n, 4 * repeats)], 4 * repeats, seed=9)
+    fresh = scaled_vectors(vecs[rng.integers(0, n, 4 * repeats)], 4 * repeats, seed=9 + seed)
     reader_store = MatrixStore(store.directory, meta=META, k=K, layout="topk")
     reader = reader_store.load()
-    next_id = iter(range(10**9, 10**9 + 4 * repeats))
+    assert isinstance(reader, TopKIndex)
+    if not prune:
+        index.disable_pruning()
+        reader.disable_pruning()
+    load_before = os.getloadavg()
+    next_id = iter(range(10**9 + 10**6 * seed, 10**9 + 10**6 * seed + 4 * repeats))
     add = _median_of(lambda: store.upsert(index, [next(next_id)], fresh[rng.integers(0, fresh.shape[0])]),
                   repeats)
-    victims = iter(rng.permutation(n)[: repeats].tolist())
+    victims = iter(rng.choice(index.ids, repeats, replace=False).tolist())
     remove = _median_of(lambda: store.remove(index, [next(victims)]), repeats)
     query = vecs[rng.integers(0, n, repeats)] + np.float32(0.01)
     qi = iter(range(repeats))
@@ -174,7 +197,9 @@ def bench_ops(store: MatrixStore, index: TopKIndex, vecs: np.ndarray, repeats: i
         store.upsert(index, [next(next_id)], fresh[rng.integers(0, fresh.shape[0])])
         firsts.append(_median_of(first_search, 1))
     return {"add_s": add, "remove_s": remove, "search_s": search,
-            "first_search_s": statistics.median(firsts), "repeats": repeats}
+            "first_search_s": statistics.median(firsts), "repeats": repeats,
+            "pruned": index.basis is not None, "load_before": load_before,
+            "load_after": os.getloadavg()}
 
 
 # ---------------------------------------------------------------- memory
@@ -266,6 +291,94 @@ def run(quick: bool = False, n: int = 100_000, speedup_rows: int = 8192) -> list
     return rows
 
 
+# ---------------------------------------------------------------- pruned scans at scale
+
+
+def family_lists(vecs: np.ndarray, real: int, k: int = K) -> tuple[np.ndarray, np.ndarray]:
+    """(nbr_ids, nbr_dist) of ``scaled_vectors(base[:real], n)`` (row c * real + i is copy c
+    of real vector i; ids = rows) from each row's family alone: canonical distances to the
+    other copies, ordered by (distance, id). See the module docstring for when it is exact."""
+    n = vecs.shape[0]
+    copies = -(-n // real)
+    dist = np.full((n, copies), np.inf, np.float32)
+    for c1 in range(copies):
+        for c2 in range(c1 + 1, copies):
+            for s in range(0, min(real, n - c2 * real), _PAIR_ROWS):
+                a = np.arange(c1 * real + s, c1 * real + min(real, n - c2 * real, s + _PAIR_ROWS))
+                b = a + (c2 - c1) * real
+                d = canonical(vecs[a].astype(np.float64), vecs[b].astype(np.float64),
+                              "euclidean")
+                dist[a, c2], dist[b, c1] = d, d
+    order = np.argsort(dist, axis=1, kind="stable")[:, :k]  # equal distances: smaller copy
+    nbr_dist = np.take_along_axis(dist, order, axis=1)
+    nbr_ids = order * real + (np.arange(n) % real)[:, None]
+    return np.where(np.isinf(nbr_dist), -1, nbr_ids), nbr_dist
+
+
+def sample_exact(index: TopKIndex, rows: int, seed: int = 3) -> int:
+    """How many of ``rows`` random products' stored lists equal an exact search."""
+    ids = np.random.default_rng(seed).choice(index.ids, rows, replace=False)
+    return sum(index.neighbours(int(i)) == index.query(index.vector(int(i)), K, exclude=[int(i)])
+               for i in ids.tolist())
+
+
+def lists_index(vecs: np.ndarray, real: int) -> tuple[TopKIndex, dict]:
+    """The benchmark's index of ``vecs`` (pruned) and how its lists were made."""
+    n = vecs.shape[0]
+    ids = np.arange(n)
+    t0 = time.perf_counter()
+    if n <= EXACT_BUILD_MAX:
+        index = TopKIndex.build(ids, vecs, k=K)
+        how: dict[str, Any] = {"lists": "exact pruned build, one process"}
+    else:
+        nbr_ids, nbr_dist = family_lists(vecs, real)
+        index = TopKIndex.from_arrays(ids, vecs, nbr_ids, nbr_dist, k=K)
+        index.enable_pruning()
+        how = {"lists": "family lists (see module docstring)"}
+    how.update(lists_s=time.perf_counter() - t0, load=os.getloadavg())
+    return index, how
+
+
+def prune_figures(base: np.ndarray, n: int, unpruned: bool, repeats: int = 15) -> dict:
+    """Every figure of the pruned layout at ``n`` (and unpruned, for the ratio)."""
+    vecs = scaled_vectors(base, n)
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=BENCH_DIR) as tmp:
+        store = MatrixStore(Path(tmp) / "store", meta=META, k=K, layout="topk")
+        built, out = lists_index(vecs, base.shape[0])
+        if n > EXACT_BUILD_MAX:
+            out["sample_exact"] = (sample_exact(built, 200), 200)
+        store.publish_generation(built)
+        del built
+        index = store.load()
+        assert isinstance(index, TopKIndex)
+        out["pruned"] = bench_ops(store, index, vecs, repeats)
+        if unpruned:
+            reference = store.load()
+            assert isinstance(reference, TopKIndex)
+            out["unpruned"] = bench_ops(store, reference, vecs, repeats, prune=False, seed=1)
+        vec_path = Path(tmp) / "queries.npy"
+        np.save(vec_path, vecs[:16])
+        del vecs, index
+        for role in ("writer", "reader"):
+            out[role] = {**bench_rss(store.directory, vec_path, role), "load": os.getloadavg()}
+        out["disk"] = subprocess.run(["df", "-h", "/work"], capture_output=True,
+                                     text=True).stdout.splitlines()[-1]
+    return {"n": n, "real_vectors": base.shape[0], **out}
+
+
+def run_prune(sizes: list[int]) -> list[dict]:
+    """``prune_figures`` at each size (unpruned too at the smallest); saved as JSON."""
+    base = cached_vectors()
+    results = []
+    for n in sizes:
+        results.append(prune_figures(base, n, unpruned=n == min(sizes)))
+        path = BENCH_DIR / f"prune-{time.strftime('%Y%m%dT%H%M%S')}-{n}.json"
+        path.write_text(json.dumps(results[-1], indent=1, default=float))
+        print(json.dumps(results[-1], default=float), flush=True)
+    return results
+
+
 def run_blocks(n: int, rows: int) -> dict:
     """Only the block figures (engines, 1 vs 2 processes) on the first ``rows`` rows."""
     vecs, real = bench_vectors(n)
@@ -278,7 +391,9 @@ def run_blocks(n: int, rows: int) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    if argv and argv[0] == "blocks":
+    if argv and argv[0] == "prune":
+        run_prune([int(a) for a in argv[1:]] or [100_000, 200_000, 1_000_000])
+    elif argv and argv[0] == "blocks":
         print(json.dumps(run_blocks(int(argv[1]), int(argv[2])), indent=1))
     elif argv and argv[0] == "worker":
         _worker_main(argv[1:])

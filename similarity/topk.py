@@ -38,6 +38,7 @@ from similarity.exact import (
     merge_top_m,
     rank_error,
     raw_sq,
+    settle_pairs,
     settle_rows,
     threshold,
     work_vectors,
@@ -286,6 +287,11 @@ class TopKIndex:
                               *coord_blocks(basis, blocks)])
         self._set_low(low, basis)
 
+    def disable_pruning(self) -> None:
+        """Drop the basis: every scan reads all vectors again (the reference the pruned
+        scans are measured against)."""
+        self._set_low(None, None)
+
     def refit_for_base(self) -> None:
         """Before this state is written as a base: refit the basis on the live rows unless
         it was fitted on exactly them (no tail, no dead rows); below ``PRUNE_MIN_ROWS`` an
@@ -467,22 +473,11 @@ class TopKIndex:
         cand = lb <= lim[:, None]
         if not np.isfinite(lim).all():
             cand &= np.isfinite(lb)
-        cols = np.flatnonzero(cand.any(axis=0) if cand.shape[0] > 1 else cand[0])
-        if cols.size > _DENSE_SHARE * n:
+        qi, col = np.nonzero(cand)
+        if col.size > _DENSE_SHARE * n * q32.shape[0]:
             return self._knn_scan(q32, k, exclude_rows, exclude_ids, None)
-        b = q32.shape[0]
-        if cols.size == 0:
-            return np.full((b, k), _NO_ID, np.int64), np.full((b, k), np.inf, np.float32)
-        vals, rows = self._rank_among(q32, q_sq, cols, cand[:, cols], k + SHORTLIST_EXTRA)
-        e = rank_error(q_sq, self._sq_max, self.dim, self.metric)
-        nid, nd, complete = settle_rows(q_work, vals, rows, e, k, self._ids, self._work,
-                                        self.metric)
-        redo = np.flatnonzero(~complete)  # rare: too many near-ties for the shortlist
-        if redo.size:
-            ex = None if exclude_rows is None else exclude_rows[redo]
-            nid[redo], nd[redo] = self._knn_scan(q32[redo], k, ex, exclude_ids,
-                                                 self._n_rows + 1)
-        return nid, nd
+        return settle_pairs(q_work, qi, col, q32.shape[0], k, self._ids, self._work,
+                            self.metric)
 
     def _exclude(self, lb: np.ndarray, exclude_rows: np.ndarray | None,
                  exclude_ids: np.ndarray | None) -> None:
@@ -507,20 +502,6 @@ class TopKIndex:
         s = np.full((b, m), np.inf)
         s[qi, j] = exact_s(q_work[qi], self._work(cols[qi, j]))
         return threshold(np.partition(s, k - 1, axis=1)[:, k - 1], np.zeros(b))
-
-    def _rank_among(self, q32: np.ndarray, q_sq: np.ndarray, cols: np.ndarray,
-                    cand: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per query, the ``m`` smallest approx s among ``cols`` where ``cand`` (queries x
-        cols) is set: (values, rows), +inf padded."""
-        b = q32.shape[0]
-        best = (np.full((b, m), np.inf, np.float32), np.zeros((b, m), np.int64))
-        step = self._block_rows(b)
-        for s in range(0, cols.size, step):
-            c = cols[s : s + step]
-            vals = approx_s(q32, q_sq, self._rows.take(c), self._sq[c], self.metric)
-            vals[~cand[:, s : s + step]] = np.inf
-            best = merge_top_m(best, vals, s, m)
-        return best[0], cols[best[1]]
 
     def _knn_scan(self, q32: np.ndarray, k: int, exclude_rows: np.ndarray | None,
                   exclude_ids: np.ndarray | None = None, m: int | None = None,
