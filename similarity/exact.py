@@ -130,10 +130,7 @@ def settle_pairs(q_work: np.ndarray, rows: np.ndarray, cols: np.ndarray, b: int,
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k per query among candidate pairs (query ``rows[i]``, column ``cols[i]``):
     canonical distances, ordered by (distance, id); (b x k ids -1 padded, distances inf)."""
-    dist = np.empty(rows.size, np.float32)
-    for s in range(0, rows.size, _EXACT_CHUNK):  # bounded memory: pairs gathered in chunks
-        part = slice(s, s + _EXACT_CHUNK)
-        dist[part] = canonical(q_work[rows[part]], take_work(cols[part]), metric)
+    dist = final(pair_s(q_work, rows, cols, take_work), metric)
     ids = col_ids[cols]
     order = np.lexsort((ids, dist, rows))
     rows, ids, dist = rows[order], ids[order], dist[order]
@@ -144,6 +141,17 @@ def settle_pairs(q_work: np.ndarray, rows: np.ndarray, cols: np.ndarray, b: int,
     out_ids[rows[keep], rank[keep]] = ids[keep]
     out_d[rows[keep], rank[keep]] = dist[keep]
     return out_ids, out_d
+
+
+def pair_s(q_work: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+           take_work: Take) -> np.ndarray:
+    """Squared working distances of query ``rows[i]`` and column ``cols[i]`` (float64),
+    gathered in chunks so memory stays bounded."""
+    out = np.empty(rows.size, np.float64)
+    for s in range(0, rows.size, _EXACT_CHUNK):
+        part = slice(s, s + _EXACT_CHUNK)
+        out[part] = exact_s(q_work[rows[part]], take_work(cols[part]))
+    return out
 
 
 def top_m(vals: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:

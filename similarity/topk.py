@@ -34,11 +34,10 @@ from similarity.exact import (
     SHORTLIST_EXTRA,
     approx_s,
     canonical,
-    exact_s,
     merge_top_m,
+    pair_s,
     rank_error,
     raw_sq,
-    settle_pairs,
     settle_rows,
     threshold,
     work_vectors,
@@ -473,11 +472,22 @@ class TopKIndex:
         cand = lb <= lim[:, None]
         if not np.isfinite(lim).all():
             cand &= np.isfinite(lb)
-        qi, col = np.nonzero(cand)
-        if col.size > _DENSE_SHARE * n * q32.shape[0]:
+        cols = np.flatnonzero(cand.any(axis=0) if cand.shape[0] > 1 else cand[0])
+        if cols.size > _DENSE_SHARE * n:
             return self._knn_scan(q32, k, exclude_rows, exclude_ids, None)
-        return settle_pairs(q_work, qi, col, q32.shape[0], k, self._ids, self._work,
-                            self.metric)
+        b = q32.shape[0]
+        if cols.size == 0:
+            return np.full((b, k), _NO_ID, np.int64), np.full((b, k), np.inf, np.float32)
+        vals, rows = self._rank_among(q32, q_sq, cols, cand[:, cols], k + SHORTLIST_EXTRA)
+        e = rank_error(q_sq, self._sq_max, self.dim, self.metric)
+        nid, nd, complete = settle_rows(q_work, vals, rows, e, k, self._ids, self._work,
+                                        self.metric)
+        redo = np.flatnonzero(~complete)  # rare: too many near-ties for the shortlist
+        if redo.size:
+            ex = None if exclude_rows is None else exclude_rows[redo]
+            nid[redo], nd[redo] = self._knn_scan(q32[redo], k, ex, exclude_ids,
+                                                 self._n_rows + 1)
+        return nid, nd
 
     def _exclude(self, lb: np.ndarray, exclude_rows: np.ndarray | None,
                  exclude_ids: np.ndarray | None) -> None:
@@ -500,8 +510,22 @@ class TopKIndex:
         cols = _seed_rows(lb, m)
         qi, j = np.nonzero(np.isfinite(np.take_along_axis(lb, cols, axis=1)))
         s = np.full((b, m), np.inf)
-        s[qi, j] = exact_s(q_work[qi], self._work(cols[qi, j]))
+        s[qi, j] = pair_s(q_work, qi, cols[qi, j], self._work)
         return threshold(np.partition(s, k - 1, axis=1)[:, k - 1], np.zeros(b))
+
+    def _rank_among(self, q32: np.ndarray, q_sq: np.ndarray, cols: np.ndarray,
+                    cand: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per query, the ``m`` smallest approx s among ``cols`` where ``cand`` (queries x
+        cols) is set: (values, rows), +inf padded."""
+        b = q32.shape[0]
+        best = (np.full((b, m), np.inf, np.float32), np.zeros((b, m), np.int64))
+        step = self._block_rows(b)
+        for s in range(0, cols.size, step):
+            c = cols[s : s + step]
+            vals = approx_s(q32, q_sq, self._rows.take(c), self._sq[c], self.metric)
+            vals[~cand[:, s : s + step]] = np.inf
+            best = merge_top_m(best, vals, s, m)
+        return best[0], cols[best[1]]
 
     def _knn_scan(self, q32: np.ndarray, k: int, exclude_rows: np.ndarray | None,
                   exclude_ids: np.ndarray | None = None, m: int | None = None,
