@@ -47,9 +47,19 @@ def fit_basis(sample: np.ndarray, dims: int = DIMS) -> Basis:
     mean = sample.mean(axis=0)
     centred = (sample - mean).astype(np.float32)  # the axes' accuracy only affects pruning
     dims = max(1, min(dims, sample.shape[1] - 1, sample.shape[0]))
-    _, vecs = np.linalg.eigh((centred.T @ centred).astype(np.float64))
-    q, _ = np.linalg.qr(vecs[:, ::-1][:, :dims])
+    q, _ = np.linalg.qr(_leading_axes((centred.T @ centred).astype(np.float64), dims))
     return Basis(mean, np.ascontiguousarray(q.T))
+
+
+def _leading_axes(cov: np.ndarray, dims: int, rounds: int = 6) -> np.ndarray:
+    """Approximately the ``dims`` leading eigenvectors of ``cov`` (d x dims) by subspace
+    iteration: far cheaper than a full eigendecomposition of d x d."""
+    width = min(cov.shape[0], dims + 16)
+    q, _ = np.linalg.qr(cov @ np.random.default_rng(0).standard_normal((cov.shape[0], width)))
+    for _ in range(rounds):
+        q, _ = np.linalg.qr(cov @ q)
+    _, vecs = np.linalg.eigh(q.T @ cov @ q)
+    return q @ vecs[:, ::-1][:, :dims]
 
 
 def low_coords(basis: Basis, work: np.ndarray) -> np.ndarray:
