@@ -387,7 +387,16 @@ class TopKIndex:
     def _holders(self, ids: np.ndarray) -> np.ndarray:
         """Live rows whose list holds any of ``ids``."""
         n = self._n_rows
-        hold = np.isin(self._nbr_ids[:n], ids).any(axis=1) & self._alive[:n]
+        if ids.size == 0:
+            return np.empty(0, np.int64)
+        nbr = self._nbr_ids[:n]
+        if ids.size <= 4:  # a few comparisons beat isin's sort of N x k ids
+            held = np.zeros(nbr.shape, bool)
+            for i in ids.tolist():
+                held |= nbr == i
+        else:
+            held = np.isin(nbr, ids)
+        hold = held.any(axis=1) & self._alive[:n]
         return np.flatnonzero(hold)
 
     # ------------------------------------------------------------------ ranking
