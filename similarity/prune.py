@@ -94,3 +94,25 @@ def limit(t_s: np.ndarray, d: np.ndarray, e: np.ndarray) -> np.ndarray:
     out, rounded up so the comparison against float32 bounds keeps every such row)."""
     lim = (np.sqrt(t_s) + d) ** 2 + e
     return (lim * (1 + 4 * U32)).astype(np.float32)
+
+
+# 1 + 64 u32: covers the relative rounding of the few float32 steps of ``list_limits``.
+_UP = np.float32(1 + 2.0**-18)
+
+
+def list_limits(kth_d: np.ndarray, metric: str, d: float, e: float) -> np.ndarray:
+    """``limit(threshold(s_k, 0), d, e)`` for every row's k-th distance ``kth_d`` (float32,
+    +inf for short lists), computed in float32 in place: an add compares one vector's bounds
+    with all N rows' limits, so this is on its critical path. Every step rounds to nearest
+    on nonnegative values, so each loses at most u32 relative; the ``_UP`` factors (64 u32
+    each) more than make up for them and for ``threshold``'s 8 u32."""
+    if metric == "euclidean":
+        root = kth_d * _UP  # sqrt(s_k (1 + 8 u32)) <= kth_d (1 + 4 u32)
+    else:
+        root = np.sqrt(kth_d * np.float32(2 + 2.0**-16))  # s_k = 2 kth_d
+        root *= _UP
+    root += np.float32(d) * _UP + np.float32(1e-15)  # threshold's 1e-30 on s; no underflow
+    root *= root
+    root += np.float32(e) * _UP
+    root *= _UP
+    return root

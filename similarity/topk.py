@@ -60,6 +60,7 @@ from similarity.prune import (
     coord_blocks,
     fit_basis,
     limit,
+    list_limits,
     low_coords,
     slack,
 )
@@ -660,8 +661,11 @@ class TopKIndex:
         """Merge the products of ``rows`` into every live list they may enter (lists of
         ``upserted`` rows are computed whole instead)."""
         if bounds is not None:
-            lim = limit(threshold(self._kth_s(), np.zeros(1)), bounds.d.max(), bounds.e.max())
-            near = (bounds.lb <= lim[None, :]) & np.isfinite(bounds.lb)
+            lim = list_limits(self._nbr_dist[: self._n_rows, -1], self.metric,
+                              float(bounds.d.max()), float(bounds.e.max()))
+            near = bounds.lb <= lim[None, :]
+            if not np.isfinite(lim).all():
+                near &= np.isfinite(bounds.lb)
             near[:, upserted] = False
             qi, col = np.nonzero(near)
             if col.size <= _DENSE_SHARE * self._n_rows:

@@ -11,7 +11,7 @@ import pytest
 
 import similarity.topk as topk_mod
 from similarity.exact import approx_s, exact_s, raw_sq, threshold, work_vectors
-from similarity.prune import fit_basis, limit, low_coords, slack
+from similarity.prune import fit_basis, limit, list_limits, low_coords, slack
 from similarity.store import MatrixMeta, MatrixStore
 from similarity.topk import TopKIndex
 from tests.similarity.test_topk import (
@@ -81,6 +81,19 @@ def test_limit_keeps_every_row_at_the_threshold():
     assert (limit(t, d, e) >= t.astype(np.float32)).all()
     assert np.isinf(limit(t, d, e)[-1])
     assert (limit(threshold(t, np.zeros(5)), d, e) >= t).all()
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_float32_list_limits_cover_the_float64_ones(metric):
+    rng = np.random.default_rng(15)
+    kth = np.concatenate([[0.0, np.inf, 1e-30, 1e-8], rng.uniform(0, 50, 10_000),
+                          rng.lognormal(0, 4, 10_000)]).astype(np.float32)
+    s_k = kth.astype(np.float64) ** 2 if metric == "euclidean" else 2 * kth.astype(np.float64)
+    for d, e in ((1e-30, 1e-30), (3e-6, 2e-4), (0.5, 7.0)):
+        ref = limit(threshold(s_k, np.zeros(1)), np.array(d), np.array(e))
+        got = list_limits(kth, metric, d, e)
+        assert got.dtype == np.float32 and (got >= ref).all()
+        assert (got[np.isfinite(ref)] <= ref[np.isfinite(ref)] * 1.001 + 1e-20).all()
 
 
 # ---------------------------------------------------------------- exact lists
