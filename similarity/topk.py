@@ -529,7 +529,7 @@ class TopKIndex:
         cols) is set: (values, rows), +inf padded."""
         b = q32.shape[0]
         best = (np.full((b, m), np.inf, np.float32), np.zeros((b, m), np.int64))
-        step = self._block_rows(b)
+        step = max(256, _matrix.BLOCK_BYTES // (4 * (b + self.dim)))  # gathered rows, values
         for s in range(0, cols.size, step):
             c = cols[s : s + step]
             vals = approx_s(q32, q_sq, self._rows.take(c), self._sq[c], self.metric)
