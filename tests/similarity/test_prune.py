@@ -12,6 +12,7 @@ import pytest
 import similarity.topk as topk_mod
 from similarity.exact import approx_s, exact_s, raw_sq, threshold, work_vectors
 from similarity.prune import fit_basis, limit, list_limits, low_coords, slack
+from similarity.rebuild import knn_block
 from similarity.store import MatrixMeta, MatrixStore
 from similarity.topk import TopKIndex
 from tests.similarity.test_topk import (
@@ -249,3 +250,23 @@ def test_small_builds_stay_unpruned_and_large_ones_prune(monkeypatch):
     index = TopKIndex.build(np.arange(300), v, dim=8)
     assert index.basis is not None
     check_exact(index, dict(zip(range(300), v, strict=True)), "euclidean", 10)
+
+
+def test_a_distributed_rebuild_publishes_a_pruned_base(tmp_path, monkeypatch):
+    """Blocks computed unpruned from the rebuild input; the writer fits the basis when it
+    publishes them, and the published base prunes (its lists still exact)."""
+    monkeypatch.setattr(topk_mod, "PRUNE_MIN_ROWS", 100)
+    rng = np.random.default_rng(16)
+    v = clustered(rng, 300, 16)
+    st = MatrixStore(tmp_path, meta=META, k=5, dim=16, layout="topk")
+    inp = st.rebuild_input(np.arange(300), v)
+    blocks = [knn_block(inp, s, s + 128, k=5, metric="euclidean") for s in (0, 128, 256)]
+    index = st.publish_rebuild(inp, blocks)
+    assert index.basis is not None
+    fresh = st.load()
+    assert isinstance(fresh, TopKIndex) and fresh.basis is not None
+    model = dict(zip(range(300), v, strict=True))
+    check_exact(fresh, model, "euclidean", 5)
+    st.upsert(fresh, [1000], v[:1] * 2)
+    model[1000] = v[0] * 2
+    check_exact(fresh, model, "euclidean", 5)
