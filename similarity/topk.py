@@ -15,6 +15,14 @@ Maintenance, all exact:
   updated product are recomputed;
 - remove: rows whose list held a removed product are recomputed.
 
+Scans are pruned once the index has a basis (``enable_pruning``; builds and bases of at least
+``PRUNE_MIN_ROWS`` rows fit one): every row also has low coordinates (``similarity.prune``,
+d' + 1 floats: memory-mapped for a base, computed on append for the tail) whose distance is
+a lower bound of the true one. A pass scans only those (N x (d' + 1)); a query's threshold
+is the k-th exact distance among its best-bounded rows, and only rows whose bound is within
+it (with rounding slack) are ranked and settled; an upsert rechecks only the rows whose
+bound is within their own k-th distance. The results are those of a full scan, exactly.
+
 ``apply_*`` return exactly the products whose list changed plus those added, like
 ``DistanceMatrix``, and record the lists they wrote in ``last_change`` so the store can log
 them: replaying a delta then just writes lists, it never recomputes.
