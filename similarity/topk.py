@@ -208,11 +208,15 @@ class TopKIndex:
         or none (every scan reads all vectors)."""
         self._basis = basis if low is not None else None
         self._low = _Rows(low) if low is not None else None
-        cap = self._ids.size
-        self._low_sq = np.zeros(cap, np.float64)
-        if low is not None:
-            self._low_sq[: low.shape[0]] = raw_sq(low)
-        self._low_sq_max = float(self._low_sq.max()) if cap else 0.0
+        # Squared norms of the low rows as the float32 scan adds them, +inf for dead rows (so
+        # their bounds come out +inf without another pass).
+        self._low_sq32 = np.full(self._ids.size, np.inf, np.float32)
+        self._low_sq_max = 0.0
+        if low is not None and low.shape[0]:
+            sq = raw_sq(low)
+            n = low.shape[0]
+            self._low_sq32[:n] = np.where(self._alive[:n], sq, np.inf)
+            self._low_sq_max = float(sq.max())
 
     # ------------------------------------------------------------------ construction
 
@@ -325,12 +329,13 @@ class TopKIndex:
         zq = low_coords(self._basis, work_vectors(q32, q_sq, self.metric))
         zq_sq = raw_sq(zq)
         n = self._n_rows
-        lb = np.empty((q32.shape[0], n), np.float32)
-        for off, z in self._low.blocks(max(n, 1)):
-            cols = slice(off, off + z.shape[0])
-            lb[:, cols] = approx_s(zq, zq_sq, z, self._low_sq[cols], "euclidean")
-        if self._n != n:
-            lb[:, ~self._alive[:n]] = np.inf
+        # approx_s's euclidean steps, without copies: one GEMV/GEMM over the low rows
+        parts = [zq @ z.T for _, z in self._low.blocks(max(n, 1))]
+        lb = (parts[0] if len(parts) == 1 else
+              np.concatenate(parts, axis=1) if parts else np.empty((q32.shape[0], 0), np.float32))
+        lb *= -2.0
+        lb += zq_sq.astype(np.float32)[:, None]
+        lb += self._low_sq32[None, :n]
         d, e = slack(zq_sq, self._low_sq_max, self._basis.dims)
         return _Bounds(lb, d, e)
 
@@ -365,7 +370,7 @@ class TopKIndex:
             self._alive = _grown(self._alive[:n0], cap, False)
             self._nbr_ids = _grown(self._nbr_ids[:n0], cap, _NO_ID)
             self._nbr_dist = _grown(self._nbr_dist[:n0], cap, np.inf)
-            self._low_sq = _grown(self._low_sq[:n0], cap, 0.0)
+            self._low_sq32 = _grown(self._low_sq32[:n0], cap, np.inf)
         rows = np.arange(n0, n1)
         self._rows.append(vecs)
         self._ids[rows], self._alive[rows] = ids, True
@@ -373,8 +378,9 @@ class TopKIndex:
         if self._low is not None and self._basis is not None:
             z = low_coords(self._basis, work_vectors(vecs, self._sq[rows], self.metric))
             self._low.append(z)
-            self._low_sq[rows] = raw_sq(z)
-            self._low_sq_max = max(self._low_sq_max, float(self._low_sq[rows].max()))
+            sq = raw_sq(z)
+            self._low_sq32[rows] = sq
+            self._low_sq_max = max(self._low_sq_max, float(sq.max()))
         self._sq_max = max(self._sq_max, float(self._sq[rows].max()))
         self._nbr_ids[rows], self._nbr_dist[rows] = _NO_ID, np.inf
         index = self._index
@@ -388,6 +394,7 @@ class TopKIndex:
         for i in self._ids[rows].tolist():
             index.pop(i, None)
         self._alive[rows] = False
+        self._low_sq32[rows] = np.inf
         self._n -= rows.size
 
     def _work(self, rows: np.ndarray) -> np.ndarray:
