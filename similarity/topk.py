@@ -213,7 +213,9 @@ class TopKIndex:
         self._low_sq32 = np.full(self._ids.size, np.inf, np.float32)
         self._low_sq_max = 0.0
         if low is not None and low.shape[0]:
-            sq = raw_sq(low)
+            # in blocks: a float64 copy of a million rows would be a private 0.5 GB
+            sq = np.concatenate([raw_sq(low[s : s + _LOW_BLOCK])
+                                 for s in range(0, low.shape[0], _LOW_BLOCK)])
             n = low.shape[0]
             self._low_sq32[:n] = np.where(self._alive[:n], sq, np.inf)
             self._low_sq_max = float(sq.max())
