@@ -200,7 +200,12 @@ class TopKIndex:
         self._nbr_dist = np.require(nbr_dist, np.float32, ["C", "W", "O"])
         self._n_rows = self._n = ids.size
         self._sq_max = float(self._sq.max()) if ids.size else 0.0
-        self._index_cache: dict[int, int] | None = None
+        # id -> live row: the first ``_n_base`` rows through their ids sorted once (two int64
+        # arrays, built on first use), later rows through a dict (a million-entry dict would
+        # be ~100 MB private in every web process).
+        self._n_base = ids.size
+        self._base_sorted: tuple[np.ndarray, np.ndarray] | None = None
+        self._tail_index: dict[int, int] = {}
         self._set_low(low, basis)
 
     def _set_low(self, low: np.ndarray | None, basis: Basis | None) -> None:
@@ -351,17 +356,21 @@ class TopKIndex:
 
     # ------------------------------------------------------------------ rows
 
-    @property
-    def _index(self) -> dict[int, int]:
-        """id -> live row, built on first use (a search-only process never needs it)."""
-        if self._index_cache is None:
-            live = np.flatnonzero(self._alive[: self._n_rows])
-            self._index_cache = dict(zip(self._ids[live].tolist(), live.tolist(), strict=True))
-        return self._index_cache
-
     def _row_of(self, ids: np.ndarray) -> np.ndarray:
-        index = self._index
-        return np.fromiter((index.get(i, -1) for i in ids.tolist()), np.int64, ids.size)
+        """Live row of each id, -1 for none."""
+        if self._base_sorted is None:
+            order = np.argsort(self._ids[: self._n_base], kind="stable")
+            self._base_sorted = (self._ids[order], order)
+        srt, order = self._base_sorted
+        pos = np.minimum(np.searchsorted(srt, ids), max(srt.size - 1, 0))
+        rows = order[pos] if srt.size else np.zeros(ids.size, np.int64)
+        found = (srt[pos] == ids) & self._alive[rows] if srt.size else np.zeros(ids.size, bool)
+        rows = np.where(found, rows, -1)
+        if self._tail_index:
+            tail = self._tail_index
+            rows = np.fromiter((tail.get(i, r) for i, r in zip(ids.tolist(), rows.tolist(),
+                                                                strict=True)), np.int64, ids.size)
+        return rows
 
     def _append(self, ids: np.ndarray, vecs: np.ndarray) -> np.ndarray:
         n0, n1 = self._n_rows, self._n_rows + ids.size
@@ -385,16 +394,13 @@ class TopKIndex:
             self._low_sq_max = max(self._low_sq_max, float(sq.max()))
         self._sq_max = max(self._sq_max, float(self._sq[rows].max()))
         self._nbr_ids[rows], self._nbr_dist[rows] = _NO_ID, np.inf
-        index = self._index
-        for i, r in zip(ids.tolist(), rows.tolist(), strict=True):
-            index[i] = r
+        self._tail_index.update(zip(ids.tolist(), rows.tolist(), strict=True))
         self._n_rows, self._n = n1, self._n + ids.size
         return rows
 
     def _kill(self, rows: np.ndarray) -> None:
-        index = self._index
         for i in self._ids[rows].tolist():
-            index.pop(i, None)
+            self._tail_index.pop(i, None)
         self._alive[rows] = False
         self._low_sq32[rows] = np.inf
         self._n -= rows.size
@@ -740,7 +746,7 @@ class TopKIndex:
         return self._n
 
     def __contains__(self, product_id: object) -> bool:
-        return is_int(product_id) and int(product_id) in self._index
+        return is_int(product_id) and self._row_of(np.array([int(product_id)]))[0] >= 0
 
     def __repr__(self) -> str:
         return (f"TopKIndex(n={self._n}, rows={self._n_rows}, dim={self.dim}, "
@@ -795,8 +801,8 @@ class TopKIndex:
 
     def index_of(self, product_id: int) -> int:
         """Row of ``product_id``; UnknownProductError (a KeyError) if absent."""
-        row = self._index.get(int(product_id)) if is_int(product_id) else None
-        if row is None:
+        row = int(self._row_of(np.array([int(product_id)]))[0]) if is_int(product_id) else -1
+        if row < 0:
             raise UnknownProductError(f"product {product_id!r} is not in the index")
         return row
 
