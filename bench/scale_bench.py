@@ -6,8 +6,8 @@ Vectors: the real embeddings of Fashion-MNIST (``bench.fmnist_vectors``: as many
 (``scaled_vectors``: sigma = 0.02 x the coordinates' standard deviation).
 
     python -m bench.scale_bench [N] [--speedup-n M] [--quick]
-    python -m bench.scale_bench prune [N ...]      # pruned scans at each N (default 100k,
-                                                   # 200k, 1M), unpruned too up to 100k
+    python -m bench.scale_bench prune [N ...] [sigma=S]   # pruned scans at each N (default
+                                    # 100k, 200k, 1M), unpruned too up to 100k; S: the noise
 
 ``run(quick)`` returns rows in ``bench.run``'s format; ``run_prune`` a dict per N (also saved
 as JSON under var/bench).
@@ -380,9 +380,10 @@ def lists_index(vecs: np.ndarray, real: int) -> tuple[TopKIndex, dict]:
                    "load": os.getloadavg()}
 
 
-def prune_figures(base: np.ndarray, n: int, unpruned: bool, repeats: int = 15) -> dict:
+def prune_figures(base: np.ndarray, n: int, unpruned: bool, repeats: int = 15,
+                  sigma: float = 0.02) -> dict:
     """Every figure of the pruned layout at ``n`` (and unpruned, for the ratio)."""
-    vecs = scaled_vectors(base, n)
+    vecs = scaled_vectors(base, n, sigma=sigma)
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=BENCH_DIR) as tmp:
         store = MatrixStore(Path(tmp) / "store", meta=META, k=K, layout="topk")
@@ -404,15 +405,15 @@ def prune_figures(base: np.ndarray, n: int, unpruned: bool, repeats: int = 15) -
             out[role] = {**bench_rss(store.directory, vec_path, role), "load": os.getloadavg()}
         out["disk"] = subprocess.run(["df", "-h", "/work"], capture_output=True,
                                      text=True).stdout.splitlines()[-1]
-    return {"n": n, "real_vectors": base.shape[0], **out}
+    return {"n": n, "real_vectors": base.shape[0], "sigma": sigma, **out}
 
 
-def run_prune(sizes: list[int]) -> list[dict]:
+def run_prune(sizes: list[int], sigma: float = 0.02) -> list[dict]:
     """``prune_figures`` at each size (unpruned too up to 100k); saved as JSON."""
     base = cached_vectors()
     results = []
     for n in sizes:
-        results.append(prune_figures(base, n, unpruned=n <= 100_000))
+        results.append(prune_figures(base, n, unpruned=n <= 100_000, sigma=sigma))
         path = BENCH_DIR / f"prune-{time.strftime('%Y%m%dT%H%M%S')}-{n}.json"
         path.write_text(json.dumps(results[-1], indent=1, default=float))
         print(json.dumps(results[-1], default=float), flush=True)
@@ -432,7 +433,9 @@ def run_blocks(n: int, rows: int) -> dict:
 
 def main(argv: list[str]) -> None:
     if argv and argv[0] == "prune":
-        run_prune([int(a) for a in argv[1:]] or [100_000, 200_000, 1_000_000])
+        sigma = [float(a.split("=")[1]) for a in argv[1:] if a.startswith("sigma=")]
+        run_prune([int(a) for a in argv[1:] if a.isdigit()] or [100_000, 200_000, 1_000_000],
+                  *sigma[:1])
     elif argv and argv[0] == "blocks":
         print(json.dumps(run_blocks(int(argv[1]), int(argv[2])), indent=1))
     elif argv and argv[0] == "worker":
