@@ -674,10 +674,30 @@ class TopKIndex:
         out = np.unique(np.concatenate(merged)) if merged else np.empty(0, np.int64)
         return np.setdiff1d(out, rows)
 
-    def _kth_s(self) -> np.ndarray:
-        """Every row's k-th canonical distance as s (float64; +inf for short lists)."""
-        kth_d = self._nbr_dist[: self._n_rows, -1].astype(np.float64)
+    def _kth_s(self, rows: np.ndarray | slice | None = None) -> np.ndarray:
+        """The rows' (default: every row's) k-th canonical distance as s (float64; +inf for
+        short lists)."""
+        rows = slice(0, self._n_rows) if rows is None else rows
+        kth_d = self._nbr_dist[rows, -1].astype(np.float64)
         return kth_d**2 if self.metric == "euclidean" else 2 * kth_d
+
+    def _approx_near(self, q32: np.ndarray, qi: np.ndarray, col: np.ndarray) -> np.ndarray:
+        """Which pairs (query ``qi[i]``, row ``col[i]``) pass the full scan's test (float32
+        s within the row's k-th, widened by the ranking error), on the gathered rows only:
+        the canonical distances are then computed for those alone."""
+        q_sq = raw_sq(q32)
+        e = rank_error(q_sq, self._sq_max, self.dim, self.metric)
+        kth_s = self._kth_s(col)
+        keep = np.zeros(col.size, bool)
+        step = max(256, _matrix.BLOCK_BYTES // (4 * self.dim))
+        for i in np.unique(qi).tolist():
+            mine = np.flatnonzero(qi == i)
+            for s in range(0, mine.size, step):
+                part = mine[s : s + step]
+                vals = approx_s(q32[i : i + 1], q_sq[i : i + 1], self._rows.take(col[part]),
+                                self._sq[col[part]], self.metric)[0]
+                keep[part] = vals <= threshold(kth_s[part], e[i])
+        return keep
 
     def _merge_block(self, rows: np.ndarray, q32: np.ndarray, upserted: np.ndarray,
                      bounds: _Bounds | None) -> np.ndarray:
@@ -692,7 +712,8 @@ class TopKIndex:
             near[:, upserted] = False
             qi, col = np.nonzero(near)
             if col.size <= _DENSE_SHARE * self._n_rows:
-                return self._merge_pairs(rows[qi], col)
+                keep = self._approx_near(q32, qi, col)
+                return self._merge_pairs(rows[qi[keep]], col[keep])
         kth_s = self._kth_s()
         q_sq = raw_sq(q32)
         e = rank_error(q_sq, self._sq_max, self.dim, self.metric)[:, None]
