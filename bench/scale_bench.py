@@ -6,8 +6,21 @@ Vectors: the real embeddings of Fashion-MNIST (``bench.fmnist_vectors``: as many
 (``scaled_vectors``: sigma = 0.02 x the coordinates' standard deviation).
 
     python -m bench.scale_bench [N] [--speedup-n M] [--quick]
+    python -m bench.scale_bench prune [N ...] [sigma=S]   # pruned scans at each N (default
+                                    # 100k, 200k, 1M), unpruned too up to 100k; S: the noise
 
-``run(quick)`` returns rows in ``bench.run``'s format.
+``run(quick)`` returns rows in ``bench.run``'s format; ``run_prune`` a dict per N (also saved
+as JSON under var/bench).
+
+Lists of the pruned runs are not built exactly (an exact all-pairs build takes hours at 1M
+on this machine, and too long at 100k-200k while it is shared): when every real embedding
+has more than k copies (1M), ``family_lists``: each row's list among the copies of its own
+real embedding, which is the exact list when copies are nearer each other than any other
+vector; else ``ivf_lists``: the top-k found by a faiss IVF search, re-scored canonically.
+A random sample of rows is checked against an exact search and the count reported. A list
+that is not exact holds true distances of other rows, so its k-th distance can only be
+larger than the true one: an add checks more rows, not fewer (the add figure is biased
+slow); search does not read lists.
 """
 
 from __future__ import annotations
@@ -32,11 +45,15 @@ if str(REPO) not in sys.path:
 
 from bench.common import median_seconds  # noqa: E402
 from bench.fmnist_vectors import cached_vectors, scaled_vectors  # noqa: E402
+from similarity.exact import canonical  # noqa: E402
 from similarity.rebuild import Block, discard_input, input_size, knn_block  # noqa: E402
 from similarity.store import MatrixMeta, MatrixStore  # noqa: E402
 from similarity.topk import TopKIndex  # noqa: E402
 
 K = 10
+BENCH_DIR = REPO / "var" / "bench"
+IVF_PROBES = 4
+_PAIR_ROWS = 8192
 BLOCK_ROWS = 2048
 _ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 META = MatrixMeta(weights_sha256="0" * 64, policy="bench", metric="euclidean")
@@ -149,17 +166,25 @@ def bench_engines(inp: Path, rows: int) -> dict:
 # ---------------------------------------------------------------- operations
 
 
-def bench_ops(store: MatrixStore, index: TopKIndex, vecs: np.ndarray, repeats: int) -> dict:
-    """Persisted add and remove, search ranking, first search after a change (reader)."""
-    rng = np.random.default_rng(5)
+def bench_ops(store: MatrixStore, index: TopKIndex, vecs: np.ndarray, repeats: int,
+              prune: bool = True, seed: int = 0) -> dict:
+    """Persisted add and remove, search ranking, first search after a change (reader);
+    ``prune=False``: the same with the writer's and the reader's scans unpruned. Runs on
+    one store take different ``seed``s (else the second adds and removes nothing new)."""
+    rng = np.random.default_rng(5 + seed)
     n = vecs.shape[0]
-    fresh = scaled_vectors(vecs[rng.integers(0, n, 4 * repeats)], 4 * repeats, seed=9)
+    fresh = scaled_vectors(vecs[rng.integers(0, n, 4 * repeats)], 4 * repeats, seed=9 + seed)
     reader_store = MatrixStore(store.directory, meta=META, k=K, layout="topk")
     reader = reader_store.load()
-    next_id = iter(range(10**9, 10**9 + 4 * repeats))
+    assert isinstance(reader, TopKIndex)
+    if not prune:
+        index.disable_pruning()
+        reader.disable_pruning()
+    load_before = os.getloadavg()
+    next_id = iter(range(10**9 + 10**6 * seed, 10**9 + 10**6 * seed + 4 * repeats))
     add = _median_of(lambda: store.upsert(index, [next(next_id)], fresh[rng.integers(0, fresh.shape[0])]),
                   repeats)
-    victims = iter(rng.permutation(n)[: repeats].tolist())
+    victims = iter(rng.choice(index.ids, repeats, replace=False).tolist())
     remove = _median_of(lambda: store.remove(index, [next(victims)]), repeats)
     query = vecs[rng.integers(0, n, repeats)] + np.float32(0.01)
     qi = iter(range(repeats))
@@ -174,7 +199,9 @@ def bench_ops(store: MatrixStore, index: TopKIndex, vecs: np.ndarray, repeats: i
         store.upsert(index, [next(next_id)], fresh[rng.integers(0, fresh.shape[0])])
         firsts.append(_median_of(first_search, 1))
     return {"add_s": add, "remove_s": remove, "search_s": search,
-            "first_search_s": statistics.median(firsts), "repeats": repeats}
+            "first_search_s": statistics.median(firsts), "repeats": repeats,
+            "pruned": index.basis is not None, "load_before": load_before,
+            "load_after": os.getloadavg()}
 
 
 # ---------------------------------------------------------------- memory
@@ -266,6 +293,133 @@ def run(quick: bool = False, n: int = 100_000, speedup_rows: int = 8192) -> list
     return rows
 
 
+# ---------------------------------------------------------------- pruned scans at scale
+
+
+def family_lists(vecs: np.ndarray, real: int, k: int = K) -> tuple[np.ndarray, np.ndarray]:
+    """(nbr_ids, nbr_dist) of ``scaled_vectors(base[:real], n)`` (row c * real + i is copy c
+    of real vector i; ids = rows) from each row's family alone: canonical distances to the
+    other copies, ordered by (distance, id). See the module docstring for when it is exact."""
+    n = vecs.shape[0]
+    copies = -(-n // real)
+    dist = np.full((n, copies), np.inf, np.float32)
+    for c1 in range(copies):
+        for c2 in range(c1 + 1, copies):
+            for s in range(0, min(real, n - c2 * real), _PAIR_ROWS):
+                a = np.arange(c1 * real + s, c1 * real + min(real, n - c2 * real, s + _PAIR_ROWS))
+                b = a + (c2 - c1) * real
+                d = canonical(vecs[a].astype(np.float64), vecs[b].astype(np.float64),
+                              "euclidean")
+                dist[a, c2], dist[b, c1] = d, d
+    order = np.argsort(dist, axis=1, kind="stable")[:, :k]  # equal distances: smaller copy
+    nbr_dist = np.take_along_axis(dist, order, axis=1)
+    nbr_ids = order * real + (np.arange(n) % real)[:, None]
+    return np.where(np.isinf(nbr_dist), -1, nbr_ids), nbr_dist
+
+
+def _by_distance(rows: np.ndarray, cand: np.ndarray, vecs: np.ndarray,
+                 k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, canonical distances) of each row's k nearest among its candidate rows
+    (-1 = none), ordered by (distance, id)."""
+    dist = np.full(cand.shape, np.inf, np.float32)
+    for s in range(0, rows.size, _PAIR_ROWS):
+        part = slice(s, s + _PAIR_ROWS)
+        r, c = np.nonzero(cand[part] >= 0)
+        a, b = vecs[rows[part][r]], vecs[cand[part][r, c]]
+        dist[part][r, c] = canonical(a.astype(np.float64), b.astype(np.float64), "euclidean")
+    ids = np.where(cand < 0, np.iinfo(np.int64).max, cand)
+    order = _order(ids, dist)[:, :k]
+    nbr_d = np.take_along_axis(dist, order, axis=1)
+    return np.where(np.isinf(nbr_d), -1, np.take_along_axis(cand, order, axis=1)), nbr_d
+
+
+def _order(ids: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """Per row, the column order by (distance, id)."""
+    by_id = np.argsort(ids, axis=1, kind="stable")
+    by_d = np.argsort(np.take_along_axis(dist, by_id, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(by_id, by_d, axis=1)
+
+
+def ivf_lists(vecs: np.ndarray, k: int = K) -> tuple[np.ndarray, np.ndarray]:
+    """(nbr_ids, nbr_dist) from a faiss IVF search (sqrt(n) lists, ``IVF_PROBES`` probed;
+    ids = rows), re-scored canonically: approximate lists of true distances."""
+    import faiss
+
+    n, d = vecs.shape
+    nlist = int(np.sqrt(n))
+    ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist)
+    rng = np.random.default_rng(1)
+    ivf.train(vecs[np.sort(rng.choice(n, min(n, 50 * nlist), replace=False))])
+    ivf.add(vecs)
+    ivf.nprobe = IVF_PROBES
+    _, found = ivf.search(vecs, k + 1)
+    found = np.where(found == np.arange(n)[:, None], -1, found)
+    return _by_distance(np.arange(n), found, vecs, k)
+
+
+def sample_exact(index: TopKIndex, rows: int, seed: int = 3) -> int:
+    """How many of ``rows`` random products' stored lists equal an exact search."""
+    ids = np.random.default_rng(seed).choice(index.ids, rows, replace=False)
+    return sum(index.neighbours(int(i)) == index.query(index.vector(int(i)), K, exclude=[int(i)])
+               for i in ids.tolist())
+
+
+def lists_index(vecs: np.ndarray, real: int) -> tuple[TopKIndex, dict]:
+    """The benchmark's index of ``vecs`` (pruned) and how its lists were made."""
+    n = vecs.shape[0]
+    ids = np.arange(n)
+    t0 = time.perf_counter()
+    family = n > K * real
+    nbr_ids, nbr_dist = family_lists(vecs, real) if family else ivf_lists(vecs)
+    lists_s = time.perf_counter() - t0
+    index = TopKIndex.from_arrays(ids, vecs, nbr_ids, nbr_dist, k=K)
+    t0 = time.perf_counter()
+    index.enable_pruning()
+    return index, {"lists": "family" if family else f"faiss IVF, {IVF_PROBES} probes",
+                   "lists_s": lists_s, "fit_s": time.perf_counter() - t0,
+                   "load": os.getloadavg()}
+
+
+def prune_figures(base: np.ndarray, n: int, unpruned: bool, repeats: int = 15,
+                  sigma: float = 0.02) -> dict:
+    """Every figure of the pruned layout at ``n`` (and unpruned, for the ratio)."""
+    vecs = scaled_vectors(base, n, sigma=sigma)
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=BENCH_DIR) as tmp:
+        store = MatrixStore(Path(tmp) / "store", meta=META, k=K, layout="topk")
+        built, out = lists_index(vecs, base.shape[0])
+        out["sample_exact"] = (sample_exact(built, 100), 100)
+        store.publish_generation(built)
+        del built
+        index = store.load()
+        assert isinstance(index, TopKIndex)
+        out["pruned"] = bench_ops(store, index, vecs, repeats)
+        if unpruned:
+            reference = store.load()
+            assert isinstance(reference, TopKIndex)
+            out["unpruned"] = bench_ops(store, reference, vecs, repeats, prune=False, seed=1)
+        vec_path = Path(tmp) / "queries.npy"
+        np.save(vec_path, vecs[:16])
+        del vecs, index
+        for role in ("writer", "reader"):
+            out[role] = {**bench_rss(store.directory, vec_path, role), "load": os.getloadavg()}
+        out["disk"] = subprocess.run(["df", "-h", "/work"], capture_output=True,
+                                     text=True).stdout.splitlines()[-1]
+    return {"n": n, "real_vectors": base.shape[0], "sigma": sigma, **out}
+
+
+def run_prune(sizes: list[int], sigma: float = 0.02) -> list[dict]:
+    """``prune_figures`` at each size (unpruned too up to 100k); saved as JSON."""
+    base = cached_vectors()
+    results = []
+    for n in sizes:
+        results.append(prune_figures(base, n, unpruned=n <= 100_000, sigma=sigma))
+        path = BENCH_DIR / f"prune-{time.strftime('%Y%m%dT%H%M%S')}-{n}.json"
+        path.write_text(json.dumps(results[-1], indent=1, default=float))
+        print(json.dumps(results[-1], default=float), flush=True)
+    return results
+
+
 def run_blocks(n: int, rows: int) -> dict:
     """Only the block figures (engines, 1 vs 2 processes) on the first ``rows`` rows."""
     vecs, real = bench_vectors(n)
@@ -278,7 +432,11 @@ def run_blocks(n: int, rows: int) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    if argv and argv[0] == "blocks":
+    if argv and argv[0] == "prune":
+        sigma = [float(a.split("=")[1]) for a in argv[1:] if a.startswith("sigma=")]
+        run_prune([int(a) for a in argv[1:] if a.isdigit()] or [100_000, 200_000, 1_000_000],
+                  *sigma[:1])
+    elif argv and argv[0] == "blocks":
         print(json.dumps(run_blocks(int(argv[1]), int(argv[2])), indent=1))
     elif argv and argv[0] == "worker":
         _worker_main(argv[1:])

@@ -120,11 +120,17 @@ def settle_rows(q_work: np.ndarray, cand_vals: np.ndarray, cand_cols: np.ndarray
     thr = threshold(kth, e)
     complete = ~(np.isfinite(srt[:, -1]) & (srt[:, -1] <= thr)) if m else np.ones(b, bool)
     rows, js = np.nonzero((cand_vals <= thr[:, None]) & np.isfinite(cand_vals))
-    cols = cand_cols[rows, js]
-    dist = np.empty(rows.size, np.float32)
-    for s in range(0, rows.size, _EXACT_CHUNK):  # bounded memory: pairs gathered in chunks
-        part = slice(s, s + _EXACT_CHUNK)
-        dist[part] = canonical(q_work[rows[part]], take_work(cols[part]), metric)
+    out_ids, out_d = settle_pairs(q_work, rows, cand_cols[rows, js], b, k, col_ids, take_work,
+                                  metric)
+    return out_ids, out_d, complete
+
+
+def settle_pairs(q_work: np.ndarray, rows: np.ndarray, cols: np.ndarray, b: int, k: int,
+                 col_ids: np.ndarray, take_work: Take, metric: str,
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k per query among candidate pairs (query ``rows[i]``, column ``cols[i]``):
+    canonical distances, ordered by (distance, id); (b x k ids -1 padded, distances inf)."""
+    dist = final(pair_s(q_work, rows, cols, take_work), metric)
     ids = col_ids[cols]
     order = np.lexsort((ids, dist, rows))
     rows, ids, dist = rows[order], ids[order], dist[order]
@@ -134,7 +140,18 @@ def settle_rows(q_work: np.ndarray, cand_vals: np.ndarray, cand_cols: np.ndarray
     out_d = np.full((b, k), np.inf, np.float32)
     out_ids[rows[keep], rank[keep]] = ids[keep]
     out_d[rows[keep], rank[keep]] = dist[keep]
-    return out_ids, out_d, complete
+    return out_ids, out_d
+
+
+def pair_s(q_work: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+           take_work: Take) -> np.ndarray:
+    """Squared working distances of query ``rows[i]`` and column ``cols[i]`` (float64),
+    gathered in chunks so memory stays bounded."""
+    out = np.empty(rows.size, np.float64)
+    for s in range(0, rows.size, _EXACT_CHUNK):
+        part = slice(s, s + _EXACT_CHUNK)
+        out[part] = exact_s(q_work[rows[part]], take_work(cols[part]))
+    return out
 
 
 def top_m(vals: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:

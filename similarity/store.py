@@ -11,6 +11,11 @@ Directory layout::
                                   with ``mmap_mode="r"`` so processes share them through the
                                   page cache; written (or hard-linked from a distributed
                                   rebuild's input) before the .npz that names it
+    base-GGGGGGGG-XXXXXXXXXXXX.low.npy
+                                  (top-k, large enough bases) the rows' low coordinates in
+                                  the base's basis (``basis_mean``, ``basis_axes`` in the
+                                  .npz), float32, memory-mapped like the vectors: they prune
+                                  every scan (similarity.prune)
     rebuild-XXXXXXXXXXXX/         a distributed rebuild's input (similarity.rebuild)
     delta-GGGGGGGG-SSSSSSSS.npz   one operation on top of base G, seq S = 1, 2, ...:
                                   op "upsert" (ids, vectors), "remove" (ids) or "seal"
@@ -71,6 +76,7 @@ from similarity.errors import MatrixError, StaleMatrixError
 from similarity.failpoints import failpoint
 from similarity.layout import LAYOUTS, NeighbourIndex, to_topk
 from similarity.matrix import METRICS, DistanceMatrix
+from similarity.prune import Basis
 from similarity.rebuild import Block, merge_blocks, open_input, write_input
 from similarity.runtime import EMBEDDING_DIM
 from similarity.topk import ListChange, TopKIndex
@@ -83,6 +89,7 @@ LOCK_NAME = ".lock"
 
 _BASE_RE = re.compile(r"^base-(\d{8})\.npz$")
 _VECTORS_RE = re.compile(r"^base-(\d{8})-[0-9a-f]{12}\.vectors\.npy$")
+_LOW_RE = re.compile(r"^base-(\d{8})-[0-9a-f]{12}\.low\.npy$")
 _DELTA_RE = re.compile(r"^delta-(\d{8})-(\d{8})\.npz$")
 _RETRIES = 8
 _BASE_KEYS = (
@@ -92,6 +99,8 @@ _BASE_KEYS = (
 _TOPK_BASE_KEYS = (
     *_BASE_KEYS[:7], "layout", "vectors_file", "ids", "sq", "nbr_ids", "nbr_dist",
 )
+# Present in a top-k base whose scans are pruned.
+_LOW_KEYS = ("low_file", "basis_mean", "basis_axes")
 _DELTA_KEYS = ("format", "generation", "seq", "op", "ids", "vectors")
 # A top-k delta also logs the lists the operation wrote, so replaying never recomputes.
 _LIST_KEYS = ("changed", "list_ids", "list_nbr_ids", "list_nbr_dist")
@@ -158,7 +167,7 @@ def _scan(directory: Path) -> _Listing:
             bases[int(m.group(1))] = name
         elif m := _DELTA_RE.match(name):
             deltas.setdefault(int(m.group(1)), {})[int(m.group(2))] = name
-        elif m := _VECTORS_RE.match(name):
+        elif m := _VECTORS_RE.match(name) or _LOW_RE.match(name):
             vector_files.append((int(m.group(1)), name))
     gen = max(bases, default=0)
     stale = [n for g, n in bases.items() if g < gen]
@@ -353,7 +362,8 @@ class MatrixStore:
     def _read_base(self, path: Path, gen: int, *, allow_stale: bool) -> NeighbourIndex:
         with _open_npz(path) as npz:
             if "layout" in npz.files and _text(npz["layout"], "layout") == "topk":
-                return self._read_topk_base(_members(npz, path, _TOPK_BASE_KEYS), path, gen,
+                keys = _TOPK_BASE_KEYS + (_LOW_KEYS if "low_file" in npz.files else ())
+                return self._read_topk_base(_members(npz, path, keys), path, gen,
                                             allow_stale=allow_stale)
             z = _members(npz, path, [key for key in _BASE_KEYS if key != "distances"])
             metric, dim = self._check_base(z, path, gen, allow_stale=allow_stale)
@@ -372,21 +382,30 @@ class MatrixStore:
                         allow_stale: bool) -> TopKIndex:
         """A top-k base: small arrays from the .npz, vectors memory-mapped from the .npy."""
         metric, dim = self._check_base(z, path, gen, allow_stale=allow_stale)
-        name = _text(z["vectors_file"], "vectors_file")
-        if not _VECTORS_RE.match(name) or not name.startswith(f"base-{gen:08d}-"):
-            raise MatrixError(f"{path.name}: bad vectors file name {name!r}")
+        vectors = self._map_base_file(z, "vectors_file", _VECTORS_RE, path, gen)
+        low, basis = None, None
+        if "low_file" in z:
+            low = self._map_base_file(z, "low_file", _LOW_RE, path, gen)
+            basis = Basis(z["basis_mean"].astype(np.float64), z["basis_axes"].astype(np.float64))
         try:
-            vectors = np.load(self.directory / name, mmap_mode="r", allow_pickle=False)
+            return TopKIndex.from_arrays(z["ids"], vectors, z["nbr_ids"], z["nbr_dist"],
+                                         sq=z["sq"], metric=metric, k=self.k, dim=dim,
+                                         engine=self.engine, low=low, basis=basis)
+        except MatrixError as e:
+            raise MatrixError(f"{path.name}: {e}") from e
+
+    def _map_base_file(self, z: dict[str, np.ndarray], key: str, pattern: re.Pattern[str],
+                       path: Path, gen: int) -> np.ndarray:
+        """The .npy a base names under ``key``, opened with ``mmap_mode="r"``."""
+        name = _text(z[key], key)
+        if not pattern.match(name) or not name.startswith(f"base-{gen:08d}-"):
+            raise MatrixError(f"{path.name}: bad {key} name {name!r}")
+        try:
+            return np.load(self.directory / name, mmap_mode="r", allow_pickle=False)
         except FileNotFoundError:
             raise
         except (OSError, ValueError) as e:
             raise MatrixError(f"cannot read {name}: {e}") from e
-        try:
-            return TopKIndex.from_arrays(z["ids"], vectors, z["nbr_ids"], z["nbr_dist"],
-                                         sq=z["sq"], metric=metric, k=self.k, dim=dim,
-                                         engine=self.engine)
-        except MatrixError as e:
-            raise MatrixError(f"{path.name}: {e}") from e
 
     def _check_base(self, z: dict[str, np.ndarray], path: Path, gen: int, *,
                     allow_stale: bool) -> tuple[str, int]:
@@ -624,14 +643,31 @@ class MatrixStore:
             assert isinstance(matrix, TopKIndex)
             name = f"base-{gen:08d}-{uuid.uuid4().hex[:12]}.vectors.npy"
             if vectors_from is None:
-                shape = (len(matrix), matrix.dim)
-                self._publish_with(self.directory / name, lambda f: _write_npy(
-                    f, shape, matrix.vector_blocks(_VECTOR_BLOCK)), exclusive=True)
+                self._publish_npy(name, (len(matrix), matrix.dim),
+                                  matrix.vector_blocks(_VECTOR_BLOCK))
             else:
                 self._link(vectors_from, self.directory / name)
             arrays["vectors_file"] = _unicode(name)
             arrays["sq"] = matrix.sq_norms
+            arrays.update(self._publish_low(matrix, gen))
         self._publish(self._base_path(gen), arrays, exclusive=True)
+
+    def _publish_npy(self, name: str, shape: tuple[int, int],
+                     blocks: Iterable[np.ndarray]) -> None:
+        self._publish_with(self.directory / name, lambda f: _write_npy(f, shape, blocks),
+                           exclusive=True)
+
+    def _publish_low(self, index: TopKIndex, gen: int) -> dict[str, np.ndarray]:
+        """The base's low coordinates file (basis refitted on the live rows when needed);
+        returns the arrays naming it, or none for an index too small to prune."""
+        index.refit_for_base()
+        basis = index.basis
+        if basis is None:
+            return {}
+        name = f"base-{gen:08d}-{uuid.uuid4().hex[:12]}.low.npy"
+        self._publish_npy(name, (len(index), basis.dims), index.low_blocks(_VECTOR_BLOCK))
+        return {"low_file": _unicode(name), "basis_mean": basis.mean,
+                "basis_axes": basis.axes}
 
     def _check_not_superseded(self, path: Path, gen: int) -> None:
         """After publishing into ``gen``: withdraw and fail if a newer base exists."""

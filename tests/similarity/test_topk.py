@@ -137,9 +137,14 @@ def test_changed_sets_and_lists_equal_bruteforce(layout, metric, kind, seed):
     exactly (ids and float32 distances)."""
     dim, k = (4 if kind == "grid" else 12), 5
     ops = RandomOps(seed, kind, metric, dim)
-    index = make(layout, dim=dim, metric=metric, k=k)
-    before: dict = {}
-    for step in range(150):
+    check_random_ops(make(layout, dim=dim, metric=metric, k=k), ops, metric, k)
+
+
+def check_random_ops(index, ops: RandomOps, metric: str, k: int, steps: int = 150) -> None:
+    """Apply ``steps`` random operations; after each, the changed set and every list equal
+    brute force."""
+    before = check_exact(index, ops.model, metric, k) if ops.model else {}
+    for step in range(steps):
         op, batch, vs = ops.next()
         changed = run_op(index, op, batch, vs)
         added = ops.apply_model(op, batch, vs)
