@@ -605,7 +605,9 @@ def products_mark_ready(ids: Collection[int], *, fence: Fence | None = None) -> 
         current.filter(
             status__in=[Product.Status.PENDING, Product.Status.PROCESSING],
         ).update(status=Product.Status.READY, status_changed_at=timezone.now())
-        current.update(indexed_as=_indexed_as())
+        # Only rows whose marker differs: the rebuild and the reconcile sweep pass every id.
+        (current.annotate(now=_indexed_as()).exclude(indexed_as=F("now"))
+         .update(indexed_as=_indexed_as()))
 
 
 def index_remove(*, product_ids: Iterable[int]) -> set[int]:
