@@ -6,6 +6,7 @@ Vectors: the real embeddings of Fashion-MNIST (``bench.fmnist_vectors``: as many
 (``scaled_vectors``: sigma = 0.02 x the coordinates' standard deviation).
 
     python -m bench.scale_bench [N] [--speedup-n M] [--quick]
+    python -m bench.scale_bench rebuild N [P]   # only the full rebuild of N, P block processes
     python -m bench.scale_bench prune [N ...] [sigma=S]   # pruned scans at each N (default
                                     # 100k, 200k, 1M), unpruned too up to 100k; S: the noise
 
@@ -431,11 +432,24 @@ def run_blocks(n: int, rows: int) -> dict:
                 "speedup": bench_speedup(store, vecs, engine, rows), "engine": engine}
 
 
+def run_rebuild(n: int, processes: int) -> dict:
+    """Only the full distributed rebuild of ``n`` vectors in ``processes`` block processes
+    (the engine the blocks use: faiss, the faster of the two in every run so far)."""
+    vecs, real = bench_vectors(n)
+    with tempfile.TemporaryDirectory(dir=REPO / "var") as tmp:
+        store = MatrixStore(Path(tmp) / "store", meta=META, k=K, layout="topk", engine="faiss")
+        _, rebuild = bench_rebuild(store, vecs, "faiss", processes)
+    return {"n": n, "processes": processes, "real_vectors": real, "load": os.getloadavg(),
+            **rebuild}
+
+
 def main(argv: list[str]) -> None:
     if argv and argv[0] == "prune":
         sigma = [float(a.split("=")[1]) for a in argv[1:] if a.startswith("sigma=")]
         run_prune([int(a) for a in argv[1:] if a.isdigit()] or [100_000, 200_000, 1_000_000],
                   *sigma[:1])
+    elif argv and argv[0] == "rebuild":
+        print(json.dumps(run_rebuild(int(argv[1]), int(argv[2]) if len(argv) > 2 else 2)))
     elif argv and argv[0] == "blocks":
         print(json.dumps(run_blocks(int(argv[1]), int(argv[2])), indent=1))
     elif argv and argv[0] == "worker":

@@ -21,6 +21,7 @@ from similarity.embedding import ImageEmbedder
 from similarity.errors import MatrixError
 from similarity.layout import LAYOUTS, NeighbourIndex
 from similarity.store import MatrixMeta, MatrixStore
+from similarity.threads import limit_math_threads
 from similarity.weights import WEIGHTS_SHA256
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,14 @@ class SpaceStore:
 
     def follow(self, other: SpaceStore) -> None:
         self.store.meta, self.store.dim, self.space = other.store.meta, other.store.dim, other.space
+
+
+def worker_threads_limit() -> None:
+    """Cap this worker process's BLAS and OpenMP threads (``LOOKALIKE_WORKER_MATH_THREADS``);
+    called in every worker child at start (workers.control)."""
+    pools = limit_math_threads(settings.LOOKALIKE_WORKER_MATH_THREADS)
+    logger.info("math threads: %s", ", ".join(f"{p['internal_api']} {p['num_threads']}"
+                                              for p in pools))
 
 
 def embedder_get() -> ImageEmbedder:

@@ -64,6 +64,20 @@ def load_image(
     both dimensions. A missing path raises ``FileNotFoundError`` (that is not the image's
     fault); everything wrong with the image itself raises ``ImageRejected``.
     """
+    return _load(source, limits, draft_size)[0]
+
+
+def check_image(source: bytes | str | os.PathLike[str], *,
+                limits: ImageLimits = DEFAULT_LIMITS) -> str:
+    """Decode ``source`` fully with every check of ``load_image``; return its format
+    ("PNG", "JPEG", ...). For an upload's check: one open and one decode, nothing kept."""
+    image, fmt = _load(source, limits, None)
+    image.close()
+    return fmt
+
+
+def _load(source: bytes | str | os.PathLike[str], limits: ImageLimits,
+          draft_size: tuple[int, int] | None) -> tuple[Image.Image, str]:
     if draft_size is not None and min(draft_size) < 1:
         raise ValueError(f"draft_size must be positive, got {draft_size}")
     data = _read_bounded(source, limits)
@@ -79,7 +93,7 @@ def load_image(
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         img = _open(data)
         try:
-            return _decode(img, limits, draft_size)
+            return _decode(img, limits, draft_size), str(img.format)
         finally:
             img.close()
 

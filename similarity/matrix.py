@@ -732,6 +732,13 @@ class DistanceMatrix:
         nid, nd = _topk_block(d[None, :], ids, min(k, ids.size))
         return list(zip(nid[0].tolist(), nd[0].tolist(), strict=True))
 
+    def holders(self, ids: Iterable[int] | np.ndarray) -> set[int]:
+        """Products whose top-k list holds any of ``ids`` (no copy of the lists)."""
+        wanted, n = as_ids(list(ids)), self._n
+        if wanted.size == 0 or n == 0:
+            return set()
+        return set(self._ids[:n][np.isin(self._nbr_ids[:n], wanted).any(axis=1)].tolist())
+
     def top_k_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(ids (N,), neighbour ids (N x k, -1 padded), neighbour distances (N x k, inf padded))."""
         n = self._n

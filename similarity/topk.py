@@ -854,6 +854,10 @@ class TopKIndex:
         keep = nid[0] >= 0
         return list(zip(nid[0][keep].tolist(), nd[0][keep].tolist(), strict=True))
 
+    def holders(self, ids: Iterable[int] | np.ndarray) -> set[int]:
+        """Products whose top-k list holds any of ``ids`` (no copy of the lists)."""
+        return set(self._ids[self._holders(as_ids(list(ids)))].tolist())
+
     def top_k_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(ids (N,), neighbour ids (N x k, -1 padded), neighbour distances (N x k, inf))."""
         live = self._live()

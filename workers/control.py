@@ -1,4 +1,5 @@
-"""A remote-control command every worker answers: who it is and what code and model it runs.
+"""Worker start-up hooks, and a remote-control command every worker answers: who it is and
+what code and model it runs.
 
 ``manage.py similarity_status`` broadcasts it (catalog.broker.workers_state), so an operator
 sees a worker that outlived its code, or one that reads another database, at a glance.
@@ -10,7 +11,7 @@ import os
 import socket
 from typing import Any
 
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_process_init
 from celery.worker.control import control_command
 
 
@@ -20,6 +21,14 @@ def _remember_code_version(**_: Any) -> None:
     from catalog.deployment import code_version
 
     code_version()
+
+
+@worker_process_init.connect
+def _cap_math_threads(**_: Any) -> None:
+    """Each pool child caps its numpy and faiss threads before its first task."""
+    from catalog.engine import worker_threads_limit
+
+    worker_threads_limit()
 
 
 @control_command()

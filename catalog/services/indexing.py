@@ -24,8 +24,7 @@ from typing import Literal, overload
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import CharField, F, QuerySet, Value
-from django.db.models.functions import Concat
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from catalog.engine import (
@@ -238,6 +237,14 @@ def _awaiting_reembed(ids: Collection[int]) -> set[int]:
     return found
 
 
+def _list_k(matrix: NeighbourIndex) -> int | None:
+    """How many neighbours a list is made from: the matrix's k, or with duplicates collapsed,
+    spare candidates, so that copies skipped still leave ten places filled."""
+    if settings.LOOKALIKE_COLLAPSE_DUPLICATES:
+        return min(_COLLAPSE_CANDIDATES, max(len(matrix) - 1, 0))
+    return None
+
+
 def _wanted_lists(
     matrix: NeighbourIndex, product_ids: Iterable[int], existing: Collection[int]
 ) -> dict[int, Neighbours]:
@@ -246,6 +253,7 @@ def _wanted_lists(
     collapsing = settings.LOOKALIKE_COLLAPSE_DUPLICATES
     product_ids = list(product_ids)
     migrating = _awaiting_reembed([pid for pid in product_ids if pid not in matrix])
+    k = _list_k(matrix)
     for pid in product_ids:
         if pid not in existing:
             continue  # deleted: its rows went with it
@@ -254,11 +262,7 @@ def _wanted_lists(
         if pid not in matrix:
             wanted[pid] = []
             continue
-        if collapsing:
-            # Spare candidates, so that copies skipped still leave ten places filled.
-            nbrs = matrix.neighbours(pid, k=min(_COLLAPSE_CANDIDATES, max(len(matrix) - 1, 0)))
-        else:
-            nbrs = matrix.neighbours(pid)
+        nbrs = matrix.neighbours(pid, k=k)
         if any(nid not in existing for nid, _ in nbrs):
             wider = matrix.neighbours(pid, k=max(len(matrix) - 1, 0))
             limit = _COLLAPSE_CANDIDATES if collapsing else MAX_NEIGHBOURS
@@ -359,13 +363,15 @@ def _write_lists(lists: dict[int, tuple[int, Neighbours]]) -> None:
 
 def neighbours_sync(
     *, matrix: NeighbourIndex, product_ids: Iterable[int], existing: Collection[int],
-    fence: Fence | None = None,
+    fence: Fence | None = None, ready: Collection[int] = (),
 ) -> set[int]:
     """Rewrite, in one transaction, the stored lists of ``product_ids`` that differ from the
-    matrix (missing neighbours skipped); return the ids rewritten.
+    matrix (missing neighbours skipped); return the ids rewritten. ``ready``: products to
+    mark ready in the same transaction (``products_mark_ready``), so that a product turns
+    ready together with its list, for one commit and one fence.
 
-    ``fence`` (the writer lock's check) is called before writing and again right before the
-    commit: if it raises, the transaction rolls back and nothing is written.
+    ``fence`` (the writer lock's check) is called right before the commit: if it raises, the
+    transaction rolls back and nothing is written.
     """
     with transaction.atomic():
         wanted = _wanted_lists(matrix, sorted(set(product_ids)), existing)
@@ -375,10 +381,9 @@ def neighbours_sync(
             first = _first_difference(stored.get(pid, []), lst)
             if first is not None:
                 differ[pid] = (first, lst)
-        if differ and fence is not None:
-            fence()
         _write_lists(differ)
-        if differ and fence is not None:
+        products_mark_ready(ready)
+        if (differ or ready) and fence is not None:
             fence()
     return set(differ)
 
@@ -407,23 +412,24 @@ class _Plan:
     upsert_ids: np.ndarray
     upsert_vectors: np.ndarray
     remove_ids: set[int]
+    #: Upserted ids the matrix already holds with that vector: a crashed run published them.
+    unmoved: set[int]
 
 
-def _plan(matrix: NeighbourIndex, product_ids: set[int], existing: set[int],
-          space: Space | None = None, settled: Collection[int] = ()) -> _Plan:
-    """What to upsert and remove; products in ``settled`` (lists committed for their
-    current vector, ``products_indexed``) whose vector the matrix holds are left out."""
+def _plan(matrix: NeighbourIndex, product_ids: set[int], space: Space | None = None,
+          settled: Collection[int] = ()) -> _Plan:
+    """What to upsert and remove (of ``product_ids``: reads only their rows); products in
+    ``settled`` (lists committed for their current vector, ``products_indexed``) whose vector
+    the matrix holds are left out."""
     up_ids, up_vecs = indexable_vectors(product_ids, space=space)
-    if settled:
-        moving = set(matrix.plan_upsert(up_ids, up_vecs)[0].tolist())
-        keep_rows = [i for i, pid in enumerate(up_ids.tolist())
-                     if pid not in settled or pid in moving]
-        up_ids, up_vecs = up_ids[keep_rows], up_vecs[keep_rows]
-    in_matrix = set(matrix.ids.tolist())
-    ghosts = in_matrix - existing
-    asked_present = product_ids & in_matrix
+    unmoved = {pid for pid, vec in zip(up_ids.tolist(), up_vecs, strict=True)
+               if pid in matrix and np.array_equal(matrix.vector(pid), vec)}
+    keep_rows = [i for i, pid in enumerate(up_ids.tolist())
+                 if pid not in settled or pid not in unmoved]
+    up_ids, up_vecs = up_ids[keep_rows], up_vecs[keep_rows]
+    asked_present = {pid for pid in product_ids if pid in matrix}
     keep = _keepable_ids(asked_present)
-    return _Plan(up_ids, up_vecs, ghosts | (asked_present - keep))
+    return _Plan(up_ids, up_vecs, asked_present - keep, unmoved - set(settled))
 
 
 def _holds(matrix: NeighbourIndex, ids: set[int], space: Space) -> bool:
@@ -432,24 +438,29 @@ def _holds(matrix: NeighbourIndex, ids: set[int], space: Space) -> bool:
     return up_ids.size == len(ids) and not matrix.plan_upsert(up_ids, up_vecs)[0].size
 
 
-def _indexed_as() -> Concat:
-    return Concat(F("vector_key"), Value(":"), F("embedded_image_sha256"),
-                  output_field=CharField())
+def _current_sql() -> tuple[str, str]:
+    """(SQL condition: the product's vector is current for its image, given the current vector
+    key as its one parameter; SQL of its ``indexed_as`` marker for that vector)."""
+    quote = connection.ops.quote_name
+    marker = f"{quote('vector_key')} || ':' || {quote('embedded_image_sha256')}"
+    return (f"{quote('vector_key')} = %s AND "
+            f"{quote('embedded_image_sha256')} = {quote('image_sha256')}", marker)
 
 
 def products_indexed(ids: Iterable[int]) -> set[int]:
     """Of ``ids``, the ready products whose lists were committed for their current vector
     (``indexed_as``). Read before the vectors: a product re-embedded in between then shows
-    a vector the matrix lacks, and is indexed."""
+    a vector the matrix lacks, and is indexed. Plain SQL, like ``products_mark_ready``."""
+    current, marker = _current_sql()
+    sql = (f"SELECT id FROM {_table(Product)} WHERE {current} AND "  # noqa: S608
+           f"{connection.ops.quote_name('status')} = %s AND "
+           f"{connection.ops.quote_name('indexed_as')} = {marker} AND id IN ({{}})")
     found: set[int] = set()
-    for chunk in chunked(sorted(set(ids)), _CHUNK):
-        found.update(
-            Product.objects.filter(pk__in=chunk, status=Product.Status.READY,
-                                   vector_key=vector_key_current(),
-                                   embedded_image_sha256=F("image_sha256"))
-            .annotate(now=_indexed_as()).filter(indexed_as=F("now"))
-            .values_list("pk", flat=True)
-        )
+    with connection.cursor() as cursor:
+        for chunk in chunked(sorted(set(ids)), _CHUNK):
+            cursor.execute(sql.format(", ".join(["%s"] * len(chunk))),
+                           [vector_key_current(), Product.Status.READY, *chunk])
+            found.update(row[0] for row in cursor.fetchall())
     return found
 
 
@@ -463,28 +474,33 @@ def products_awaiting_index(limit: int) -> set[int]:
     )
 
 
-def lists_touching(matrix: NeighbourIndex, ids: Collection[int]) -> set[int]:
-    """Products whose list may involve ``ids``: their top-k in the matrix holds one of them, or
-    their stored rows do.
+def lists_touching(matrix: NeighbourIndex, ids: Collection[int],
+                   unmoved: Collection[int] = ()) -> set[int]:
+    """Products whose list may involve ``ids``: their stored rows hold one of them (an indexed
+    query), or, for ``unmoved``, their top-k in the matrix does.
 
     After a crash between publishing a matrix delta and writing the neighbour rows, the
     redelivered task finds the matrix already up to date (the upsert writes nothing and
     reports no change): this is how it still finds, and repairs, every list the crashed run
-    should have rewritten. Cheap: one pass over the N x k table and one indexed query.
+    should have rewritten. The pass over the matrix's N x k lists is made only for those
+    products (``_Plan.unmoved``), so that an ordinary task reads no more than its own rows.
     """
-    if not ids:
-        return set()
-    table_ids, nbr_ids, _ = matrix.top_k_table()
-    found: set[int] = set()
-    if table_ids.size:
-        rows = np.isin(nbr_ids, np.fromiter(ids, np.int64, len(ids))).any(axis=1)
-        found.update(table_ids[rows].tolist())
+    found = matrix.holders(unmoved) if unmoved else set()
     for chunk in chunked(sorted(ids), _CHUNK):
         found.update(
             ProductNeighbour.objects.filter(neighbour_id__in=chunk)
             .values_list("product_id", flat=True)
         )
     return found
+
+
+def _list_ids(matrix: NeighbourIndex, product_ids: Collection[int]) -> set[int]:
+    """``product_ids`` and the neighbours in their lists in the matrix."""
+    ids, k = set(product_ids), _list_k(matrix)
+    for pid in product_ids:
+        if pid in matrix:
+            ids.update(nid for nid, _ in matrix.neighbours(pid, k=k))
+    return ids
 
 
 def _mark_full(ids: Iterable[int], exc: MatrixFullError) -> None:
@@ -526,21 +542,61 @@ def _apply_plan(store: MatrixStore, matrix: NeighbourIndex, plan: _Plan) -> tupl
         except MatrixFullError as exc:
             logger.error("cannot index %s: %s", plan.upsert_ids.tolist(), exc)
             _mark_full(plan.upsert_ids.tolist(), exc)
-            plan.remove_ids |= set(plan.upsert_ids.tolist()) & set(matrix.ids.tolist())
+            plan.remove_ids |= {pid for pid in plan.upsert_ids.tolist() if pid in matrix}
     if plan.remove_ids:
         changed |= store.remove(matrix, sorted(plan.remove_ids))
     return changed, upserted
+
+
+def _without_ghosts(store: MatrixStore, matrix: NeighbourIndex,
+                    to_sync: set[int]) -> tuple[set[int], set[int]]:
+    """(the lists to write, the ids of theirs the database holds), after removing from the
+    matrix every product they involve that the database no longer holds (deleted behind the
+    services' back). Indexed queries of these ids only, not of the whole catalog."""
+    while True:
+        ids = _list_ids(matrix, to_sync)
+        existing = existing_ids_among(ids)
+        ghosts = sorted(pid for pid in ids if pid in matrix and pid not in existing)
+        if not ghosts:
+            return to_sync, existing
+        logger.warning("removing %d product(s) deleted behind the index's back: %s",
+                       len(ghosts), ghosts[:10])
+        to_sync = to_sync | store.remove(matrix, ghosts)  # ends: the matrix shrinks each time
+
+
+def _index_locked(target: SpaceStore, matrix: NeighbourIndex, asked: set[int],
+                  settled: set[int], lock: FencedLock) -> set[int]:
+    """``index_apply``'s work under the writer lock: apply the plan, then write the lists
+    (retried if a neighbour is deleted meanwhile)."""
+    plan = _plan(matrix, asked, target.space, settled)
+    changed, upserted = _apply_plan(target.store, matrix, plan)
+    to_sync = changed | upserted | plan.remove_ids
+    to_sync |= lists_touching(matrix, asked | upserted | plan.remove_ids, plan.unmoved)
+    for attempt in range(_ATTEMPTS):
+        to_sync, existing = _without_ghosts(target.store, matrix, to_sync)
+        failpoint("index.before_neighbours")
+        try:
+            return neighbours_sync(matrix=matrix, product_ids=to_sync, existing=existing,
+                                   fence=lock.check, ready=upserted)
+        except IntegrityError:
+            # A neighbour was deleted between reading the ids and writing: look again.
+            if attempt == _ATTEMPTS - 1:
+                raise
+            logger.info("a neighbour vanished while writing lists; retrying")
+    return set()  # pragma: no cover - the loop returns or raises
 
 
 def index_apply(*, product_ids: Iterable[int]) -> set[int]:
     """Bring the given products' place in the matrix and every affected list up to date.
 
     Under the store's lock: upsert the products whose vector is current, remove those that
-    no longer exist or failed (and any product still in the matrix but gone from the
-    database), rewrite the neighbour rows of exactly the products whose list changed, and
-    mark the indexed products ready. Embedded products waiting behind this task are taken
+    no longer exist or failed, rewrite the neighbour rows of exactly the products whose list
+    changed, and mark the indexed products ready. A product deleted behind the services'
+    back (no task for it) leaves the matrix when a list this task writes holds it, or at the
+    reconcile sweep (``index_repair``). Embedded products waiting behind this task are taken
     along (up to ``ABSORB_MAX``); products already indexed for their vector are skipped.
-    Returns the ids whose stored list was rewritten.
+    Every read is of the products involved, never of the whole catalog. Returns the ids
+    whose stored list was rewritten.
     """
     asked = {int(pid) for pid in product_ids}
     settled = products_indexed(asked)
@@ -550,28 +606,7 @@ def index_apply(*, product_ids: Iterable[int]) -> set[int]:
         asked |= products_awaiting_index(ABSORB_MAX)
         if asked <= settled and _holds(matrix, asked, target.space):
             return set()  # a task whose products an earlier one took along
-        to_sync: set[int] = set()
-        upserted: set[int] = set()
-        for attempt in range(_ATTEMPTS):
-            existing = existing_ids()
-            plan = _plan(matrix, asked, existing, target.space, settled)
-            changed, added = _apply_plan(target.store, matrix, plan)
-            upserted |= added
-            to_sync |= changed | upserted | (plan.remove_ids & existing)
-            to_sync |= lists_touching(matrix, upserted | plan.remove_ids)
-            failpoint("index.before_neighbours")
-            try:
-                rewritten = neighbours_sync(matrix=matrix, product_ids=to_sync, existing=existing,
-                                            fence=lock.check)
-            except IntegrityError:
-                # A neighbour was deleted between reading the ids and writing: look again.
-                if attempt == _ATTEMPTS - 1:
-                    raise
-                logger.info("a neighbour vanished while writing lists; retrying")
-                continue
-            products_mark_ready(upserted, fence=lock.check)
-            return rewritten
-    return set()  # pragma: no cover - the loop returns or raises
+        return _index_locked(target, matrix, asked, settled, lock)
 
 
 def index_apply_counted(*, product_ids: Iterable[int]) -> dict[str, int]:
@@ -594,20 +629,30 @@ def existing_ids_among(ids: Iterable[int]) -> set[int]:
 
 def products_mark_ready(ids: Collection[int], *, fence: Fence | None = None) -> None:
     """Mark indexed products ready and record the vector their lists were written for
-    (call after the lists are committed, under the writer's fence)."""
+    (call after the lists are written, under the writer's fence: ``fence`` is called before
+    the writes, ``neighbours_sync(ready=...)`` fences its own commit).
+
+    Plain SQL (the ORM's query building was half of this call's time); only rows that change
+    are written: the rebuild and the reconcile sweep pass every id."""
     if not ids:
         return
     if fence is not None:
         fence()
-    for chunk in chunked(sorted(ids), _CHUNK):
-        current = Product.objects.filter(pk__in=chunk, vector_key=vector_key_current(),
-                                         embedded_image_sha256=F("image_sha256"))
-        current.filter(
-            status__in=[Product.Status.PENDING, Product.Status.PROCESSING],
-        ).update(status=Product.Status.READY, status_changed_at=timezone.now())
-        # Only rows whose marker differs: the rebuild and the reconcile sweep pass every id.
-        (current.annotate(now=_indexed_as()).exclude(indexed_as=F("now"))
-         .update(indexed_as=_indexed_as()))
+    table, quote = _table(Product), connection.ops.quote_name
+    current, marker = _current_sql()
+    ready = (f"UPDATE {table} SET {quote('status')} = %s, {quote('status_changed_at')} = %s "  # noqa: S608
+             f"WHERE {current} AND {quote('status')} IN (%s, %s) AND id IN ({{}})")
+    mark = (f"UPDATE {table} SET {quote('indexed_as')} = {marker} "  # noqa: S608
+            f"WHERE {current} AND {quote('indexed_as')} <> {marker} AND id IN ({{}})")
+    key = vector_key_current()
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    status = Product.Status
+    with connection.cursor() as cursor:
+        for chunk in chunked(sorted(ids), _CHUNK):
+            marks = ", ".join(["%s"] * len(chunk))
+            cursor.execute(ready.format(marks), [status.READY, now, key, status.PENDING,
+                                                 status.PROCESSING, *chunk])
+            cursor.execute(mark.format(marks), [key, *chunk])
 
 
 def index_remove(*, product_ids: Iterable[int]) -> set[int]:
@@ -636,7 +681,7 @@ def index_repair() -> dict[str, int]:
         missing = indexable - in_matrix
         extra = in_matrix - keep
         ids, vecs = indexable_vectors(missing, space=target.space)
-        _apply_plan(store, matrix, _Plan(ids, vecs, extra))
+        _apply_plan(store, matrix, _Plan(ids, vecs, extra, set()))
         existing = existing_ids()
         rewritten = neighbours_sync_chunked(
             matrix=matrix, product_ids=sorted(existing), existing=existing, fence=lock.check

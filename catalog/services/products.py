@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import uuid
 from collections.abc import Collection, Sequence
@@ -16,13 +15,12 @@ from django.core.files.storage import Storage
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
-from PIL import Image
 
 from catalog.models import Product
 from catalog.services import queue
 from catalog.vectors import image_limits, sha256_hex
 from similarity.errors import ImageRejected
-from similarity.images import load_image
+from similarity.images import check_image
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +62,9 @@ def image_check(file: File) -> CheckedImage:
     ``ValidationError`` (code = the engine's reason) if it is not a usable image."""
     data = _read_bounded(file)
     try:
-        load_image(data, limits=image_limits()).close()
+        fmt = check_image(data, limits=image_limits())
     except ImageRejected as exc:
         raise ValidationError(exc.message, code=exc.reason, params={"reason": exc.reason}) from exc
-    with Image.open(io.BytesIO(data)) as img:
-        fmt = str(img.format)
     return CheckedImage(data=data, sha256=sha256_hex(data),
                         suffix=_SUFFIX_BY_FORMAT.get(fmt, ".img"), stem=_stem(file))
 

@@ -11,7 +11,14 @@ import pytest
 from PIL import EpsImagePlugin, Image, ImageFile
 
 from similarity.errors import ImageRejected
-from similarity.images import ALLOWED_FORMATS, DEFAULT_LIMITS, ImageLimits, load_image, to_rgb
+from similarity.images import (
+    ALLOWED_FORMATS,
+    DEFAULT_LIMITS,
+    ImageLimits,
+    check_image,
+    load_image,
+    to_rgb,
+)
 
 RED = (255, 0, 0)
 GREEN = (0, 255, 0)
@@ -80,6 +87,15 @@ def test_last_third_cut_is_truncated(tmp_path, fmt):
     err = rejected(path)
     assert err.reason == "truncated"
     assert "truncated" in err.message
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "GIF"])
+def test_check_image_names_the_format_and_refuses_what_load_image_refuses(fmt):
+    data = encode(noise(64, 48), fmt)
+    assert check_image(data) == fmt
+    with pytest.raises(ImageRejected) as info:
+        check_image(data[: 2 * len(data) // 3])
+    assert info.value.reason == rejected(data[: 2 * len(data) // 3]).reason == "truncated"
 
 
 def test_truncated_jpeg_passes_verify_but_is_refused():

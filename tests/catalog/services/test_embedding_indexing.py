@@ -12,9 +12,9 @@ from catalog.models import Product, ProductNeighbour
 from catalog.services import queue
 from catalog.services.embedding import products_embed, products_embed_batch
 from catalog.services.indexing import _first_difference, index_apply, index_remove, index_repair
-from catalog.services.products import product_delete
+from catalog.services.products import product_create, product_delete
 from catalog.vectors import vector_key_current
-from tests.pipeline.helpers import K, brute_force, neighbour_mismatches, stored_lists
+from tests.pipeline.helpers import K, brute_force, neighbour_mismatches, stored_lists, upload
 
 pytestmark = pytest.mark.django_db
 
@@ -114,16 +114,29 @@ def test_delete_then_remove_repairs_every_list(make_products, django_capture_on_
     assert neighbour_mismatches() == []
 
 
-def test_ghost_in_matrix_is_removed_by_the_next_index_run_with_work(make_products):
-    """A task with nothing to do (its products already indexed) writes nothing and may leave
-    the ghost; the next one that writes removes it first."""
-    products = make_products(14)
-    embed_and_index(products[:13])
+def test_a_ghost_in_a_list_being_written_leaves_the_matrix_first(make_products, garments):
+    """A product deleted behind the services' back (no task for it) is met in a list an index
+    task writes: it leaves the matrix before the lists are written, and every list is exact."""
+    products = make_products(13)
+    embed_and_index(products)
     ghost = products[0]
-    Product.objects.filter(pk=ghost.pk).delete()  # deleted behind the services' back
-    assert index_apply(product_ids=[products[1].pk]) == set()
-    embed_and_index(products[13:])
+    Product.objects.filter(pk=ghost.pk).delete()
+    assert index_apply(product_ids=[products[1].pk]) == set()  # nothing to do: nothing read
+    assert ghost.pk in matrix_store().store.load()
+    cls, data = garments[0]  # the ghost's own image: the ghost is the new product's nearest
+    twin = product_create(name="twin", category=cls, image=upload(data, "twin.png"))
+    embed_and_index([twin])
     assert ghost.pk not in matrix_store().store.load()
+    assert neighbour_mismatches() == []
+
+
+def test_a_ghost_no_task_meets_leaves_at_the_reconcile_sweep(make_products):
+    products = make_products(12)
+    embed_and_index(products)
+    Product.objects.filter(pk=products[4].pk).delete()
+    assert products[4].pk in matrix_store().store.load()
+    assert index_repair()["removed"] == 1
+    assert products[4].pk not in matrix_store().store.load()
     assert neighbour_mismatches() == []
 
 
@@ -236,6 +249,23 @@ def test_a_task_for_products_already_indexed_does_not_touch_the_lists(make_produ
                 if ProductNeighbour._meta.db_table in q["sql"]]
     assert snapshot() == before
     assert _matrix_files() == files
+
+
+def test_an_index_task_reads_the_products_involved_not_the_catalog(make_products):
+    """Every product-table query of an ordinary index task is filtered (by id, or the few
+    products awaiting the index): no read of every id, which at a million products would
+    cost more than the add itself."""
+    products = make_products(14)
+    embed_and_index(products[:13])
+    products_embed_batch(product_ids=[products[13].pk])
+    with CaptureQueriesContext(connection) as queries:
+        assert index_apply(product_ids=[products[13].pk])
+    table = Product._meta.db_table
+    on_products = [q["sql"] for q in queries.captured_queries
+                   if f'FROM "{table}"' in q["sql"] and q["sql"].startswith("SELECT")]
+    assert on_products
+    assert [sql for sql in on_products if " WHERE " not in sql] == []
+    assert neighbour_mismatches() == []
 
 
 def test_a_vector_the_matrix_lacks_is_indexed_even_if_marked_indexed(make_products):
