@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, overload
@@ -246,9 +246,11 @@ def _list_k(matrix: NeighbourIndex) -> int | None:
 
 
 def _wanted_lists(
-    matrix: NeighbourIndex, product_ids: Iterable[int], existing: Collection[int]
+    matrix: NeighbourIndex, product_ids: Iterable[int], existing: Collection[int],
+    read: Mapping[int, Neighbours] | None = None,
 ) -> dict[int, Neighbours]:
-    """Each existing product's top-10 from the matrix, skipping neighbours gone from the DB."""
+    """Each existing product's top-10 from the matrix, skipping neighbours gone from the DB
+    (``read``: lists already read from this matrix, ``_matrix_lists``)."""
     wanted: dict[int, Neighbours] = {}
     collapsing = settings.LOOKALIKE_COLLAPSE_DUPLICATES
     product_ids = list(product_ids)
@@ -262,7 +264,7 @@ def _wanted_lists(
         if pid not in matrix:
             wanted[pid] = []
             continue
-        nbrs = matrix.neighbours(pid, k=k)
+        nbrs = read[pid] if read is not None and pid in read else matrix.neighbours(pid, k=k)
         if any(nid not in existing for nid, _ in nbrs):
             wider = matrix.neighbours(pid, k=max(len(matrix) - 1, 0))
             limit = _COLLAPSE_CANDIDATES if collapsing else MAX_NEIGHBOURS
@@ -364,17 +366,19 @@ def _write_lists(lists: dict[int, tuple[int, Neighbours]]) -> None:
 def neighbours_sync(
     *, matrix: NeighbourIndex, product_ids: Iterable[int], existing: Collection[int],
     fence: Fence | None = None, ready: Collection[int] = (),
+    read: Mapping[int, Neighbours] | None = None,
 ) -> set[int]:
     """Rewrite, in one transaction, the stored lists of ``product_ids`` that differ from the
     matrix (missing neighbours skipped); return the ids rewritten. ``ready``: products to
     mark ready in the same transaction (``products_mark_ready``), so that a product turns
-    ready together with its list, for one commit and one fence.
+    ready together with its list, for one commit and one fence. ``read``: the matrix's lists
+    of these products, if the caller has them already.
 
     ``fence`` (the writer lock's check) is called right before the commit: if it raises, the
     transaction rolls back and nothing is written.
     """
     with transaction.atomic():
-        wanted = _wanted_lists(matrix, sorted(set(product_ids)), existing)
+        wanted = _wanted_lists(matrix, sorted(set(product_ids)), existing, read)
         stored = stored_lists(wanted)
         differ = {}
         for pid, lst in wanted.items():
@@ -494,13 +498,10 @@ def lists_touching(matrix: NeighbourIndex, ids: Collection[int],
     return found
 
 
-def _list_ids(matrix: NeighbourIndex, product_ids: Collection[int]) -> set[int]:
-    """``product_ids`` and the neighbours in their lists in the matrix."""
-    ids, k = set(product_ids), _list_k(matrix)
-    for pid in product_ids:
-        if pid in matrix:
-            ids.update(nid for nid, _ in matrix.neighbours(pid, k=k))
-    return ids
+def _matrix_lists(matrix: NeighbourIndex, product_ids: Collection[int]) -> dict[int, Neighbours]:
+    """The matrix's lists (as ``_wanted_lists`` reads them) of those of ``product_ids`` it holds."""
+    k = _list_k(matrix)
+    return {pid: matrix.neighbours(pid, k=k) for pid in product_ids if pid in matrix}
 
 
 def _mark_full(ids: Iterable[int], exc: MatrixFullError) -> None:
@@ -548,17 +549,19 @@ def _apply_plan(store: MatrixStore, matrix: NeighbourIndex, plan: _Plan) -> tupl
     return changed, upserted
 
 
-def _without_ghosts(store: MatrixStore, matrix: NeighbourIndex,
-                    to_sync: set[int]) -> tuple[set[int], set[int]]:
-    """(the lists to write, the ids of theirs the database holds), after removing from the
-    matrix every product they involve that the database no longer holds (deleted behind the
-    services' back). Indexed queries of these ids only, not of the whole catalog."""
+def _without_ghosts(store: MatrixStore, matrix: NeighbourIndex, to_sync: set[int],
+                    ) -> tuple[set[int], set[int], dict[int, Neighbours]]:
+    """(the products whose lists to write, the ids of theirs and their neighbours that the
+    database holds, their lists in the matrix), after removing from the matrix every product
+    they involve that the database no longer holds (deleted behind the services' back).
+    Indexed queries of these ids only, not of the whole catalog."""
     while True:
-        ids = _list_ids(matrix, to_sync)
+        lists = _matrix_lists(matrix, to_sync)
+        ids = to_sync | {nid for lst in lists.values() for nid, _ in lst}
         existing = existing_ids_among(ids)
         ghosts = sorted(pid for pid in ids if pid in matrix and pid not in existing)
         if not ghosts:
-            return to_sync, existing
+            return to_sync, existing, lists
         logger.warning("removing %d product(s) deleted behind the index's back: %s",
                        len(ghosts), ghosts[:10])
         to_sync = to_sync | store.remove(matrix, ghosts)  # ends: the matrix shrinks each time
@@ -573,11 +576,11 @@ def _index_locked(target: SpaceStore, matrix: NeighbourIndex, asked: set[int],
     to_sync = changed | upserted | plan.remove_ids
     to_sync |= lists_touching(matrix, asked | upserted | plan.remove_ids, plan.unmoved)
     for attempt in range(_ATTEMPTS):
-        to_sync, existing = _without_ghosts(target.store, matrix, to_sync)
+        to_sync, existing, lists = _without_ghosts(target.store, matrix, to_sync)
         failpoint("index.before_neighbours")
         try:
             return neighbours_sync(matrix=matrix, product_ids=to_sync, existing=existing,
-                                   fence=lock.check, ready=upserted)
+                                   fence=lock.check, ready=upserted, read=lists)
         except IntegrityError:
             # A neighbour was deleted between reading the ids and writing: look again.
             if attempt == _ATTEMPTS - 1:

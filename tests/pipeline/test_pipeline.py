@@ -137,3 +137,16 @@ def test_rebuild_task_runs_through_the_worker(worker, garments):
     assert run.step == "done" and run.done == run.total == 14 and run.finished_at
     assert "re-embedded 1 stale" in run.message
     assert Product.objects.get(pk=products[0].pk).vector_key == vector_key_current()
+
+
+def test_the_worker_child_caps_its_math_threads(worker, garments):
+    """Each pool child caps numpy's BLAS and faiss's OpenMP at
+    ``LOOKALIKE_WORKER_MATH_THREADS`` (1) before its first task, and still works."""
+    products = create(garments, 0, 2)
+    wait_for(settled(len(products)))
+    lines = [line for line in worker.log_path.read_text(errors="replace").splitlines()
+             if "math threads: " in line]
+    assert lines, "no worker child reported its math threads"
+    pools = lines[-1].split("math threads: ", 1)[1].split(", ")
+    assert {"openblas 1", "openmp 1"} <= set(pools)
+    assert all(pool.endswith(" 1") for pool in pools)
