@@ -9,6 +9,9 @@ Rows, each scenario in a fresh catalog and process:
   decode, preprocess, embed, colour descriptor: the embed worker's work per image) in the same
   run; with one embed worker (2 LiteRT threads), then two (1 thread each);
 - the CPU seconds of the embed worker, the index worker and the importer during the import.
+
+The import scenarios run three times, alternating one and two embed workers; rows give the
+medians of the per-run figures and ratios, with their ranges.
 """
 
 from __future__ import annotations
@@ -225,36 +228,68 @@ def _latency_row(r: dict) -> dict:
             "ratio": "n/a"}
 
 
-def _import_rows(one: dict, two: dict) -> list[dict]:
-    (eu, es), (iu, is_) = one["embed_cpu"], one["index_cpu"]
-    rate1, rate2 = one["n"] / one["seconds"], two["n"] / two["seconds"]
+def _median_range(values: list[float], fmt: str = "{:.2f}", unit: str = "x") -> str:
+    """"median{unit} (min–max over n runs)", or the single value."""
+    median = fmt.format(statistics.median(values)) + unit
+    if len(values) == 1:
+        return median
+    return f"{median} ({fmt.format(min(values))}–{fmt.format(max(values))} over {len(values)} runs)"
+
+
+def _rate(r: dict) -> float:
+    return r["n"] / r["seconds"]
+
+
+def _cpu_total(pair: list[float]) -> float:
+    return pair[0] + pair[1]
+
+
+def _import_rows(ones: list[dict], twos: list[dict]) -> list[dict]:
+    """Rows from repeated scenarios (each list in run order; ``ones[i]`` and ``twos[i]`` ran
+    one after the other): medians of per-run figures and ratios, with their ranges."""
+    n = ones[0]["n"]
+    engine1 = [r["engine_rate"] for r in ones]
+    rate1 = [_rate(r) for r in ones]
+    rate2 = [_rate(r) for r in twos]
+    index_share = [_cpu_total(r["index_cpu"]) / _cpu_total(r["embed_cpu"]) for r in ones]
+    middle = sorted(ones, key=_rate)[len(ones) // 2]  # the median run's CPU breakdown
+    (eu, es), (iu, is_) = middle["embed_cpu"], middle["index_cpu"]
     return [
-        {"benchmark": f"import a folder of {one['n']:,} Fashion-MNIST garment PNGs through the "
+        {"benchmark": f"import a folder of {n:,} Fashion-MNIST garment PNGs through the "
                       "workers (1 embed worker with 2 LiteRT threads + 1 index worker)",
-         "figure": f"{rate1:.0f} products/s",
-         "ratio": f"{rate1 / one['engine_rate']:.2f}x of the engine alone on the same files "
-                  f"({one['engine_rate']:.0f} images/s)"},
-        {"benchmark": f"the same with 2 embed workers of 1 LiteRT thread each, N = {two['n']:,}",
-         "figure": f"{rate2:.0f} products/s (embed CPU {sum(two['embed_cpu']):.1f} s against "
-                   f"{eu + es:.1f} s with 1 worker)",
-         "ratio": f"{rate2 / rate1:.2f}x of 1 embed worker; {rate2 / two['engine_rate']:.2f}x of "
-                  f"the engine alone in its own scenario ({two['engine_rate']:.0f} images/s)"},
-        {"benchmark": f"index stage CPU during the 1-worker import (user + system), "
-                      f"N = {one['n']:,}",
-         "figure": f"index {iu + is_:.1f} s ({is_:.1f} s system), embed {eu + es:.1f} s "
-                   f"({es:.1f} s system), importer {one['importer_cpu']:.1f} s, "
-                   f"in {one['seconds']:.0f} s on {os.cpu_count()} cores",
-         "ratio": f"index = {(iu + is_) / (eu + es):.2f}x of embed"},
+         "figure": _median_range(rate1, "{:.0f}", " products/s"),
+         "ratio": f"{_median_range([a / e for a, e in zip(rate1, engine1, strict=True)])} of "
+                  f"the engine alone on the same files, in the same scenario "
+                  f"({_median_range(engine1, '{:.0f}', ' images/s')})"},
+        {"benchmark": f"the same with 2 embed workers of 1 LiteRT thread each, N = {n:,}",
+         "figure": f"{_median_range(rate2, '{:.0f}', ' products/s')}; embed CPU, median "
+                   f"{statistics.median(_cpu_total(r['embed_cpu']) for r in twos):.0f} s "
+                   f"against {statistics.median(_cpu_total(r['embed_cpu']) for r in ones):.0f} s "
+                   "with 1 worker",
+         "ratio": f"{_median_range([b / a for a, b in zip(rate1, rate2, strict=True)])} of 1 "
+                  f"embed worker (run next to it); "
+                  f"{_median_range([_rate(r) / r['engine_rate'] for r in twos])} of the engine "
+                  "alone in its own scenario"},
+        {"benchmark": f"index stage CPU during the 1-worker import (user + system), N = {n:,}",
+         "figure": f"median run: index {iu + is_:.1f} s ({is_:.1f} s system), embed "
+                   f"{eu + es:.1f} s ({es:.1f} s system), importer {middle['importer_cpu']:.1f} s, "
+                   f"in {middle['seconds']:.0f} s on {os.cpu_count()} cores",
+         "ratio": f"index = {_median_range(index_share)} of embed"},
     ]
 
 
-def run_isolated(quick: bool = False) -> list[dict]:
-    """Every scenario, each in a fresh catalog and process: the latency at N = 2,000 and the
-    import of 10,000 garments with one, then two embed workers."""
+def run_isolated(quick: bool = False, repeats: int = 3) -> list[dict]:
+    """Every scenario, each in a fresh catalog and process: the latency at N = 2,000, then
+    the import of 10,000 garments with one and with two embed workers, ``repeats`` times,
+    alternating (this machine's speed drifts: alternation exposes both to it alike)."""
     small, large = (20, 50) if quick else (200, 1000)
     latency = _isolated(small, 1, latency=True)
-    return [_latency_row(latency), *_import_rows(_isolated(large, 1, latency=False),
-                                                 _isolated(large, 2, latency=False))]
+    ones: list[dict] = []
+    twos: list[dict] = []
+    for _ in range(2 if quick else repeats):
+        ones.append(_isolated(large, 1, latency=False))
+        twos.append(_isolated(large, 2, latency=False))
+    return [_latency_row(latency), *_import_rows(ones, twos)]
 
 
 if __name__ == "__main__":
@@ -262,6 +297,7 @@ if __name__ == "__main__":
     if "--json" in sys.argv:  # one scenario: per_class embedders latency(0/1)
         per_class, embedders, latency = (int(x) for x in sys.argv[2:5])
         print(json.dumps(_scenario(per_class, embedders, bool(latency))))
-    else:
-        for row in run_isolated(quick="--quick" in sys.argv):
+    else:  # [--quick] [--repeats R]
+        repeats = int(sys.argv[sys.argv.index("--repeats") + 1]) if "--repeats" in sys.argv else 3
+        for row in run_isolated(quick="--quick" in sys.argv, repeats=repeats):
             print(row)

@@ -137,7 +137,7 @@ def validate_product_image(upload: UploadedFile) -> None:
 
 class ProductAdminForm(forms.ModelForm):
     # A plain FileField: Django's ImageField only runs Pillow's verify() and says nothing of the
-    # reason; image_validate decodes fully and names it.
+    # reason; image_validate reads the whole file and names it.
     image = forms.FileField(
         widget=AdminFileWidget,
         help_text="JPEG, PNG, WebP or GIF.",

@@ -334,9 +334,12 @@ def prepare(sup: Supervisor) -> tuple[str, str]:
 
 def start_workers(sup: Supervisor) -> None:
     celery = [PY, "-m", "celery", "-A", "workers.app"]
-    for queue in ("embed", "index", "rebuild"):
-        sup.start(f"{queue} worker", *celery, "worker", "-Q", queue, "-c", "1", "-n", f"{queue}@%h",
-                  "-l", "info", log=DATA / "logs" / f"worker-{queue}.log")
+    # Embedding: one pool child per core (up to 4), each with its share of LiteRT's threads;
+    # measured on 2 cores, 1.15x the import speed of one child with two threads.
+    embedders = str(min(os.cpu_count() or 1, 4))
+    for queue, children in (("embed", embedders), ("index", "1"), ("rebuild", "1")):
+        sup.start(f"{queue} worker", *celery, "worker", "-Q", queue, "-c", children,
+                  "-n", f"{queue}@%h", "-l", "info", log=DATA / "logs" / f"worker-{queue}.log")
     sup.start("beat", *celery, "beat", "-l", "info", log=DATA / "logs" / "beat.log")
     print(f"workers and beat started; logs in {DATA / 'logs'}")
 

@@ -83,6 +83,10 @@ class ImageEmbedder:
     def model(self) -> ModelIdentity:
         return self._runtime.identity
 
+    @property
+    def num_threads(self) -> int:
+        return self._runtime.num_threads
+
     def _prepare_one(self, source: Source) -> Prepared:
         try:
             return Prepared(prepare(source, policy=self.policy, limits=self.limits), None)

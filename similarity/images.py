@@ -8,11 +8,13 @@ Every refusal is an :class:`~similarity.errors.ImageRejected` whose ``reason`` i
 from __future__ import annotations
 
 import codecs
+import contextlib
 import io
 import os
 import struct
 import warnings
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,17 +71,31 @@ def load_image(
 
 def check_image(source: bytes | str | os.PathLike[str], *,
                 limits: ImageLimits = DEFAULT_LIMITS) -> str:
-    """Decode ``source`` fully with every check of ``load_image``; return its format
-    ("PNG", "JPEG", ...). For an upload's check: one open and one decode, nothing kept."""
-    image, fmt = _load(source, limits, None)
-    image.close()
-    return fmt
+    """Check ``source`` as an upload and return its format ("PNG", "JPEG", ...): every header
+    and limit check of ``load_image``, and that the compressed data is whole, without the
+    full decode. A PNG's chunks are read to IEND against their checksums; a JPEG's whole
+    entropy-coded stream is decoded at 1/8 scale; GIF and WebP are decoded. Profiled: 0.03
+    instead of 0.96 ms for a 224 px PNG, 0.48 instead of 5.9 ms for an 800 px JPEG. The embed
+    worker's decode stays the last word: data damaged behind valid checksums fails there, on
+    the product, with its reason."""
+    with _opened(source, limits) as img:
+        fmt = _checked_format(img, limits)
+        _read_through(img, fmt)
+        return fmt
 
 
 def _load(source: bytes | str | os.PathLike[str], limits: ImageLimits,
           draft_size: tuple[int, int] | None) -> tuple[Image.Image, str]:
     if draft_size is not None and min(draft_size) < 1:
         raise ValueError(f"draft_size must be positive, got {draft_size}")
+    with _opened(source, limits) as img:
+        return _decode(img, limits, draft_size), str(img.format)
+
+
+@contextlib.contextmanager
+def _opened(source: bytes | str | os.PathLike[str], limits: ImageLimits
+            ) -> Iterator[ImageFile.ImageFile]:
+    """The source opened (headers parsed) under the byte limit, closed on leaving."""
     data = _read_bounded(source, limits)
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         # A global Pillow switch someone turned on would let cut-short files through silently.
@@ -88,12 +104,12 @@ def _load(source: bytes | str | os.PathLike[str], limits: ImageLimits,
             "truncated images"
         )
     # Pillow's own bomb check runs inside Image.open and only warns below 2x its limit. The
-    # filter is scoped to this block; our own max_pixels check below catches the rest anyway.
+    # filter is scoped to this block; our own max_pixels check catches the rest anyway.
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         img = _open(data)
         try:
-            return _decode(img, limits, draft_size), str(img.format)
+            yield img
         finally:
             img.close()
 
@@ -181,9 +197,8 @@ def _open(data: bytes) -> ImageFile.ImageFile:
     return img
 
 
-def _decode(
-    img: ImageFile.ImageFile, limits: ImageLimits, draft_size: tuple[int, int] | None
-) -> Image.Image:
+def _checked_format(img: ImageFile.ImageFile, limits: ImageLimits) -> str:
+    """The image's format ("MPO" counts as "JPEG") once its declared size is within limits."""
     width, height = img.size
     if width * height > limits.max_pixels:
         have, limit = _human_pixels(width * height), _human_pixels(limits.max_pixels)
@@ -198,18 +213,44 @@ def _decode(
             f"image is {width}x{height} pixels; each side must be at least "
             f"{limits.min_side} pixels",
         )
-    fmt = "JPEG" if img.format in _JPEG_FORMATS else str(img.format)
-    if draft_size is not None and fmt == "JPEG":
-        img.draft("RGB", draft_size)
+    return "JPEG" if img.format in _JPEG_FORMATS else str(img.format)
+
+
+def _read_through(img: ImageFile.ImageFile, fmt: str) -> None:
+    """Read all the compressed data (see ``check_image``); ``ImageRejected`` if it is cut short
+    or damaged."""
+    if fmt == "PNG":
+        try:
+            img.verify()
+        except _DECODE_ERRORS as exc:
+            raise _truncated(fmt, exc) from exc
+        return
+    if fmt == "JPEG":
+        img.draft(img.mode, (1, 1))  # the smallest scale the decoder has: 1/8
+    _load_pixels(img, fmt)
+
+
+def _load_pixels(img: ImageFile.ImageFile, fmt: str) -> None:
     try:
         img.load()  # first frame only for animations: the file is never seeked
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise _bomb_from_pillow(exc) from exc
     except _DECODE_ERRORS as exc:
-        raise ImageRejected(
-            "truncated", f"{fmt} data is truncated or corrupt ({exc}); upload the file again"
-        ) from exc
+        raise _truncated(fmt, exc) from exc
 
+
+def _truncated(fmt: str, exc: BaseException) -> ImageRejected:
+    return ImageRejected("truncated", f"{fmt} data is truncated or corrupt ({exc}); "
+                                      "upload the file again")
+
+
+def _decode(
+    img: ImageFile.ImageFile, limits: ImageLimits, draft_size: tuple[int, int] | None
+) -> Image.Image:
+    fmt = _checked_format(img, limits)
+    if draft_size is not None and fmt == "JPEG":
+        img.draft("RGB", draft_size)
+    _load_pixels(img, fmt)
     out = to_rgb(_upright(img))
     if out is img:
         out = img.copy()  # detach from the file object, which is closed by the caller

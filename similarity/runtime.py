@@ -132,6 +132,11 @@ def ensure_model(cache_dir: Path, identity: ModelIdentity = ModelIdentity()) -> 
     return model
 
 
+def default_threads() -> int:
+    """LiteRT threads when none are asked for: the cores, at most 4."""
+    return min(os.cpu_count() or 1, 4)
+
+
 class LiteRTEmbedder:
     """Embeds preprocessed batches (N, 224, 224, 3) float32 into (N, 1280) float32.
 
@@ -163,8 +168,9 @@ class LiteRTEmbedder:
         self.identity = identity
         self.batch_size = batch_size
         self._interpreter = Interpreter(
-            model_path=str(path), num_threads=num_threads or min(os.cpu_count() or 1, 4)
+            model_path=str(path), num_threads=num_threads or default_threads()
         )
+        self.num_threads = num_threads or default_threads()
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
         self._allocated_batch = 0

@@ -23,6 +23,14 @@ def _remember_code_version(**_: Any) -> None:
     code_version()
 
 
+@worker_init.connect
+def _remember_pool_size(sender: Any = None, **_: Any) -> None:
+    """The pool's size, inherited by its children: their embedders share out the cores."""
+    from catalog.engine import worker_pool_size_set
+
+    worker_pool_size_set(int(getattr(sender, "concurrency", 0) or 0))
+
+
 @worker_process_init.connect
 def _cap_math_threads(**_: Any) -> None:
     """Each pool child caps its numpy and faiss threads before its first task."""

@@ -1,7 +1,7 @@
 """Importing garments in bulk (``manage.py import_garments``): folders or Fashion-MNIST.
 
 Every product is created through :func:`products_bulk_create_checked` (one transaction per
-batch and category, each image decoded once), so its embedding is queued on commit to the
+batch and category, each image checked once), so its embedding is queued on commit to the
 real workers, in batches. Files the
 engine rejects are reported with their reason and skipped; they never stop the import.
 """
@@ -211,7 +211,7 @@ class _Importer:
 
     def validate(self, loaded: list[tuple[ImportSource, bytes, str]]
                  ) -> list[tuple[ImportSource, CheckedImage]]:
-        """The images to create, each decoded once: duplicates skipped (if asked), invalid
+        """The images to create, each checked once (``image_check``): duplicates skipped (if asked), invalid
         images rejected."""
         shas = [sha for *_, sha in loaded]
         existing = products_existing_sha256(sha256s=shas) if self.skip_existing else set()

@@ -58,8 +58,9 @@ def _read_bounded(file: File) -> bytes:
 
 
 def image_check(file: File) -> CheckedImage:
-    """Read ``file`` (bounded) and decode it fully under the configured limits; raise
-    ``ValidationError`` (code = the engine's reason) if it is not a usable image."""
+    """Read ``file`` (bounded) and check it under the configured limits (``check_image``:
+    headers, limits, the whole compressed stream); raise ``ValidationError`` (code = the
+    engine's reason) if it is not a usable image."""
     data = _read_bounded(file)
     try:
         fmt = check_image(data, limits=image_limits())
@@ -267,7 +268,7 @@ def products_bulk_create_checked(
     *, images: Sequence[CheckedImage], category: str, name_pattern: str = "{category} {n}"
 ) -> list[Product]:
     """``products_bulk_create`` for images already checked by ``image_check`` (an import
-    decodes each file once): one INSERT for the batch, embedding queued on commit."""
+    checks each file once): one INSERT for the batch, embedding queued on commit."""
     try:
         name_pattern.format(category=category, n=1, stem="x")
     except (KeyError, IndexError, ValueError) as exc:

@@ -118,8 +118,10 @@ LOOKALIKE_PREPROCESS_POLICY = os.environ.get("LOOKALIKE_PREPROCESS_POLICY", "fra
 # The embedding model: "fp32" (the reference) or "int8" (about 2x faster, not as close to the
 # reference: bench/int8_bench.py). Changing it makes stored vectors stale (the rebuild migrates).
 LOOKALIKE_EMBED_PRECISION = os.environ.get("LOOKALIKE_EMBED_PRECISION", "fp32")
-# LiteRT threads per embedding process (0: all cores). With several embed worker processes on
-# one machine, give each cores / processes threads, so they do not fight.
+# LiteRT threads per embedding process. 0: a worker's pool child takes the cores (at most 4)
+# shared out among the pool's children (-c 2 on 2 cores: one each); any other process takes
+# them all. With several separate embed worker processes on one machine, give each
+# cores / processes threads, so they do not fight.
 LOOKALIKE_EMBED_THREADS = int(os.environ.get("LOOKALIKE_EMBED_THREADS", 0))
 LOOKALIKE_SPACE = os.environ.get("LOOKALIKE_SPACE", "lda-blend")
 LOOKALIKE_METRIC = os.environ.get("LOOKALIKE_METRIC", "euclidean")

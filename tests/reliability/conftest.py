@@ -152,14 +152,15 @@ class Harness:
     # ---------------------------------------------------------------- workers
 
     def start_workers(self, *names: str, queues: str = "embed,index",
-                      env: dict[str, str] | None = None) -> list[Worker]:
-        """Start one worker per name (``-Q queues -c 1``, prefork) and wait until all are ready."""
+                      env: dict[str, str] | None = None, concurrency: int = 1) -> list[Worker]:
+        """Start one worker per name (``-Q queues -c concurrency``, prefork) and wait until all
+        are ready."""
         started = []
         for name in names:
             log_path = self.tmp / f"worker-{name}-{len(self.workers)}.log"
             cmd = [
                 sys.executable, "-m", "celery", "-A", "workers.app", "worker",
-                "-Q", queues, "-c", "1", "--pool", "prefork", "-l", "info",
+                "-Q", queues, "-c", str(concurrency), "--pool", "prefork", "-l", "info",
                 "-n", f"rel-{name}-{os.getpid()}-{len(self.workers)}@%h",
                 "--without-gossip", "--without-mingle", "--without-heartbeat",
             ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,29 @@ def test_check_image_names_the_format_and_refuses_what_load_image_refuses(fmt):
     with pytest.raises(ImageRejected) as info:
         check_image(data[: 2 * len(data) // 3])
     assert info.value.reason == rejected(data[: 2 * len(data) // 3]).reason == "truncated"
+
+
+def test_check_image_reads_a_jpeg_through_to_its_end_at_its_smallest_scale():
+    data = encode(noise(800, 600), "JPEG", quality=90)
+    assert check_image(data) == "JPEG"
+    cut = data[:-200]  # only the last scans' data is missing: headers and most pixels are there
+    with pytest.raises(ImageRejected) as info:
+        check_image(cut)
+    assert info.value.reason == "truncated"
+
+
+def test_a_png_damaged_behind_valid_checksums_passes_the_check_and_fails_the_decode():
+    """The check reads a PNG's chunks against their CRCs without inflating them (see
+    check_image): such damage is refused by the embed worker's decode, with its reason."""
+    data = bytearray(encode(noise(64, 48), "PNG"))
+    start = data.index(b"IDAT") + 4
+    length = int.from_bytes(data[start - 8 : start - 4], "big")
+    body = bytes(b ^ 0x5A for b in data[start + 10 : start + length])  # past the zlib header
+    data[start + 10 : start + length] = body
+    crc = zlib.crc32(bytes(data[start - 4 : start + length]))
+    data[start + length : start + length + 4] = crc.to_bytes(4, "big")
+    assert check_image(bytes(data)) == "PNG"
+    assert rejected(bytes(data)).reason == "truncated"
 
 
 def test_truncated_jpeg_passes_verify_but_is_refused():
