@@ -24,7 +24,8 @@ from PIL import Image
 
 from similarity.framing import Framing, find_garment
 
-__all__ = ["COLOUR_DIM", "COLOUR_KEY", "blend_colour", "colour_descriptor", "garment_weights", "rgb_to_lab"]
+__all__ = ["COLOUR_DIM", "COLOUR_KEY", "axis_shares", "blend_colour", "colour_descriptor", "garment_samples",
+           "garment_weights", "rgb_to_lab"]
 
 COLOUR_KEY = "lab-hist@1"
 _L_CENTRES = np.array([15.0, 40.0, 65.0, 90.0])
@@ -64,22 +65,34 @@ def garment_weights(framing: Framing) -> np.ndarray:
     return (inner if inner.any() else mask).astype(np.float64)
 
 
-def colour_descriptor(image: Image.Image, framing: Framing | None = None) -> np.ndarray:
-    """``(COLOUR_DIM,)`` float32, unit length: the garment's colours (see the module)."""
-    framing = framing or find_garment(image.convert("RGB"))
-    weights = garment_weights(framing)
-    keep = np.flatnonzero(weights.ravel() > 0)
-    keep = keep[:: max(1, keep.size // _MAX_PIXELS)]  # an even sample is enough for a histogram
-    lab = rgb_to_lab(framing.work.reshape(-1, 3)[keep])
-    # The Gaussian kernel over (L, a, b) is a product of one per axis, and so is its
-    # normalisation over the grid: each pixel's share of every centre, axis by axis.
+def garment_samples(framing: Framing) -> tuple[np.ndarray, np.ndarray]:
+    """(weights, Lab colours) of an even sample of at most ``_MAX_PIXELS`` garment pixels (a
+    sample is enough for a histogram)."""
+    weights = garment_weights(framing).ravel()
+    keep = np.flatnonzero(weights > 0)
+    keep = keep[:: max(1, keep.size // _MAX_PIXELS)]
+    return weights[keep], rgb_to_lab(framing.work.reshape(-1, 3)[keep])
+
+
+def axis_shares(lab: np.ndarray) -> list[np.ndarray]:
+    """Each pixel's share of every centre, axis by axis (L, a, b): the Gaussian kernel over
+    (L, a, b) is a product of one per axis, and so is its normalisation over the grid."""
     shares = []
     for axis, centres, scale in ((0, _L_CENTRES, _L_WEIGHT), (1, _AB_CENTRES, 1.0), (2, _AB_CENTRES, 1.0)):
         d2 = ((lab[:, axis, None] - centres[None, :]) * scale) ** 2
         k = np.exp(-(d2 - d2.min(axis=1, keepdims=True)) / (2 * _SIGMA**2))
         shares.append(k / k.sum(axis=1, keepdims=True))
-    soft = np.einsum("n,ni,nj,nk->ijk", weights.ravel()[keep], *shares, optimize=True).ravel()
-    hist = np.sqrt(soft)
+    return shares
+
+
+def colour_descriptor(image: Image.Image, framing: Framing | None = None) -> np.ndarray:
+    """``(COLOUR_DIM,)`` float32, unit length: the garment's colours (see the module)."""
+    weights, lab = garment_samples(framing or find_garment(image.convert("RGB")))
+    lightness, a, b = axis_shares(lab)
+    # The sum over pixels of weight x L share x a share x b share, as one matrix product (an
+    # einsum of the four was half of the descriptor's time).
+    ab = (a[:, :, None] * b[:, None, :]).reshape(len(weights), -1)
+    hist = np.sqrt(((weights[:, None] * lightness).T @ ab).ravel())
     norm = np.linalg.norm(hist)
     return (hist / norm if norm > 0 else hist).astype(np.float32)
 

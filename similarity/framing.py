@@ -27,6 +27,7 @@ colour descriptor (similarity/colour.py) read the garment's own pixels only.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,11 +103,32 @@ def _plane(values: np.ndarray, coords: np.ndarray, grid: np.ndarray) -> np.ndarr
     return grid @ coef
 
 
-def _mask_filter(mask: np.ndarray, *filters: ImageFilter.Filter) -> np.ndarray:
-    img = Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
-    for f in filters:
-        img = img.filter(f)
-    return np.asarray(img) > 127
+@functools.lru_cache(maxsize=8)
+def _grid(h: int, w: int) -> np.ndarray:
+    """(h, w, 3): x and y scaled to [0, 1], and 1, per pixel (read-only, shared)."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    grid = np.stack([xx / max(w - 1, 1), yy / max(h - 1, 1), np.ones_like(xx)], axis=-1)
+    grid.flags.writeable = False
+    return grid
+
+
+def _largest_difference(smooth: np.ndarray, model: np.ndarray) -> np.ndarray:
+    """Per pixel, the largest of the three channels' absolute differences. Written out: a
+    max over a last axis of 3 is NumPy's slow case (profiled: 1 ms of a 7 ms framing)."""
+    d = np.abs(smooth - model)
+    return np.maximum(np.maximum(d[..., 0], d[..., 1]), d[..., 2])
+
+
+def _open_close_erode(mask: np.ndarray) -> np.ndarray:
+    """Opened (3x3), closed (5x5), eroded (3x3): SciPy's separable min/max filters with edge
+    pixels repeated, the same result as Pillow's rank filters (checked on every Fashion-MNIST
+    picture) at a fifth of their time."""
+    out = mask.astype(np.uint8)
+    for size, op in ((3, ndimage.minimum_filter), (3, ndimage.maximum_filter),
+                     (5, ndimage.maximum_filter), (5, ndimage.minimum_filter),
+                     (3, ndimage.minimum_filter)):
+        out = op(out, size=size, mode="nearest")
+    return out.astype(bool)
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -123,18 +145,17 @@ def find_garment(img: Image.Image) -> Framing:
     work = np.asarray(work_img, dtype=np.uint8)
     h, w = work.shape[:2]
     smooth = np.asarray(work_img.filter(ImageFilter.BoxBlur(1)), dtype=np.float64)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    grid = np.stack([xx / max(w - 1, 1), yy / max(h - 1, 1), np.ones_like(xx)], axis=-1)
+    grid = _grid(h, w)
     ring = _ring(h, w)
     coords, values = grid[ring], smooth[ring]
 
     model = _plane(values, coords, grid)
-    diff = np.abs(smooth - model).max(axis=-1)
+    diff = _largest_difference(smooth, model)
     first_threshold = max(MIN_THRESHOLD, 4.0 * 1.4826 * float(np.median(diff[ring])))
     inliers = diff[ring] <= first_threshold
     if inliers.sum() >= 3:
         model = _plane(values[inliers], coords[inliers], grid)
-        diff = np.abs(smooth - model).max(axis=-1)
+        diff = _largest_difference(smooth, model)
     noise = 1.4826 * float(np.median(diff[ring]))
     threshold = max(MIN_THRESHOLD, 4.0 * noise)
     border_bg = float((diff[ring] <= threshold).mean())
@@ -147,9 +168,7 @@ def find_garment(img: Image.Image) -> Framing:
 
     if not plain:
         return whole()
-    fg = _mask_filter(diff > threshold, ImageFilter.MinFilter(3), ImageFilter.MaxFilter(3),
-                      ImageFilter.MaxFilter(5), ImageFilter.MinFilter(5), ImageFilter.MinFilter(3))
-    fg = _fill_holes(fg)
+    fg = _fill_holes(_open_close_erode(diff > threshold))
     if fg.mean() < MIN_AREA:
         return whole()
     # Soft edge and pale parts: pixels between twice the noise and the threshold count partly.

@@ -1,11 +1,11 @@
-"""similarity.framing: the hole filling of the garment mask (frame-margin@1's pixels depend on
-it, so the SciPy fill must equal the flood fill it replaced)."""
+"""similarity.framing: the garment mask's morphology and hole filling (frame-margin@1's pixels
+depend on them, so the SciPy versions must equal the Pillow code they replaced)."""
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
-from similarity.framing import _fill_holes
+from similarity.framing import _fill_holes, _largest_difference, _open_close_erode
 
 
 def _flood_fill_reference(mask: np.ndarray) -> np.ndarray:
@@ -34,3 +34,27 @@ def test_equals_the_flood_fill_it_replaced(density, shape):
     for _ in range(20):
         mask = rng.random(shape) < density
         assert np.array_equal(_fill_holes(mask), _flood_fill_reference(mask))
+
+
+def _rank_filters_reference(mask: np.ndarray) -> np.ndarray:
+    """What frame-margin@1 first shipped with: Pillow's rank filters on a 0/255 picture."""
+    img = Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
+    for f in (ImageFilter.MinFilter(3), ImageFilter.MaxFilter(3), ImageFilter.MaxFilter(5),
+              ImageFilter.MinFilter(5), ImageFilter.MinFilter(3)):
+        img = img.filter(f)
+    return np.asarray(img) > 127
+
+
+@pytest.mark.parametrize("density", [0.2, 0.5, 0.8])
+@pytest.mark.parametrize("shape", [(1, 1), (2, 9), (7, 3), (33, 47), (128, 96)])
+def test_the_open_close_erode_equals_pillows_rank_filters(density, shape):
+    rng = np.random.default_rng(hash((density, shape)) % 2**32)
+    for _ in range(20):
+        mask = rng.random(shape) < density
+        assert np.array_equal(_open_close_erode(mask), _rank_filters_reference(mask))
+
+
+def test_the_largest_difference_is_the_max_over_channels():
+    rng = np.random.default_rng(3)
+    smooth, model = rng.normal(size=(2, 17, 23, 3)) * 40
+    assert np.array_equal(_largest_difference(smooth, model), np.abs(smooth - model).max(axis=-1))
