@@ -64,7 +64,7 @@ def worker_pool_size_set(size: int) -> None:
 def embed_threads() -> int | None:
     """LiteRT threads for this process's embedder: ``LOOKALIKE_EMBED_THREADS`` if set; else in a
     worker's pool child, the cores shared out among the pool's children (on 2 cores, two
-    children of one thread import 1.15x faster than one child of two: bench/pipeline_bench.py);
+    embed processes of one thread imported 1.15x faster than one of two: bench/pipeline_bench.py);
     else None, LiteRT's default (all cores, at most 4)."""
     if settings.LOOKALIKE_EMBED_THREADS:
         return int(settings.LOOKALIKE_EMBED_THREADS)
@@ -75,6 +75,7 @@ def embed_threads() -> int | None:
 
 def embedder_get() -> ImageEmbedder:
     """This process's embedder (created on first use, never inherited across a fork)."""
+    threads = embed_threads()
     key = (
         os.getpid(),
         str(settings.LOOKALIKE_DATA_DIR),
@@ -82,7 +83,7 @@ def embedder_get() -> ImageEmbedder:
         settings.LOOKALIKE_MAX_UPLOAD_BYTES,
         settings.LOOKALIKE_MAX_IMAGE_PIXELS,
         settings.LOOKALIKE_EMBED_PRECISION,
-        embed_threads(),
+        threads,
     )
     with _lock:
         embedder = _embedders.get(key)
@@ -93,7 +94,7 @@ def embedder_get() -> ImageEmbedder:
                 policy=settings.LOOKALIKE_PREPROCESS_POLICY,
                 limits=image_limits(),
                 precision=embed_precision(),
-                num_threads=embed_threads(),
+                num_threads=threads,
             )
             _embedders[key] = embedder
             logger.info("embedder ready: %s/%s, LiteRT threads %d", embedder.model.key,

@@ -167,10 +167,8 @@ class LiteRTEmbedder:
                 )
         self.identity = identity
         self.batch_size = batch_size
-        self._interpreter = Interpreter(
-            model_path=str(path), num_threads=num_threads or default_threads()
-        )
         self.num_threads = num_threads or default_threads()
+        self._interpreter = Interpreter(model_path=str(path), num_threads=self.num_threads)
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
         self._allocated_batch = 0

@@ -211,8 +211,8 @@ class _Importer:
 
     def validate(self, loaded: list[tuple[ImportSource, bytes, str]]
                  ) -> list[tuple[ImportSource, CheckedImage]]:
-        """The images to create, each checked once (``image_check``): duplicates skipped (if asked), invalid
-        images rejected."""
+        """The images to create, each checked once (``image_check``): duplicates skipped (if
+        asked), invalid images rejected."""
         shas = [sha for *_, sha in loaded]
         existing = products_existing_sha256(sha256s=shas) if self.skip_existing else set()
         good: list[tuple[ImportSource, CheckedImage]] = []
@@ -221,7 +221,7 @@ class _Importer:
                 self.result.skipped.append(source.label)
                 continue
             try:
-                checked = image_check(ContentFile(data, name=source.filename))
+                checked = image_check(ContentFile(data, name=source.filename), sha256=sha)
             except ValidationError as exc:
                 self.reject(source, _error_code(exc), exc.messages[0])
                 continue

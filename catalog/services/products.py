@@ -31,7 +31,8 @@ _SUFFIX_BY_FORMAT = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".web
 
 @dataclass(frozen=True)
 class CheckedImage:
-    """An image decoded fully under the limits once: its bytes, hash and file suffix."""
+    """An image checked under the limits once (``image_check``): its bytes, hash and file
+    suffix."""
 
     data: bytes
     sha256: str
@@ -57,16 +58,17 @@ def _read_bounded(file: File) -> bytes:
     return data if isinstance(data, bytes) else bytes(data)
 
 
-def image_check(file: File) -> CheckedImage:
+def image_check(file: File, *, sha256: str | None = None) -> CheckedImage:
     """Read ``file`` (bounded) and check it under the configured limits (``check_image``:
     headers, limits, the whole compressed stream); raise ``ValidationError`` (code = the
-    engine's reason) if it is not a usable image."""
+    engine's reason) if it is not a usable image. ``sha256``: the bytes' hash, if the caller
+    has it already (an import hashes each file to skip duplicates before checking it)."""
     data = _read_bounded(file)
     try:
         fmt = check_image(data, limits=image_limits())
     except ImageRejected as exc:
         raise ValidationError(exc.message, code=exc.reason, params={"reason": exc.reason}) from exc
-    return CheckedImage(data=data, sha256=sha256_hex(data),
+    return CheckedImage(data=data, sha256=sha256 or sha256_hex(data),
                         suffix=_SUFFIX_BY_FORMAT.get(fmt, ".img"), stem=_stem(file))
 
 
