@@ -21,7 +21,7 @@ RUN pip install -r requirements.txt \
 COPY . .
 # Convert the model at build time so no container needs TensorFlow at start-up; the
 # cache lives outside the /data volume so every container of this image shares it.
-RUN LOOKALIKE_DATA_DIR=/opt/lookalike python -m similarity prepare \
+RUN python -m similarity --model-dir /opt/lookalike/models prepare \
     && SECRET_KEY=build-only ALLOWED_HOSTS=localhost python manage.py collectstatic --noinput
 ENV LOOKALIKE_MODEL_DIR=/opt/lookalike/models
 

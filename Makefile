@@ -32,7 +32,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-weights.txt
 venv: system-deps $(STAMP)
 
 model: venv
-	$(PY) -m similarity prepare --precision $${LOOKALIKE_EMBED_PRECISION:-fp32}
+	$(PY) manage.py prepare_model
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -1,7 +1,7 @@
 """The real embeddings of the 70,000 Fashion-MNIST images, computed once and cached.
 
 ``<data dir>/bench/fashion-mnist-70k.npy`` (70,000 x 1280 float32, train then test split, each
-image inverted and upscaled with ``similarity.fashion_mnist.to_photo`` and embedded through
+image inverted and upscaled with ``similarity.evaluation.fashion_mnist.to_photo`` and embedded through
 the default preprocessing policy). Filled in chunks; ``<name>.count`` records how many rows
 are done, so an interrupted run resumes and a partial cache is usable (``cached_vectors``).
 For one million vectors, ``scaled_vectors`` repeats them with small Gaussian perturbations.
@@ -15,16 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-from similarity.runtime import EMBEDDING_DIM
+from similarity.model.spec import EMBEDDING_DIM
 
 TOTAL = 70_000
 _CHUNK = 512
 
 
 def cache_path(data_dir: Path | None = None) -> Path:
-    from similarity.embedding import default_data_dir
+    from bench.common import data_dir as product_data_dir
 
-    return (data_dir or default_data_dir()) / "bench" / "fashion-mnist-70k.npy"
+    return (data_dir or product_data_dir()) / "bench" / "fashion-mnist-70k.npy"
 
 
 def _count_path(path: Path) -> Path:
@@ -37,13 +37,13 @@ def rows_done(path: Path) -> int:
 
 
 def _all_images() -> np.ndarray:
-    from similarity.fashion_mnist import load_split
+    from similarity.evaluation.fashion_mnist import load_split
 
     return np.concatenate([load_split("train")[0], load_split("test")[0]])
 
 
 def _png(image: np.ndarray) -> bytes:
-    from similarity.fashion_mnist import to_photo
+    from similarity.evaluation.fashion_mnist import to_photo
 
     buffer = io.BytesIO()
     to_photo(image).save(buffer, "PNG")
@@ -52,7 +52,8 @@ def _png(image: np.ndarray) -> bytes:
 
 def compute(path: Path, *, limit: int = TOTAL, num_threads: int = 1) -> int:
     """Embed images [rows_done, limit) into the cache at ``path``; returns rows done."""
-    from similarity.embedding import ImageEmbedder
+    from bench.common import model_dir
+    from similarity.embedding.embedder import ImageEmbedder
 
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
@@ -60,7 +61,7 @@ def compute(path: Path, *, limit: int = TOTAL, num_threads: int = 1) -> int:
                                   shape=(TOTAL, EMBEDDING_DIM)).flush()
     out = np.load(path, mmap_mode="r+", allow_pickle=False)
     images = _all_images()
-    embedder = ImageEmbedder(num_threads=num_threads)
+    embedder = ImageEmbedder(model_dir=model_dir(), num_threads=num_threads)
     done = rows_done(path)
     while done < limit:
         stop = min(limit, done + _CHUNK)

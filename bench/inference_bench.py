@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from bench.common import median_seconds
+from bench.common import median_seconds, model_dir
 
 BATCH = 64
 
 
-def _data_dir() -> Path:
-    return Path(os.environ.get("LOOKALIKE_DATA_DIR", Path(__file__).resolve().parents[1] / "var"))
-
-
 def _jpeg_folder(folder: Path, count: int) -> list[Path]:
     """Fashion-MNIST garments written as 800x800 JPEG photos (what a shop uploads)."""
-    from similarity.fashion_mnist import load_split, to_photo
+    from similarity.evaluation.fashion_mnist import load_split, to_photo
 
     images, _ = load_split("test")
     paths = []
@@ -32,16 +27,17 @@ def _jpeg_folder(folder: Path, count: int) -> list[Path]:
 
 
 def run(quick: bool = False) -> list[dict]:
-    from similarity.embedding import ImageEmbedder
-    from similarity.network import build_mobilenet_v2
-    from similarity.runtime import LiteRTEmbedder, ensure_model
+    from similarity.embedding.embedder import ImageEmbedder
+    from similarity.embedding.runtime import LiteRTEmbedder
+    from similarity.model.cache import ensure_model
+    from similarity.model.network import build_mobilenet_v2
 
     repeats = 3 if quick else 5
     rng = np.random.default_rng(0)
     batch = rng.standard_normal((BATCH, 224, 224, 3)).astype(np.float32)
-    ensure_model(_data_dir() / "models")
+    ensure_model(model_dir())
     keras_model = build_mobilenet_v2()
-    litert = LiteRTEmbedder(_data_dir() / "models", batch_size=BATCH)
+    litert = LiteRTEmbedder(model_dir(), batch_size=BATCH)
     keras_s = median_seconds(lambda: keras_model.predict(batch, batch_size=BATCH, verbose=0),
                              repeats=repeats)
     litert_s = median_seconds(lambda: litert.embed(batch), repeats=repeats)
@@ -56,7 +52,7 @@ def run(quick: bool = False) -> list[dict]:
     count = BATCH * (2 if quick else 4)
     with tempfile.TemporaryDirectory() as tmp:
         paths = _jpeg_folder(Path(tmp), count)
-        embedder = ImageEmbedder(data_dir=_data_dir())
+        embedder = ImageEmbedder(model_dir=model_dir())
         e2e_s = median_seconds(lambda: embedder.embed_many(paths), repeats=max(2, repeats - 2))
     rows.append({"benchmark": f"end to end: {count} 800x800 JPEG files → vectors (decode, preprocess, embed)",
                  "figure": f"{count / e2e_s:.0f} images/s",

@@ -17,7 +17,7 @@ overlap their own top-10 lists by 0.94, and the dynamic-range model (mean cosine
 slow: XNNPACK does not run it) by 0.90, so the overlap criterion asks for cosine ~0.997.
 Plus LiteRT threads for two embed worker processes: 1 process x 2 threads vs 2 processes x
 1 thread on the same batch. ``--recipes`` also converts and measures every int8 recipe of
-similarity/quantize.py (minutes).
+similarity/model/quantize.py (minutes).
 """
 
 from __future__ import annotations
@@ -39,10 +39,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.inference_bench import _data_dir  # noqa: E402
-from similarity.fashion_mnist import balanced_indices, load_split, to_photo  # noqa: E402
-from similarity.preprocess import get_policy  # noqa: E402
-from similarity.runtime import LiteRTEmbedder, ModelIdentity, ensure_model  # noqa: E402
+from bench.common import model_dir  # noqa: E402
+from similarity.embedding.preprocess import get_policy  # noqa: E402
+from similarity.embedding.runtime import LiteRTEmbedder, ensure_model  # noqa: E402
+from similarity.evaluation.fashion_mnist import balanced_indices, load_split, to_photo  # noqa: E402
+from similarity.model.spec import ModelIdentity  # noqa: E402
 
 BATCH = 64
 K = 10
@@ -68,7 +69,7 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def top_k_overlap(a: np.ndarray, b: np.ndarray, k: int = K) -> float:
     """Mean share of each item's k nearest (euclidean, itself excluded) found by both."""
     from bench.quality import sq_distances
-    from similarity.quality import rank
+    from similarity.evaluation.metrics import rank
 
     ra = rank(sq_distances(a, a), k, exclude_self=True)
     rb = rank(sq_distances(b, b), k, exclude_self=True)
@@ -79,7 +80,7 @@ def reference_sets(quick: bool) -> dict[str, list[Image.Image]]:
     """The reference images: two natural photos, and garments plain and dyed."""
     from skimage import data
 
-    from similarity.quantize import dye, random_colours
+    from similarity.model.quantize import dye, random_colours
 
     images, labels = load_split("test")
     picks = balanced_indices(labels, 3 if quick else 10)
@@ -138,8 +139,8 @@ class Retrieval:
 def retrieval(fp32: LiteRTEmbedder, int8: LiteRTEmbedder, quick: bool) -> list[Retrieval]:
     """Per configuration: top-10 overlap on the catalog and P@10 of held-out queries, both precisions."""
     from bench.quality import load_data, score, sq_distances
-    from similarity.projection import fit_blend
-    from similarity.quality import rank
+    from similarity.embedding.projection import fit_blend
+    from similarity.evaluation.metrics import rank
 
     data = load_data(quick)
     catalog = [to_photo(im) for im in data.catalog]
@@ -205,7 +206,7 @@ def thread_experiment(cache: Path, repeats: int, batches: int) -> dict[tuple[str
 
 def run(quick: bool = False, *, log: bool = True) -> list[dict]:
     """Measure everything; print the table and return rows for bench/run.py."""
-    cache = _data_dir() / "models"
+    cache = model_dir()
     ensure_model(cache, ModelIdentity())
     ensure_model(cache, ModelIdentity(precision="int8"))
     fp32 = LiteRTEmbedder(cache, num_threads=2, batch_size=BATCH, convert_if_missing=False)
@@ -251,10 +252,10 @@ def run(quick: bool = False, *, log: bool = True) -> list[dict]:
 
 def recipes(quick: bool) -> None:
     """Convert every int8 recipe into a temp dir and measure speed and closeness (minutes)."""
-    from similarity.network import build_mobilenet_v2
-    from similarity.quantize import RECIPES, quantize_int8
+    from similarity.model.network import build_mobilenet_v2
+    from similarity.model.quantize import RECIPES, quantize_int8
 
-    cache = _data_dir() / "models"
+    cache = model_dir()
     fp32 = LiteRTEmbedder(cache, num_threads=2, batch_size=BATCH, convert_if_missing=False)
     with tempfile.TemporaryDirectory() as tmp:
         for recipe in RECIPES:

@@ -44,7 +44,7 @@ DIM = 1280
 
 
 def _meta():
-    from similarity.store import MatrixMeta
+    from similarity.index.store import MatrixMeta
 
     return MatrixMeta(weights_sha256="0" * 64, policy="bench", metric="euclidean")
 
@@ -79,8 +79,8 @@ def _row(benchmark, n, ours, baseline_name="", baseline=None, runs="", notes="",
 
 def bench_incremental(n: int, repeat: int, naive_repeat: int, load_repeat: int,
                       seed: int = 0) -> list[dict]:
-    from similarity.matrix import DistanceMatrix
-    from similarity.store import MatrixStore
+    from similarity.index.dense import DistanceMatrix
+    from similarity.index.store import MatrixStore
 
     rng = np.random.default_rng(seed)
     tmp = tempfile.mkdtemp(prefix="matrix-bench-")
@@ -150,8 +150,8 @@ def _peak_rss_kb() -> int:
 
 def _child(mode: str, n: int, directory: str) -> None:
     """Run in a fresh process: one build or rebuild, print timings and peak RSS as JSON."""
-    from similarity.matrix import DistanceMatrix
-    from similarity.store import MatrixStore
+    from similarity.index.dense import DistanceMatrix
+    from similarity.index.store import MatrixStore
 
     rng = np.random.default_rng(1)
     ids, vecs = np.arange(n), _vectors(rng, n)
@@ -195,7 +195,7 @@ def bench_rebuild(n: int, repeat: int) -> list[dict]:
 def bench_allpairs(n: int, repeat: int, loop_repeat: int) -> list[dict]:
     from scipy.spatial.distance import euclidean
 
-    from similarity.matrix import DistanceMatrix
+    from similarity.index.dense import DistanceMatrix
 
     rng = np.random.default_rng(2)
     vecs = _vectors(rng, n)

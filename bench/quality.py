@@ -8,7 +8,7 @@ and shopper-style shots, colour and re-find metrics).
 No database. The catalog is Fashion-MNIST's train split, 200 garments per class (2,000);
 the queries are held out, from the test split, 100 per class (1,000). ``--quick`` uses 40
 and 20 per class. Every configuration's precision@10 and mAP@10 (definitions in
-similarity/quality.py) are measured on the held-out queries; nothing fitted and no
+similarity/evaluation/metrics.py) are measured on the held-out queries; nothing fitted and no
 hyper-parameter chosen ever sees a test-split label: learned transforms are fitted on the
 catalog, and hyper-parameters (PCA dimensions, LDA shrinkage, the margin of the
 preprocessing, the blend weight, which configuration is best) are chosen by stratified
@@ -37,10 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from similarity.dedup import collapse, duplicate_groups  # noqa: E402
-from similarity.fashion_mnist import CLASS_NAMES, balanced_indices, load_split, to_photo  # noqa: E402
-from similarity.preprocess import INPUT_SIZE, PreprocessPolicy, get_policy  # noqa: E402
-from similarity.projection import (  # noqa: E402
+from similarity.embedding.preprocess import INPUT_SIZE, PreprocessPolicy, get_policy  # noqa: E402
+from similarity.embedding.projection import (  # noqa: E402
     cross_validated_precision,
     fit_blend,
     fit_lda,
@@ -48,11 +46,13 @@ from similarity.projection import (  # noqa: E402
     l2_normalise,
     select_by_cross_validation,
 )
-from similarity.quality import QualityReport, evaluate, rank  # noqa: E402
+from similarity.evaluation.fashion_mnist import CLASS_NAMES, balanced_indices, load_split, to_photo  # noqa: E402
+from similarity.evaluation.metrics import QualityReport, evaluate, rank  # noqa: E402
+from similarity.index.dedup import collapse, duplicate_groups  # noqa: E402
 
 K = 10
 CHUNK = 128  # images prepared and embedded at a time (a 224x224x3 float32 batch is 77 MB)
-# Cosine distance under which two catalog items count as the same picture (similarity/dedup.py).
+# Cosine distance under which two catalog items count as the same picture (similarity/index/dedup.py).
 DUPLICATE_THRESHOLD = 0.01
 SHEET_CLASSES = (0, 2, 3, 4, 6, 7, 8, 9)  # one sample query from each of these categories
 # Catalog-CV precisions closer than this count as tied (about one standard error with 2,000
@@ -107,7 +107,7 @@ def _pad_with_margin(scale: float) -> Callable[[Image.Image], Image.Image]:
 
 
 def _margin_policy(scale: float) -> PreprocessPolicy:
-    # Not registered in similarity.preprocess: a candidate measured here only.
+    # Not registered in similarity.embedding.preprocess: a candidate measured here only.
     return PreprocessPolicy(name=f"pad-square-margin-{scale:g}", version=0, geometry=_pad_with_margin(scale),
                             draft_size=(INPUT_SIZE, INPUT_SIZE),
                             description=f"pad-square, then the garment at {scale:.0%} of a white square")
@@ -133,8 +133,8 @@ class Embeddings:
     """Embeds images under an input once per run (kept in memory)."""
 
     def __init__(self) -> None:
-        from similarity.embedding import model_dir
-        from similarity.runtime import LiteRTEmbedder
+        from bench.common import model_dir
+        from similarity.embedding.runtime import LiteRTEmbedder
 
         self._model = LiteRTEmbedder(model_dir(), batch_size=64)
         self._cache: dict[tuple[str, str], np.ndarray] = {}
@@ -482,7 +482,7 @@ def duplicates_rows(data: Data, cat_photos: list[Image.Image], inp: Input, space
 
 
 def draw(path: Path, data: Data, ranked: np.ndarray) -> None:
-    from similarity.sheet import SheetLayout, SheetRow, SheetTile, draw_sheet
+    from similarity.evaluation.contact_sheet import SheetLayout, SheetRow, SheetTile, draw_sheet
 
     green, red = (0, 160, 0), (215, 0, 0)
     yc, yq = data.catalog_labels, data.query_labels

@@ -4,7 +4,7 @@
     LOOKALIKE_LOCK_URL=redis://127.0.0.1:6379/11 python bench/rebuild_colour.py [--n 2000]
 
 A fresh SQLite database in ``$LOOKALIKE_DATA_DIR`` (which must not exist yet) gets ``--n``
-products: dyed Fashion-MNIST garments (similarity/shop_photos.py, 8 dyes, every class alike),
+products: dyed Fashion-MNIST garments (similarity/evaluation/shots.py, 8 dyes, every class alike),
 shot the shop's way, written directly (no broker). Then ``similarity_rebuild`` runs in this
 process under the settings' configuration (default: frame-margin@1, the robust projection on
 ``LOOKALIKE_PROJECTION_VIEWS`` augmented views, colour weight ``LOOKALIKE_COLOUR_WEIGHT``): embed
@@ -42,8 +42,8 @@ def _products(n: int) -> None:
     from django.core.files.base import ContentFile
 
     from catalog.models import Product
-    from similarity.fashion_mnist import CLASS_NAMES, balanced_indices, load_split
-    from similarity.shop_photos import DYE_NAMES, DYES, catalog_shot, render
+    from similarity.evaluation.fashion_mnist import CLASS_NAMES, balanced_indices, load_split
+    from similarity.evaluation.shots import DYE_NAMES, DYES, catalog_shot, render
 
     images, labels = load_split("train")
     picks = balanced_indices(labels, n // len(CLASS_NAMES))

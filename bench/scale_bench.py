@@ -46,10 +46,10 @@ if str(REPO) not in sys.path:
 
 from bench.common import median_seconds  # noqa: E402
 from bench.fmnist_vectors import cached_vectors, scaled_vectors  # noqa: E402
-from similarity.exact import canonical  # noqa: E402
-from similarity.rebuild import Block, discard_input, input_size, knn_block  # noqa: E402
-from similarity.store import MatrixMeta, MatrixStore  # noqa: E402
-from similarity.topk import TopKIndex  # noqa: E402
+from similarity.index.block_knn import Block, discard_input, input_size, knn_block  # noqa: E402
+from similarity.index.exact import canonical  # noqa: E402
+from similarity.index.store import MatrixMeta, MatrixStore  # noqa: E402
+from similarity.index.topk import TopKIndex  # noqa: E402
 
 K = 10
 BENCH_DIR = REPO / "var" / "bench"

@@ -51,7 +51,7 @@ def _catalog(n: int) -> np.ndarray:
 
 
 def _query_png() -> bytes:
-    from similarity.fashion_mnist import load_split, to_photo
+    from similarity.evaluation.fashion_mnist import load_split, to_photo
 
     images, _ = load_split("test")
     buffer = io.BytesIO()

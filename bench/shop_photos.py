@@ -2,7 +2,7 @@
 
     python bench/shop_photos.py [--quick] [--sheet docs/shop_sheet.png] [--json rows.json]
 
-No database. Garments are Fashion-MNIST's, dyed in 8 colours (similarity/shop_photos.py):
+No database. Garments are Fashion-MNIST's, dyed in 8 colours (similarity/evaluation/shots.py):
 
 - **catalog**: 150 garments per class from the train split (1,500), each in one dye (the
   dyes spread evenly over every class), shot the shop's way (centred, plain white);
@@ -55,12 +55,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from similarity.colour import COLOUR_KEY, blend_colour, colour_descriptor  # noqa: E402
-from similarity.fashion_mnist import CLASS_NAMES, balanced_indices, load_split, to_photo  # noqa: E402
-from similarity.preprocess import get_policy  # noqa: E402
-from similarity.projection import fit_blend, fit_robust_blend, stratified_folds  # noqa: E402
-from similarity.quality import evaluate, label_precision, rank, refind_recall  # noqa: E402
-from similarity.shop_photos import (  # noqa: E402
+from similarity.embedding.colour import COLOUR_KEY, blend_colour, colour_descriptor  # noqa: E402
+from similarity.embedding.preprocess import get_policy  # noqa: E402
+from similarity.embedding.projection import fit_blend, fit_robust_blend, stratified_folds  # noqa: E402
+from similarity.evaluation.fashion_mnist import CLASS_NAMES, balanced_indices, load_split, to_photo  # noqa: E402
+from similarity.evaluation.metrics import evaluate, label_precision, rank, refind_recall  # noqa: E402
+from similarity.evaluation.shots import (  # noqa: E402
     DYE_NAMES,
     Shot,
     catalog_shot,
@@ -90,7 +90,7 @@ GREEN, ORANGE, RED = (0, 160, 0), (235, 140, 0), (215, 0, 0)
 @dataclass(frozen=True)
 class Picture:
     """One photo: Fashion-MNIST garment ``index`` of ``split``, dyed ``colour`` and shot as
-    ``shot``; ``shot=None`` is the undyed clean photo (similarity.fashion_mnist.to_photo)."""
+    ``shot``; ``shot=None`` is the undyed clean photo (similarity.evaluation.fashion_mnist.to_photo)."""
 
     split: str
     index: int
@@ -159,7 +159,7 @@ def _reshoot(name: str, base: PhotoSet, which: np.ndarray, seed: int) -> PhotoSe
 def product_views(data: ShopData, seed: int) -> ShopData:
     """``data`` with its views made the way the catalog makes them at the rebuild
     (catalog/services/views.py): each catalog picture itself re-shot the shopper's way
-    (similarity.shop_photos.reshoot), instead of the garment rendered again from its 28 px."""
+    (similarity.evaluation.shots.reshoot), instead of the garment rendered again from its 28 px."""
     views = []
     for v, old in enumerate(data.views):
         rng = np.random.default_rng([seed, v, sum(map(ord, "product-views"))])
@@ -230,8 +230,8 @@ class Photos:
     """Renders pictures, embeds them under a policy and describes their colour, with a disk cache."""
 
     def __init__(self, cache_dir: Path, log: Callable[[str], None]) -> None:
-        from similarity.embedding import model_dir
-        from similarity.runtime import LiteRTEmbedder
+        from bench.common import model_dir
+        from similarity.embedding.runtime import LiteRTEmbedder
 
         self._images = {split: load_split(split)[0] for split in ("train", "test")}
         self._model = LiteRTEmbedder(model_dir(), batch_size=CHUNK)
@@ -279,7 +279,7 @@ class Photos:
                             lambda arrays: self._model.embed(np.stack(arrays)))
 
     def colours(self, photos: PhotoSet) -> np.ndarray:
-        from similarity.colour import COLOUR_DIM
+        from similarity.embedding.colour import COLOUR_DIM
 
         return self._cached("colour", COLOUR_KEY, photos, colour_descriptor, COLOUR_DIM)
 
@@ -537,9 +537,9 @@ def run(sizes: Sizes, *, seed: int = 0, sheet: Path | None = None, clean: bool =
         log: Callable[[str], None] | None = None, product: bool = False) -> dict:
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     started = time.perf_counter()
-    from similarity.embedding import default_data_dir
+    from bench.common import data_dir
 
-    cache = Path(os.environ.get("LOOKALIKE_SHOP_CACHE", default_data_dir() / "cache-shop"))
+    cache = Path(os.environ.get("LOOKALIKE_SHOP_CACHE", data_dir() / "cache-shop"))
     photos = Photos(cache, log)
     data = make_shop_data(sizes, seed)
     log(f"catalog {len(data.catalog)}, queries {len(data.queries)}, re-shots {len(data.reshots)}, "
@@ -598,7 +598,7 @@ def clean_rows(photos: Photos, sizes: Sizes, seed: int, configs: Sequence[Config
 def draw(path: Path, photos: Photos, data: ShopData, ranked: np.ndarray, title: str) -> None:
     """8 held-out shopper queries and their 10 neighbours: green = same category and dye,
     orange = same category only, red = another category."""
-    from similarity.sheet import SheetLayout, SheetRow, SheetTile, draw_sheet
+    from similarity.evaluation.contact_sheet import SheetLayout, SheetRow, SheetTile, draw_sheet
 
     yq, dq = data.queries.labels, data.queries.dyes
     yc, dc = data.catalog.labels, data.catalog.dyes

@@ -11,7 +11,7 @@ from catalog import ratelimit, selectors
 from catalog.forms import SearchByPhotoForm, rejection_error
 from catalog.models import Product
 from catalog.views import SEARCH_RESULTS, body_too_large, search_status
-from similarity.errors import ImageRejected
+from similarity import ImageRejected
 
 
 def _image_url(request: HttpRequest, product: Product) -> str | None:

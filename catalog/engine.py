@@ -17,13 +17,17 @@ from django.conf import settings
 from catalog.models import MAX_NEIGHBOURS
 from catalog.space import Space, space_current
 from catalog.vectors import embed_precision, image_limits, policy_key
-from similarity.embedding import ImageEmbedder
-from similarity.errors import MatrixError
-from similarity.layout import LAYOUTS, NeighbourIndex
-from similarity.runtime import default_threads
-from similarity.store import MatrixMeta, MatrixStore
-from similarity.threads import limit_math_threads
-from similarity.weights import WEIGHTS_SHA256
+from similarity import (
+    LAYOUTS,
+    WEIGHTS_SHA256,
+    ImageEmbedder,
+    MatrixError,
+    MatrixMeta,
+    MatrixStore,
+    NeighbourIndex,
+    default_threads,
+    limit_math_threads,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +82,7 @@ def embedder_get() -> ImageEmbedder:
     threads = embed_threads()
     key = (
         os.getpid(),
-        str(settings.LOOKALIKE_DATA_DIR),
+        str(settings.LOOKALIKE_MODEL_DIR),
         settings.LOOKALIKE_PREPROCESS_POLICY,
         settings.LOOKALIKE_MAX_UPLOAD_BYTES,
         settings.LOOKALIKE_MAX_IMAGE_PIXELS,
@@ -90,7 +94,7 @@ def embedder_get() -> ImageEmbedder:
         if embedder is None:
             _embedders.clear()
             embedder = ImageEmbedder(
-                data_dir=Path(settings.LOOKALIKE_DATA_DIR),
+                model_dir=Path(settings.LOOKALIKE_MODEL_DIR),
                 policy=settings.LOOKALIKE_PREPROCESS_POLICY,
                 limits=image_limits(),
                 precision=embed_precision(),

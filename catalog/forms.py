@@ -19,8 +19,7 @@ from PIL import Image
 
 from catalog.models import Product
 from catalog.vectors import image_limits
-from similarity.errors import ImageRejected
-from similarity.images import load_image
+from similarity import ImageRejected, load_image
 
 THUMBNAIL_SIDE = 320
 

@@ -44,7 +44,7 @@ class Product(models.Model):
     # before the colour descriptor of this version was stored with it, is stale.
     vector = models.BinaryField(null=True, blank=True, editable=False)
     vector_key = models.CharField(max_length=128, blank=True, db_index=True)
-    # float32 little-endian bytes of the garment's colour descriptor (similarity/colour.py),
+    # float32 little-endian bytes of the garment's colour descriptor (similarity/embedding/colour.py),
     # computed from the same decoded picture as the vector, and its key (name@version).
     colour = models.BinaryField(null=True, blank=True, editable=False)
     colour_key = models.CharField(max_length=32, blank=True)

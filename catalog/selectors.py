@@ -22,11 +22,7 @@ from catalog.engine import embedder_get, matrix_store
 from catalog.models import MAX_NEIGHBOURS, Product, ProductNeighbour
 from catalog.space import Space, space_current
 from catalog.vectors import colour_from_bytes, vector_key_current
-from similarity.colour import COLOUR_DIM
-from similarity.errors import MatrixError, StaleMatrixError
-from similarity.layout import NeighbourIndex
-from similarity.runtime import EMBEDDING_DIM
-from similarity.store import MatrixStore
+from similarity import COLOUR_DIM, EMBEDDING_DIM, MatrixError, MatrixStore, NeighbourIndex, StaleMatrixError
 
 NeighboursState = Literal["ready", "computing", "failed"]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from django.db.models import Count
 
 from catalog.models import Product, RebuildRun
-from similarity.batching import chunked
+from similarity import chunked
 
 _CHUNK = 500
 

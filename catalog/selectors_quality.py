@@ -1,11 +1,11 @@
 """Reads for measuring retrieval quality: the catalog's stored neighbour lists, scored against
-the products' own categories. Nothing here writes; the metric math is similarity.quality's.
+the products' own categories. Nothing here writes; the metric math is similarity.evaluation.metrics's.
 """
 
 from __future__ import annotations
 
 from catalog.models import MAX_NEIGHBOURS, Product, ProductNeighbour
-from similarity.quality import QualityReport, evaluate
+from similarity import QualityReport, evaluate
 
 _CHUNK = 2000
 
@@ -24,7 +24,7 @@ def similarity_quality(*, k: int = MAX_NEIGHBOURS) -> QualityReport:
       not penalised for short lists).
     - A product alone in its category is not scored (nothing correct could be listed).
 
-    Definitions in similarity.quality.
+    Definitions in similarity.evaluation.metrics.
     """
     ready = dict(
         Product.objects.filter(status=Product.Status.READY)

@@ -4,10 +4,10 @@
 
 - ``"raw"``: the stored 1,280-d embeddings as they are, with ``LOOKALIKE_METRIC``.
 - ``"lda-blend"``: the embeddings mapped by a projection learned from the catalog's own
-  category labels (``similarity.projection.fit_robust_blend`` on the catalog plus augmented
+  category labels (``similarity.embedding.projection.fit_robust_blend`` on the catalog plus augmented
   views of it, or ``fit_blend`` without views; docs/quality.md), unit vectors compared by
   euclidean distance (which ranks like cosine on them). With ``LOOKALIKE_COLOUR_WEIGHT``
-  w > 0, the garment's colour descriptor (similarity/colour.py) is put beside the projected
+  w > 0, the garment's colour descriptor (similarity/embedding/colour.py) is put beside the projected
   shape vector, ``blend_colour(shape, colour, w)``, exactly as bench/shop_photos.py's combined
   configuration does; the space key then ends in ``+colour:<colour key>:w=<w>``, so changing
   the weight makes the matrix stale.
@@ -37,10 +37,18 @@ import numpy as np
 from django.conf import settings
 
 from catalog.vectors import vector_key_current
-from similarity.atomic import fsync_dir
-from similarity.colour import COLOUR_DIM, COLOUR_KEY, blend_colour
-from similarity.projection import BlendProjection, fit_blend, fit_robust_blend, load_blend, save_blend
-from similarity.runtime import EMBEDDING_DIM
+from similarity import (
+    COLOUR_DIM,
+    COLOUR_KEY,
+    EMBEDDING_DIM,
+    BlendProjection,
+    blend_colour,
+    fit_blend,
+    fit_robust_blend,
+    fsync_dir,
+    load_blend,
+    save_blend,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -11,10 +11,16 @@ import hashlib
 import numpy as np
 from django.conf import settings
 
-from similarity.colour import COLOUR_DIM, COLOUR_KEY
-from similarity.images import ImageLimits
-from similarity.preprocess import get_policy
-from similarity.runtime import EMBEDDING_DIM, PRECISIONS, ModelIdentity, Precision
+from similarity import (
+    COLOUR_DIM,
+    COLOUR_KEY,
+    EMBEDDING_DIM,
+    PRECISIONS,
+    ImageLimits,
+    ModelIdentity,
+    Precision,
+    get_policy,
+)
 
 
 def image_limits() -> ImageLimits:

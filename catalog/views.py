@@ -11,7 +11,7 @@ from django.views.decorators.http import require_http_methods
 
 from catalog import ratelimit, selectors
 from catalog.forms import SearchByPhotoForm, human_bytes, rejection_error
-from similarity.errors import ImageRejected
+from similarity import ImageRejected
 
 PAGE_SIZE = 24
 SEARCH_RESULTS = 10

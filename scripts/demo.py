@@ -31,10 +31,12 @@ from types import FrameType
 
 import redis
 
+from config.settings import base as base_settings
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-DATA = Path(os.environ.get("LOOKALIKE_DATA_DIR", ROOT / "var")).resolve()
-MATRIX = Path(os.environ.get("LOOKALIKE_MATRIX_DIR", DATA / "matrix"))  # as config/settings/base.py
+DATA = Path(base_settings.DATA_DIR)
+MATRIX = Path(base_settings.LOOKALIKE_MATRIX_DIR)
 ENV = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.local", "LOOKALIKE_DATA_DIR": str(DATA),
        "PYTHONPATH": str(ROOT)}
 BROKER = ENV.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
@@ -277,7 +279,7 @@ class Supervisor:
 
 def remove_temp_files() -> None:
     """Temp files of a matrix writer that was killed (a live writer holds an flock on its own)."""
-    from similarity.store import TEMP_PREFIX, TEMP_SUFFIX
+    from similarity import TEMP_PREFIX, TEMP_SUFFIX
 
     for path in MATRIX.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"):
         with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
@@ -355,7 +357,7 @@ def fill_catalog(sup: Supervisor, per_class: int) -> None:
 
 
 def write_query_image(path: Path) -> None:
-    from similarity.fashion_mnist import load_split, to_photo
+    from similarity import load_split, to_photo
 
     images, _ = load_split("test")
     to_photo(images[1], size=224).save(path)  # a held-out pullover: not in the catalog

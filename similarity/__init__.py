@@ -1,4 +1,126 @@
-"""Lookalike's similarity engine: embeddings, preprocessing and the distance matrix.
+"""Lookalike's similarity engine: garment photos in, exact nearest-neighbour lists out.
 
-Nothing in this package imports Django, and nothing at import time imports TensorFlow.
+Nothing in this package imports Django, reads an environment variable or, at import time,
+imports TensorFlow: the caller passes every path and setting. The subpackages, from the
+bottom up:
+
+- ``similarity.model``: the network itself. The ImageNet weights read without torch
+  (``weights``), MobileNetV2 in torchvision's layout in Keras (``network``), its identity and
+  shapes (``spec``), the conversion to LiteRT (``convert``, ``quantize``: the only modules
+  that import TensorFlow) and the converted model's cache on disk (``cache``).
+- ``similarity.embedding``: a photo becomes a vector. Decoding and checking under limits
+  (``images``), finding the garment (``framing``), preprocessing policies (``preprocess``),
+  the colour descriptor (``colour``), LiteRT inference (``runtime``), all of it for a batch
+  (``embedder``), and the category-aware projection learned from a catalog (``projection``).
+- ``similarity.index``: vectors become exact neighbour lists, kept incrementally. The dense
+  N x N layout (``dense``), the top-k layout (``topk``) with its pruned scans (``prune``), the
+  shared exact arithmetic (``exact``), the choice between them (``layout``), the all-pairs
+  build in blocks for a distributed rebuild (``block_knn``, ``block_files``), near-duplicate
+  groups (``dedup``) and the on-disk ``.npz`` store with its deltas and writer lock (``store``).
+- ``similarity.evaluation``: how good the lists are. Retrieval metrics (``metrics``),
+  cross-validation inside a catalog (``kfold``), Debian's Fashion-MNIST (``fashion_mnist``),
+  shop-style and shopper-style shots of a garment (``shots``) and contact sheets
+  (``contact_sheet``).
+
+Beside them: ``errors``, ``atomic`` (atomic file writes), ``batching``, ``threads`` (math
+thread caps), ``failpoints`` (crash-test hooks, inert unless configured) and ``cli``
+(``python -m similarity``).
+
+The names below are the surface the catalog uses; it imports nothing else from here.
 """
+
+from __future__ import annotations
+
+from similarity.atomic import fsync_dir
+from similarity.batching import chunked
+from similarity.embedding.colour import COLOUR_DIM, COLOUR_KEY, blend_colour
+from similarity.embedding.embedder import ImageEmbedder
+from similarity.embedding.images import ImageLimits, check_image, load_image
+from similarity.embedding.preprocess import get_policy
+from similarity.embedding.projection import (
+    BlendProjection,
+    fit_blend,
+    fit_robust_blend,
+    l2_normalise,
+    load_blend,
+    save_blend,
+)
+from similarity.embedding.runtime import default_threads
+from similarity.errors import ImageRejected, MatrixError, MatrixFullError, SimilarityError, StaleMatrixError
+from similarity.evaluation.contact_sheet import SheetRow, SheetTile, draw_sheet
+from similarity.evaluation.fashion_mnist import CLASS_NAMES, balanced_indices, load_split, to_photo
+from similarity.evaluation.kfold import Transform, kfold_report
+from similarity.evaluation.metrics import QualityReport, evaluate
+from similarity.evaluation.shots import reshoot, shopper_shot
+from similarity.failpoints import configure as configure_failpoints
+from similarity.failpoints import failpoint
+from similarity.index.block_files import load_block, save_block
+from similarity.index.block_knn import Block, discard_input, input_size, knn_block
+from similarity.index.dedup import duplicate_groups
+from similarity.index.layout import LAYOUTS, NeighbourIndex
+from similarity.index.store import TEMP_PREFIX, TEMP_SUFFIX, ConcurrentWriterError, MatrixMeta, MatrixStore
+from similarity.model.cache import ensure_model
+from similarity.model.spec import EMBEDDING_DIM, PRECISIONS, ModelIdentity, Precision
+from similarity.model.weights import WEIGHTS_SHA256
+from similarity.threads import limit_math_threads
+
+__all__ = [
+    "CLASS_NAMES",
+    "COLOUR_DIM",
+    "COLOUR_KEY",
+    "EMBEDDING_DIM",
+    "LAYOUTS",
+    "PRECISIONS",
+    "TEMP_PREFIX",
+    "TEMP_SUFFIX",
+    "WEIGHTS_SHA256",
+    "BlendProjection",
+    "Block",
+    "ConcurrentWriterError",
+    "ImageEmbedder",
+    "ImageLimits",
+    "ImageRejected",
+    "MatrixError",
+    "MatrixFullError",
+    "MatrixMeta",
+    "MatrixStore",
+    "ModelIdentity",
+    "NeighbourIndex",
+    "Precision",
+    "QualityReport",
+    "SheetRow",
+    "SheetTile",
+    "SimilarityError",
+    "StaleMatrixError",
+    "Transform",
+    "balanced_indices",
+    "blend_colour",
+    "check_image",
+    "chunked",
+    "configure_failpoints",
+    "default_threads",
+    "discard_input",
+    "draw_sheet",
+    "duplicate_groups",
+    "ensure_model",
+    "evaluate",
+    "failpoint",
+    "fit_blend",
+    "fit_robust_blend",
+    "fsync_dir",
+    "get_policy",
+    "input_size",
+    "kfold_report",
+    "knn_block",
+    "l2_normalise",
+    "limit_math_threads",
+    "load_blend",
+    "load_block",
+    "load_image",
+    "load_split",
+    "reshoot",
+    "save_blend",
+    "save_block",
+    "shopper_shot",
+    "to_photo",
+]

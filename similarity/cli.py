@@ -10,24 +10,24 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from similarity.embedding.preprocess import DEFAULT_POLICY_NAME, POLICIES
 from similarity.errors import SimilarityError
-from similarity.preprocess import DEFAULT_POLICY_NAME, POLICIES
-from similarity.runtime import DEFAULT_PRECISION, EMBEDDING_DIM, PRECISIONS
+from similarity.model.spec import DEFAULT_PRECISION, EMBEDDING_DIM, PRECISIONS
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from similarity.embedding import model_dir
-    from similarity.runtime import ModelIdentity, ensure_model
+    from similarity.model.cache import ensure_model
+    from similarity.model.spec import ModelIdentity
 
-    path = ensure_model(model_dir(args.data_dir), ModelIdentity(precision=args.precision))
+    path = ensure_model(args.model_dir, ModelIdentity(precision=args.precision))
     print(f"converted model ready: {path}")
     return 0
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
-    from similarity.embedding import ImageEmbedder, stack_prepared
+    from similarity.embedding.embedder import ImageEmbedder, stack_prepared
 
-    embedder = ImageEmbedder(data_dir=args.data_dir, policy=args.preprocess, precision=args.precision)
+    embedder = ImageEmbedder(model_dir=args.model_dir, policy=args.preprocess, precision=args.precision)
     vectors = np.empty((len(args.images), EMBEDDING_DIM), dtype=np.float32)
     with tqdm(total=len(args.images), unit="img", disable=args.quiet) as bar:
         for start in range(0, len(args.images), embedder.batch_size):
@@ -47,9 +47,9 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from similarity.preprocess import get_policy
-    from similarity.runtime import ModelIdentity
-    from similarity.store import FORMAT_VERSION, MatrixStore
+    from similarity.embedding.preprocess import get_policy
+    from similarity.index.store import FORMAT_VERSION, MatrixStore
+    from similarity.model.spec import ModelIdentity
 
     info = MatrixStore.info(args.path)
     # A matrix in a projected space records "<policy>+<space>": the policy part says how its
@@ -89,8 +89,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m similarity", description=__doc__)
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="where the converted model is cached (default $LOOKALIKE_DATA_DIR or ./var)")
+    parser.add_argument("--model-dir", type=Path, default=Path("var/models"),
+                        help="where the converted model is cached (default ./var/models; Django's "
+                             "setting LOOKALIKE_MODEL_DIR in a deployment)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     prepare = sub.add_parser("prepare", help="convert the MobileNetV2 weights to LiteRT and cache them")

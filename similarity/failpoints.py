@@ -1,5 +1,6 @@
-"""Named failpoints, for crash and concurrency tests. Inert unless ``LOOKALIKE_FAILPOINT_DIR``
-is set in the environment (never set it in production).
+"""Named failpoints, for crash and concurrency tests. Inert until ``configure`` names a
+directory (the catalog passes its setting ``LOOKALIKE_FAILPOINT_DIR``; never set it in
+production).
 
 Writers call ``failpoint("store.before_publish")`` at a few named moments. A test arms a
 failpoint, at the moment it chooses, by writing a file named after it into the failpoint
@@ -8,7 +9,7 @@ directory; the file holds the action:
 ``mark``        append ``<time> <pid> <name>`` to ``<dir>/events`` and go on;
 ``pause``       mark, write ``<dir>/<name>.paused.<pid>`` (holding the pid, so the test can
                 SIGKILL exactly that process), then wait until ``<dir>/<name>.release``
-                exists (at most ``LOOKALIKE_FAILPOINT_MAX_PAUSE`` seconds, default 300);
+                exists (at most ``max_pause`` seconds, default 300);
 ``pause-once``  ``pause`` for the first process to get there (it claims
                 ``<dir>/<name>.claimed``); every later one only marks.
 
@@ -25,9 +26,16 @@ import os
 import time
 from pathlib import Path
 
-ENV_DIR = "LOOKALIKE_FAILPOINT_DIR"
-ENV_MAX_PAUSE = "LOOKALIKE_FAILPOINT_MAX_PAUSE"
 ACTIONS = ("mark", "pause", "pause-once")
+_directory: Path | None = None
+_max_pause = 300.0
+
+
+def configure(directory: str | Path | None, *, max_pause: float = 300.0) -> None:
+    """Arm failpoints from ``directory`` (None or "" turns them off again)."""
+    global _directory, _max_pause
+    _directory = Path(directory) if directory else None
+    _max_pause = float(max_pause)
 
 
 def _mark(directory: Path, name: str) -> None:
@@ -51,10 +59,9 @@ def _claim(directory: Path, name: str) -> bool:
 
 def failpoint(name: str) -> None:
     """Do what the armed failpoint ``name`` says (nothing when not armed or not enabled)."""
-    root = os.environ.get(ENV_DIR)
-    if not root:
+    directory = _directory
+    if directory is None:
         return
-    directory = Path(root)
     try:
         action = (directory / name).read_text().strip()
     except FileNotFoundError:
@@ -66,7 +73,7 @@ def failpoint(name: str) -> None:
         return
     paused = directory / f"{name}.paused.{os.getpid()}"
     paused.write_text(str(os.getpid()))
-    deadline = time.monotonic() + float(os.environ.get(ENV_MAX_PAUSE, "300"))
+    deadline = time.monotonic() + _max_pause
     release = directory / f"{name}.release"
     while not release.exists() and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -24,7 +24,7 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def model_path(data_dir: Path) -> Path:
-    from similarity.runtime import ensure_model
+    from similarity.model.cache import ensure_model
 
     return ensure_model(data_dir / "models")
 

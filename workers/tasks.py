@@ -14,7 +14,7 @@ from celery import shared_task
 from django.core.exceptions import ValidationError
 
 from catalog import task_names
-from similarity.errors import ImageRejected, MatrixFullError, StaleMatrixError
+from similarity import ImageRejected, MatrixFullError, StaleMatrixError
 
 RETRY: dict[str, Any] = {
     "acks_late": True,

@@ -16,8 +16,7 @@ from catalog.engine import embedder_get
 from catalog.models import Product
 from catalog.services import queue
 from catalog.vectors import colour_to_bytes, sha256_hex, vector_key_current, vector_to_bytes
-from similarity.colour import COLOUR_KEY
-from similarity.embedding import ImageEmbedder
+from similarity import COLOUR_KEY, ImageEmbedder
 
 logger = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from itertools import groupby
 from pathlib import Path
 
 import numpy as np
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 
@@ -27,7 +28,7 @@ from catalog.services.products import (
     products_bulk_create_checked,
 )
 from catalog.vectors import image_limits, sha256_hex
-from similarity.errors import ImageRejected
+from similarity import CLASS_NAMES, ImageRejected, balanced_indices, load_split, to_photo
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +121,6 @@ def garment_dir_sources(*, directory: Path) -> tuple[list[ImportSource], list[Pa
 
 
 def _fashion_png(image: np.ndarray, size: int) -> bytes:
-    from similarity.fashion_mnist import to_photo
-
     buf = io.BytesIO()
     to_photo(image, size).save(buf, format="PNG")
     return buf.getvalue()
@@ -137,18 +136,16 @@ def fashion_mnist_sources(
     class so that a batch holds one category. Raises ``FileNotFoundError`` if Debian's
     dataset-fashion-mnist is not installed, ``ValueError`` for a bad split or too few images.
     """
-    from similarity import fashion_mnist
-
     if per_class < 1:
         raise ValueError(f"per_class must be at least 1, got {per_class}")
     if offset < 0:
         raise ValueError(f"offset must not be negative, got {offset}")
-    images, labels = fashion_mnist.load_split(split, directory or fashion_mnist.DEFAULT_DIR)
-    picks = fashion_mnist.balanced_indices(labels, per_class, offset=offset)
+    images, labels = load_split(split, directory or Path(settings.LOOKALIKE_FASHION_MNIST_DIR))
+    picks = balanced_indices(labels, per_class, offset=offset)
     order = sorted((int(labels[i]), int(i)) for i in picks)
     return [
         ImportSource(
-            category=fashion_mnist.CLASS_NAMES[label],
+            category=CLASS_NAMES[label],
             label=f"fashion-mnist {split} #{index}",
             filename=f"fashion-mnist-{split}-{index}.png",
             load=partial(_fashion_png, images[index], size),

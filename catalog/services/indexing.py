@@ -41,14 +41,19 @@ from catalog.services.embedding import warn_unknown
 from catalog.services.locking import FencedLock, lock_name_for, writer_lock
 from catalog.space import PROJECTION_FILE, Space
 from catalog.vectors import colour_from_bytes, vector_from_bytes, vector_key_current
-from similarity.batching import chunked
-from similarity.colour import COLOUR_DIM
-from similarity.dedup import duplicate_groups
-from similarity.errors import MatrixError, MatrixFullError, StaleMatrixError
-from similarity.failpoints import failpoint
-from similarity.layout import NeighbourIndex
-from similarity.runtime import EMBEDDING_DIM
-from similarity.store import ConcurrentWriterError, MatrixStore
+from similarity import (
+    COLOUR_DIM,
+    EMBEDDING_DIM,
+    ConcurrentWriterError,
+    MatrixError,
+    MatrixFullError,
+    MatrixStore,
+    NeighbourIndex,
+    StaleMatrixError,
+    chunked,
+    duplicate_groups,
+    failpoint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -278,7 +283,7 @@ def _wanted_lists(
 def _collapse_duplicates(wanted: dict[int, Neighbours]) -> None:
     """Keep only the best-ranked of every group of near-duplicates in each list (in place),
     then cut to ten: raw vectors within ``LOOKALIKE_DUPLICATE_THRESHOLD`` cosine distance, or
-    the same image bytes (similarity/dedup.py, docs/quality.md)."""
+    the same image bytes (similarity/index/dedup.py, docs/quality.md)."""
     candidates = sorted({nid for lst in wanted.values() for nid, _ in lst})
     if not candidates:
         return

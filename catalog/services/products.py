@@ -19,8 +19,7 @@ from django.utils.text import slugify
 from catalog.models import Product
 from catalog.services import queue
 from catalog.vectors import image_limits, sha256_hex
-from similarity.errors import ImageRejected
-from similarity.images import check_image
+from similarity import ImageRejected, check_image
 
 logger = logging.getLogger(__name__)
 

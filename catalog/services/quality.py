@@ -2,7 +2,7 @@
 
 The in-sample figure (catalog.selectors_quality) scores the stored lists; in the lda-blend
 space the projection behind them was fitted on the very labels it is scored against. Here the
-space is refitted k times, each time without the fold it scores (similarity/kfold.py): the
+space is refitted k times, each time without the fold it scores (similarity/evaluation/kfold.py): the
 same fit the rebuild does (``catalog.space.space_fit``: the robust projection on the products
 plus augmented views of them, the colour blend of the settings), minus the fold's products and
 their views. Every READY product with a current vector is in the catalog each fold queries.
@@ -17,9 +17,7 @@ from catalog.models import MAX_NEIGHBOURS, Product
 from catalog.services.indexing import indexable_vectors
 from catalog.services.views import augmented_views
 from catalog.space import AugmentedViews, Space, space_fit, space_name
-from similarity.kfold import Transform, kfold_report
-from similarity.projection import l2_normalise
-from similarity.quality import QualityReport
+from similarity import QualityReport, Transform, kfold_report, l2_normalise
 
 DEFAULT_FOLDS = 4
 

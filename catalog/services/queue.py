@@ -3,7 +3,7 @@
 Each queued send is a :class:`TaskSend` registered with ``transaction.on_commit``, so tests
 can see what a service queued with ``django_capture_on_commit_callbacks``.
 
-Test hook: with ``LOOKALIKE_TEST_DUPLICATE_SENDS=n`` in the environment every task is sent
+Test hook: with the setting ``LOOKALIKE_TEST_DUPLICATE_SENDS = n`` every task is sent
 ``1 + n`` times with one task id, as a broker redelivering it would (the reliability tests
 prove that every task is idempotent). Never set it in production.
 """
@@ -11,7 +11,6 @@ prove that every task is idempotent). Never set it in production.
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from django.conf import settings
 from django.db import transaction
 
 from catalog.task_names import EMBED, INDEX, REBUILD, REBUILD_BLOCK, REMOVE
-from similarity.batching import chunked
+from similarity import chunked
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +47,8 @@ class TaskSend:
 
 
 def duplicate_sends() -> int:
-    """Extra copies of every task to send (test hook, 0 unless the environment says)."""
-    return max(0, int(os.environ.get("LOOKALIKE_TEST_DUPLICATE_SENDS", "0") or 0))
+    """Extra copies of every task to send (test hook, 0 unless the setting says)."""
+    return max(0, int(settings.LOOKALIKE_TEST_DUPLICATE_SENDS))
 
 
 def _send(task: str, *, robust: bool, **kwargs: Any) -> None:

@@ -27,9 +27,7 @@ from catalog.services.rebuild_blocks import rebuild_blocks_collect, rebuild_bloc
 from catalog.services.views import augmented_views
 from catalog.space import AugmentedViews, projection_refit, space_name
 from catalog.vectors import vector_key_current
-from similarity.layout import NeighbourIndex
-from similarity.rebuild import discard_input
-from similarity.store import MatrixStore
+from similarity import MatrixStore, NeighbourIndex, discard_input
 
 logger = logging.getLogger(__name__)
 

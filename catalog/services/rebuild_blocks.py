@@ -26,9 +26,7 @@ from django.utils import timezone
 
 from catalog.models import RebuildBlock, RebuildRun
 from catalog.services import queue
-from similarity.block_files import load_block, save_block
-from similarity.failpoints import failpoint
-from similarity.rebuild import Block, input_size, knn_block
+from similarity import Block, failpoint, input_size, knn_block, load_block, save_block
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Augmented views of the catalog's own photos, for fitting the robust projection at the rebuild.
 
-Each view is a product's image shot again the shopper's way (similarity/shop_photos.py:
+Each view is a product's image shot again the shopper's way (similarity/evaluation/shots.py:
 ``reshoot`` under a seeded ``shopper_shot``: the garment smaller or larger, off-centre, tilted,
 on an off-white or grey background, JPEG), then preprocessed and embedded like an upload. The
 views' vectors are used only while fitting (``catalog.space.projection_refit``), never stored.
@@ -25,11 +25,7 @@ from catalog.engine import embedder_get
 from catalog.models import Product
 from catalog.space import AugmentedViews
 from catalog.vectors import image_limits
-from similarity.batching import chunked
-from similarity.embedding import ImageEmbedder
-from similarity.errors import ImageRejected
-from similarity.images import load_image
-from similarity.shop_photos import reshoot, shopper_shot
+from similarity import ImageEmbedder, ImageRejected, chunked, load_image, reshoot, shopper_shot
 
 logger = logging.getLogger(__name__)
 

@@ -108,6 +108,17 @@ LOOKALIKE_MAX_UPLOAD_BYTES = int(os.environ.get("LOOKALIKE_MAX_UPLOAD_BYTES", 10
 LOOKALIKE_MAX_IMAGE_PIXELS = int(os.environ.get("LOOKALIKE_MAX_IMAGE_PIXELS", 50_000_000))
 DATA_UPLOAD_MAX_MEMORY_SIZE = LOOKALIKE_MAX_UPLOAD_BYTES + 1024 * 1024
 LOOKALIKE_DATA_DIR = DATA_DIR
+# The converted model (a cache baked into an image, say); written once by `make model`.
+LOOKALIKE_MODEL_DIR = Path(os.environ.get("LOOKALIKE_MODEL_DIR", DATA_DIR / "models"))
+# Debian's dataset-fashion-mnist, for `import_garments --fashion-mnist` and the demo.
+LOOKALIKE_FASHION_MNIST_DIR = Path(
+    os.environ.get("LOOKALIKE_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
+# Crash tests only (similarity/failpoints.py): the directory a test arms failpoints in, and the
+# longest a paused failpoint waits. Empty in production: failpoints are inert.
+LOOKALIKE_FAILPOINT_DIR = os.environ.get("LOOKALIKE_FAILPOINT_DIR", "")
+LOOKALIKE_FAILPOINT_MAX_PAUSE = float(os.environ.get("LOOKALIKE_FAILPOINT_MAX_PAUSE", 300))
+# Reliability tests only (catalog/services/queue.py): send every task 1 + n times with one id.
+LOOKALIKE_TEST_DUPLICATE_SENDS = int(os.environ.get("LOOKALIKE_TEST_DUPLICATE_SENDS", 0) or 0)
 LOOKALIKE_MATRIX_DIR = Path(os.environ.get("LOOKALIKE_MATRIX_DIR", DATA_DIR / "matrix"))
 # The adopted configuration (docs/quality.md, "Adoption", issue 11): frame-margin@1 preprocessing
 # (find the garment, crop to it, pad with a margin), the LDA-blended-with-cosine projection
@@ -136,7 +147,7 @@ LOOKALIKE_PROJECTION_VIEWS = int(os.environ.get("LOOKALIKE_PROJECTION_VIEWS", 4_
 # Near-duplicate collapsing of written lists (off by default: see docs/quality.md, Adoption).
 LOOKALIKE_COLLAPSE_DUPLICATES = env_bool("LOOKALIKE_COLLAPSE_DUPLICATES", False)
 LOOKALIKE_DUPLICATE_THRESHOLD = float(os.environ.get("LOOKALIKE_DUPLICATE_THRESHOLD", 0.01))
-# Index layout (similarity/layout.py): "dense" keeps the N x N matrix (4·N² bytes), "topk"
+# Index layout (similarity/index/layout.py): "dense" keeps the N x N matrix (4·N² bytes), "topk"
 # only vectors and exact top-k lists; "auto" is dense up to LOOKALIKE_MAX_ITEMS products and
 # moves to top-k, by itself and without losing a list, when the catalog grows past it.
 LOOKALIKE_INDEX_LAYOUT = os.environ.get("LOOKALIKE_INDEX_LAYOUT", "auto")

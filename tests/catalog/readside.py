@@ -90,14 +90,14 @@ def garments(model_path: Path, data_dir: Path) -> Garments:
     """40 catalog garments (4 per class, train split) and their real embeddings."""
     from django.conf import settings
 
-    from similarity.embedding import ImageEmbedder
-    from similarity.fashion_mnist import balanced_indices, load_split, to_photo
+    from similarity.embedding.embedder import ImageEmbedder
+    from similarity.evaluation.fashion_mnist import balanced_indices, load_split, to_photo
 
     images, labels = load_split("train")
     picks = balanced_indices(labels, 4)
     photos = [to_photo(images[i]) for i in picks]
     embedder = ImageEmbedder(
-        data_dir=data_dir, policy=settings.LOOKALIKE_PREPROCESS_POLICY
+        model_dir=data_dir / "models", policy=settings.LOOKALIKE_PREPROCESS_POLICY
     )
     vectors = embedder.embed_many([image_bytes(p) for p in photos])
     return Garments(photos=photos, labels=labels[picks], vectors=vectors)
@@ -106,7 +106,7 @@ def garments(model_path: Path, data_dir: Path) -> Garments:
 @pytest.fixture(scope="session")
 def query_photos() -> list[Image.Image]:
     """One garment of each class from the test split (never in the catalog), by class index."""
-    from similarity.fashion_mnist import CLASS_NAMES, load_split, to_photo
+    from similarity.evaluation.fashion_mnist import CLASS_NAMES, load_split, to_photo
 
     images, labels = load_split("test")
     return [to_photo(images[np.flatnonzero(labels == c)[0]]) for c in range(len(CLASS_NAMES))]
@@ -135,7 +135,7 @@ def fresh_caches() -> None:
 @pytest.fixture
 def catalog_of_garments(media_root: Path, garments: Garments) -> list[Product]:
     """The 40 garments as READY products with their real vectors and images."""
-    from similarity.fashion_mnist import CLASS_NAMES
+    from similarity.evaluation.fashion_mnist import CLASS_NAMES
 
     return [
         make_product(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from catalog import engine
-from similarity.runtime import default_threads
+from similarity.embedding.runtime import default_threads
 
 
 @pytest.fixture

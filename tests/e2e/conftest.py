@@ -31,7 +31,7 @@ def garments(model_path) -> list[tuple[str, bytes]]:
 @pytest.fixture(scope="session")
 def query_garments() -> list[tuple[str, bytes]]:
     """One garment of each class from the test split: never in any catalog."""
-    from similarity import fashion_mnist
+    from similarity.evaluation import fashion_mnist
 
     images, labels = fashion_mnist.load_split("test")
     return [

@@ -24,7 +24,7 @@ def png_bytes(img: Image.Image) -> bytes:
 
 def fashion_images(per_class: int, *, offset: int = 0, size: int = 224) -> list[tuple[str, bytes]]:
     """(class name, PNG bytes) of ``per_class`` Fashion-MNIST garments per class, dark on white."""
-    from similarity import fashion_mnist
+    from similarity.evaluation import fashion_mnist
 
     images, labels = fashion_mnist.load_split("train")
     picks = fashion_mnist.balanced_indices(labels, per_class, offset=offset)
@@ -37,9 +37,9 @@ def fashion_images(per_class: int, *, offset: int = 0, size: int = 224) -> list[
 def dyed_garments(classes: tuple[str, ...], dyes: tuple[str, ...], per: int, *,
                   offset: int = 0) -> list[tuple[str, str, bytes]]:
     """(class name, dye name, PNG bytes): ``per`` Fashion-MNIST garments of every class in
-    every dye (similarity/shop_photos.py), shot the shop's way (centred, on white)."""
-    from similarity import fashion_mnist
-    from similarity.shop_photos import DYES, catalog_shot, render
+    every dye (similarity/evaluation/shots.py), shot the shop's way (centred, on white)."""
+    from similarity.evaluation import fashion_mnist
+    from similarity.evaluation.shots import DYES, catalog_shot, render
 
     images, labels = fashion_mnist.load_split("train")
     out = []

@@ -237,7 +237,7 @@ class Harness:
     # ---------------------------------------------------------------- matrix dir
 
     def temp_files(self) -> list[Path]:
-        from similarity.store import TEMP_PREFIX, TEMP_SUFFIX
+        from similarity.index.store import TEMP_PREFIX, TEMP_SUFFIX
 
         return sorted(self.matrix_dir.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"))
 

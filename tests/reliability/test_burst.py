@@ -26,12 +26,12 @@ def burst_images(model_path):
     return images
 
 
-def test_burst_of_200_with_every_task_delivered_twice(harness, burst_images, monkeypatch):
+def test_burst_of_200_with_every_task_delivered_twice(harness, burst_images, settings):
     # Every task (the embed tasks sent from here, the index tasks the workers send) goes twice,
     # with one task id, as a redelivering broker would send it.
     dup = {"LOOKALIKE_TEST_DUPLICATE_SENDS": "1"}
     harness.start_workers("a", "b", env=dup)
-    monkeypatch.setenv("LOOKALIKE_TEST_DUPLICATE_SENDS", "1")
+    settings.LOOKALIKE_TEST_DUPLICATE_SENDS = 1
 
     start = time.monotonic()
     # 150 through bulk uploads of 15, 50 one by one: as the admin creates them.

@@ -15,7 +15,7 @@ from catalog.services import queue
 from catalog.services.products import products_bulk_create
 from catalog.space import projection_load, space_current
 from catalog.vectors import vector_key_current
-from similarity.colour import COLOUR_KEY
+from similarity.embedding.colour import COLOUR_KEY
 from tests.catalog.services.test_adoption import (
     adopt_colour,
     brute_force_lists,

@@ -9,7 +9,7 @@ import pytest
 
 from catalog.models import Product
 from catalog.services.products import products_bulk_create
-from similarity.runtime import default_threads
+from similarity.embedding.runtime import default_threads
 from tests.reliability.support import fashion_images, settled, upload, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

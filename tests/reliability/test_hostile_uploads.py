@@ -24,8 +24,8 @@ from PIL import Image
 
 from catalog.models import Product, ProductNeighbour
 from catalog.services.queue import EMBED, INDEX
+from similarity.embedding.images import load_image
 from similarity.errors import ImageRejected, SimilarityError
-from similarity.images import load_image
 from tests.reliability import upload_cases
 from tests.reliability.upload_cases import (
     ACCEPTED,

@@ -328,7 +328,7 @@ def test_search_is_rate_limited_per_client(client, settings, media_root, fresh_s
 # ----------------------------------------------------------------------------- no pickles
 
 SOURCE_DIRS = ("catalog", "config", "similarity", "workers", "scripts", "bench")
-UNPICKLER_HOME = ("similarity/weights.py", "_RestrictedUnpickler")
+UNPICKLER_HOME = ("similarity/model/weights.py", "_RestrictedUnpickler")
 
 
 def _project_sources() -> list[Path]:
@@ -416,7 +416,7 @@ def test_the_only_unpickling_is_the_restricted_unpickler_of_the_weights():
         assert what in ("import pickle", f"class {unpickler}(pickle.Unpickler)") or \
             what.startswith(f"{unpickler}("), f
     # The restricted unpickler refuses every global outside its allow-list.
-    from similarity import weights
+    from similarity.model import weights
 
     assert weights._RestrictedUnpickler.find_class is not __import__("pickle").Unpickler.find_class
 

@@ -25,8 +25,8 @@ from catalog.services.locking import (
     writer_lock,
 )
 from catalog.services.products import products_bulk_create
-from similarity.matrix import DistanceMatrix
-from similarity.store import _scan
+from similarity.index.dense import DistanceMatrix
+from similarity.index.store import _scan
 from tests.reliability.support import fashion_images, problems, settled, upload, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -3,7 +3,7 @@ tests share. Self-contained: nothing here depends on tests/reliability/conftest.
 
 Every case is built from scratch with Pillow (or by hand) and says what must happen to it:
 refused with a reason (``reason`` set), or accepted, in which case ``check`` looks at the
-engine's decode (``similarity.images.load_image``) of the bytes the product ends up with.
+engine's decode (``similarity.embedding.images.load_image``) of the bytes the product ends up with.
 """
 
 from __future__ import annotations

@@ -168,14 +168,13 @@ class Demos:
 def demos(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[Demos]:
     import redis
 
-    from similarity.embedding import model_dir
-    from similarity.runtime import ensure_model
+    from similarity.model.cache import ensure_model
 
     assert BROKER_DB != SUITE_BROKER_DB, "the demo's workers would take the suite's tasks"
     broker = f"redis://127.0.0.1:6379/{BROKER_DB}"
     client = redis.Redis.from_url(broker)
     client.flushdb()  # ConnectionError if Redis is down (`make test` and .ci/run start it)
-    models = model_dir(data_dir)
+    models = data_dir / "models"
     ensure_model(models)  # converted once, shared: the demo must not convert it again
     run = uuid.uuid4().hex
     env = {name: value for name, value in os.environ.items() if name not in NOT_FOR_THE_DEMO}

@@ -10,6 +10,7 @@ import pytest
 @pytest.fixture(scope="session")
 def int8_model_path(data_dir: Path) -> Path:
     """The cached int8 model (its first conversion calibrates on garments: a few minutes)."""
-    from similarity.runtime import ModelIdentity, ensure_model
+    from similarity.model.cache import ensure_model
+    from similarity.model.spec import ModelIdentity
 
     return ensure_model(data_dir / "models", ModelIdentity(precision="int8"))

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from similarity.fashion_mnist import CLASS_NAMES, balanced_indices, load_split, to_photo
+from similarity.evaluation.fashion_mnist import CLASS_NAMES, balanced_indices, load_split, to_photo
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "similarity", "--data-dir", str(data_dir), *args],
+        [sys.executable, "-m", "similarity", "--model-dir", str(data_dir / "models"), *args],
         capture_output=True, text=True, cwd=REPO, check=False,
     )
 
@@ -102,8 +102,8 @@ def test_exif_rotated_photo_embeds_like_upright(model_path, data_dir, tmp_path, 
 
 
 def _store_with_three(directory: Path, policy: str) -> None:
-    from similarity.store import MatrixMeta, MatrixStore
-    from similarity.weights import WEIGHTS_SHA256
+    from similarity.index.store import MatrixMeta, MatrixStore
+    from similarity.model.weights import WEIGHTS_SHA256
 
     store = MatrixStore(directory, meta=MatrixMeta(weights_sha256=WEIGHTS_SHA256, policy=policy,
                                                    metric="euclidean"))

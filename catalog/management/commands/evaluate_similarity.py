@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from catalog.selectors_quality import similarity_quality
 from catalog.services.quality import DEFAULT_FOLDS, similarity_quality_heldout
-from similarity.quality import QualityReport
+from similarity import QualityReport
 
 _DIGITS = 6
 IN_SAMPLE = ("in-sample: the stored neighbour lists, scored against the categories the projection "

@@ -13,9 +13,7 @@ from PIL import Image
 from catalog.models import Product
 from catalog.selectors import products_search_by_image
 from catalog.vectors import image_limits
-from similarity.errors import ImageRejected
-from similarity.images import load_image
-from similarity.sheet import SheetRow, SheetTile, draw_sheet
+from similarity import ImageRejected, SheetRow, SheetTile, draw_sheet, load_image
 
 _PLACEHOLDER = (225, 225, 225)
 

@@ -10,7 +10,7 @@ from django.core.validators import validate_slug
 
 from catalog.models import Product, ProductNeighbour
 from catalog.vectors import sha256_hex
-from similarity.fashion_mnist import CLASS_NAMES
+from similarity.evaluation.fashion_mnist import CLASS_NAMES
 from tests.pipeline.helpers import fashion_images, neighbour_mismatches
 
 pytestmark = pytest.mark.django_db(transaction=True)

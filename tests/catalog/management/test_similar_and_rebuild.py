@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from PIL import Image
 
 from catalog.models import Product, ProductNeighbour, RebuildRun
-from similarity.sheet import SheetRow, sheet_geometry
+from similarity.evaluation.contact_sheet import SheetRow, sheet_geometry
 from tests.pipeline.helpers import neighbour_mismatches, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -18,7 +18,7 @@ def _hits(results):
 
 
 def test_search_returns_the_brute_force_nearest(catalog_of_garments, query_photos, garments):
-    from similarity.embedding import ImageEmbedder
+    from similarity.embedding.embedder import ImageEmbedder
 
     embedder = embedder_get()
     assert isinstance(embedder, ImageEmbedder)

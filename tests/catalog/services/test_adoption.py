@@ -28,9 +28,9 @@ from catalog.space import (
     space_current,
 )
 from catalog.vectors import vector_key_current
-from similarity.colour import blend_colour
+from similarity.embedding.colour import blend_colour
+from similarity.embedding.projection import fit_blend, l2_normalise
 from similarity.errors import StaleMatrixError
-from similarity.projection import fit_blend, l2_normalise
 from tests.pipeline.helpers import fashion_images, stored_lists, upload
 
 pytestmark = pytest.mark.django_db

@@ -18,11 +18,11 @@ from catalog.services.indexing import index_apply
 from catalog.services.products import product_create
 from catalog.services.rebuild import similarity_rebuild
 from catalog.space import projection_load, space_current
-from similarity import fashion_mnist
-from similarity.colour import COLOUR_KEY, blend_colour
+from similarity.embedding.colour import COLOUR_KEY, blend_colour
+from similarity.embedding.framing import find_garment
 from similarity.errors import StaleMatrixError
-from similarity.framing import find_garment
-from similarity.shop_photos import DYES, catalog_shot, render
+from similarity.evaluation import fashion_mnist
+from similarity.evaluation.shots import DYES, catalog_shot, render
 from tests.catalog.services.test_adoption import (
     adopt_colour,
     assert_lists_match,

@@ -1,0 +1,192 @@
+"""Find the garment on a plain or near-plain background. Pure numpy and Pillow.
+
+:func:`find_garment` works on a copy of the picture at most ``WORK_SIDE`` pixels on a side:
+
+1. **Background model** from the border ring (4 % of the shorter side): a plane per channel
+   (so a gentle gradient or vignette is still "plain") fitted by least squares to the ring,
+   refitted on the ring pixels that fit the first plane.
+2. **Difference** of every (lightly blurred) pixel from the background model: the largest of
+   the three channel differences. The threshold is ``max(MIN_THRESHOLD, 4 sigma)``, sigma
+   the ring's robust noise level (1.4826 x the median difference).
+3. **Plain or busy.** The background is *plain* when its noise sigma is at most
+   ``MAX_NOISE`` and at least ``MIN_PLAIN_BORDER`` of the ring is background (a garment may
+   touch one or two sides). A busy background (texture, a room, a pattern) is not plain: the
+   framing gives up and the caller uses the whole image.
+4. **Foreground**: pixels over the threshold, opened (3x3) to drop specks of JPEG or sensor
+   noise, closed (5x5) to join a garment's parts, and eroded (3x3) to undo the blur's
+   spreading; its holes filled (a flood fill of the
+   background from outside), giving a mask; pixels that differ from the background by between
+   twice the noise and the threshold (pale parts, soft edges) count partly. Less than
+   ``MIN_AREA`` of the picture is "no garment found" (the whole image is used). The **box**
+   is the mask's bounding box, grown by ``BOX_MARGIN`` of its size on each side, in the
+   original picture's pixels.
+
+The mask (:meth:`Framing.alpha`) lets a policy replace the background by white, and the
+colour descriptor (similarity/embedding/colour.py) read the garment's own pixels only.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageFilter
+from scipy import ndimage
+
+__all__ = [
+    "BOX_MARGIN",
+    "MAX_NOISE",
+    "MIN_AREA",
+    "MIN_PLAIN_BORDER",
+    "MIN_THRESHOLD",
+    "WORK_SIDE",
+    "Framing",
+    "find_garment",
+    "matte_to_white",
+]
+
+WORK_SIDE = 128
+BORDER = 0.04
+MIN_THRESHOLD = 24.0  # grey levels
+MAX_NOISE = 8.0  # robust sigma of the border, grey levels
+MIN_PLAIN_BORDER = 0.6
+MIN_AREA = 0.002
+BOX_MARGIN = 0.02
+_WHITE = (255, 255, 255)
+
+
+@dataclass(frozen=True, eq=False)
+class Framing:
+    """What :func:`find_garment` found. ``box`` is None when the background is busy or no
+    garment stands out (use the whole image); ``mask`` is the garment mask at the working
+    size (float32 in [0, 1]; all ones when ``box`` is None); ``work`` the working RGB copy."""
+
+    size: tuple[int, int]  # of the original picture
+    box: tuple[int, int, int, int] | None
+    mask: np.ndarray
+    work: np.ndarray  # (h, w, 3) uint8
+    background: tuple[float, float, float]
+    noise: float
+    plain: bool
+
+    @property
+    def found(self) -> bool:
+        return self.box is not None
+
+    def alpha(self) -> Image.Image:
+        """The mask at the original picture's size, as an ``L`` image (255 = garment)."""
+        small = Image.fromarray(np.rint(self.mask * 255).astype(np.uint8), mode="L")
+        return small.resize(self.size, Image.Resampling.BILINEAR)
+
+
+def _work_copy(img: Image.Image) -> Image.Image:
+    w, h = img.size
+    scale = WORK_SIDE / max(w, h)
+    if scale >= 1.0:
+        return img.copy()
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return img.resize(size, Image.Resampling.BOX)
+
+
+def _ring(h: int, w: int) -> np.ndarray:
+    b = max(2, round(BORDER * min(h, w)))
+    ring = np.zeros((h, w), dtype=bool)
+    ring[:b], ring[-b:], ring[:, :b], ring[:, -b:] = True, True, True, True
+    return ring
+
+
+def _plane(values: np.ndarray, coords: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Least-squares plane per channel through ``values`` (n, 3) at ``coords`` (n, 3: x, y, 1),
+    evaluated on ``grid`` (h, w, 3)."""
+    coef, *_ = np.linalg.lstsq(coords, values, rcond=None)
+    return grid @ coef
+
+
+@functools.lru_cache(maxsize=8)
+def _grid(h: int, w: int) -> np.ndarray:
+    """(h, w, 3): x and y scaled to [0, 1], and 1, per pixel (read-only, shared)."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    grid = np.stack([xx / max(w - 1, 1), yy / max(h - 1, 1), np.ones_like(xx)], axis=-1)
+    grid.flags.writeable = False
+    return grid
+
+
+def _largest_difference(smooth: np.ndarray, model: np.ndarray) -> np.ndarray:
+    """Per pixel, the largest of the three channels' absolute differences. Written out: a
+    max over a last axis of 3 is NumPy's slow case (profiled: 1 ms of a 7 ms framing)."""
+    d = np.abs(smooth - model)
+    return np.maximum(np.maximum(d[..., 0], d[..., 1]), d[..., 2])
+
+
+def _open_close_erode(mask: np.ndarray) -> np.ndarray:
+    """Opened (3x3), closed (5x5), eroded (3x3): SciPy's separable min/max filters with edge
+    pixels repeated, the same result as Pillow's rank filters (checked on every Fashion-MNIST
+    picture) at a fifth of their time."""
+    out = mask.astype(np.uint8)
+    for size, op in ((3, ndimage.minimum_filter), (3, ndimage.maximum_filter),
+                     (5, ndimage.maximum_filter), (5, ndimage.minimum_filter),
+                     (3, ndimage.minimum_filter)):
+        out = op(out, size=size, mode="nearest")
+    return out.astype(bool)
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Everything not reachable from outside through background pixels (4-connected) is
+    garment. SciPy's fill in C: PIL's flood fill, in Python, was 4/5 of the framing's time
+    (15 of 19 ms an image)."""
+    return np.asarray(ndimage.binary_fill_holes(np.asarray(mask, dtype=bool)), dtype=bool)
+
+
+def find_garment(img: Image.Image) -> Framing:
+    """Locate the garment in an RGB picture (see the module's docstring)."""
+    img = img.convert("RGB")
+    work_img = _work_copy(img)
+    work = np.asarray(work_img, dtype=np.uint8)
+    h, w = work.shape[:2]
+    smooth = np.asarray(work_img.filter(ImageFilter.BoxBlur(1)), dtype=np.float64)
+    grid = _grid(h, w)
+    ring = _ring(h, w)
+    coords, values = grid[ring], smooth[ring]
+
+    model = _plane(values, coords, grid)
+    diff = _largest_difference(smooth, model)
+    first_threshold = max(MIN_THRESHOLD, 4.0 * 1.4826 * float(np.median(diff[ring])))
+    inliers = diff[ring] <= first_threshold
+    if inliers.sum() >= 3:
+        model = _plane(values[inliers], coords[inliers], grid)
+        diff = _largest_difference(smooth, model)
+    noise = 1.4826 * float(np.median(diff[ring]))
+    threshold = max(MIN_THRESHOLD, 4.0 * noise)
+    border_bg = float((diff[ring] <= threshold).mean())
+    background = tuple(float(c) for c in np.median(model[ring], axis=0))
+    bg = (background[0], background[1], background[2])
+    plain = noise <= MAX_NOISE and border_bg >= MIN_PLAIN_BORDER
+
+    def whole() -> Framing:
+        return Framing(img.size, None, np.ones((h, w), dtype=np.float32), work, bg, noise, plain)
+
+    if not plain:
+        return whole()
+    fg = _fill_holes(_open_close_erode(diff > threshold))
+    if fg.mean() < MIN_AREA:
+        return whole()
+    # Soft edge and pale parts: pixels between twice the noise and the threshold count partly.
+    low = max(6.0, 2.0 * noise)
+    soft = np.clip((diff - low) / max(threshold - low, 1e-6), 0.0, 1.0)
+    rows, cols = np.flatnonzero(fg.any(axis=1)), np.flatnonzero(fg.any(axis=0))
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    sx, sy = img.size[0] / w, img.size[1] / h
+    mx, my = BOX_MARGIN * (right - left), BOX_MARGIN * (bottom - top)
+    box = (max(0, int(np.floor((left - mx) * sx))), max(0, int(np.floor((top - my) * sy))),
+           min(img.size[0], int(np.ceil((right + mx) * sx))),
+           min(img.size[1], int(np.ceil((bottom + my) * sy))))
+    return Framing(img.size, box, np.maximum(fg, soft).astype(np.float32), work, bg, noise, plain)
+
+
+def matte_to_white(img: Image.Image, framing: Framing) -> Image.Image:
+    """The picture with everything outside the garment mask replaced by white (soft edge)."""
+    if not framing.found:
+        return img
+    alpha = framing.alpha()
+    return Image.composite(img.convert("RGB"), Image.new("RGB", img.size, _WHITE), alpha)
