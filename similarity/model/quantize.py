@@ -22,7 +22,7 @@ pooling instead of averaging out. Measured on reference garments (bench/int8_ben
 Tried and dropped: cross-layer range equalisation computed on garment photos (boosts
 channels that are quiet on garments; natural photos then clip: cosine 0.89), and empirical
 bias correction (worse on natural photos). Changing anything here changes int8 vectors:
-bump ``QUANT_VERSION`` in similarity/embedding/runtime.py.
+bump ``QUANT_VERSION`` in similarity/model/spec.py.
 """
 
 from __future__ import annotations
