@@ -104,7 +104,7 @@ def test_cosine_stores_raw_vectors():
 
 def test_build_blocks_cover_every_pair(monkeypatch):
     """Row blocks much smaller than N must still give a complete, symmetric matrix."""
-    import similarity.index.dense as mm
+    import similarity.index.dense_storage as mm
 
     monkeypatch.setattr(mm, "BLOCK_BYTES", 8 * 50 * 7)  # 7 rows per block at N=50
     rng = np.random.default_rng(3)
@@ -311,7 +311,7 @@ def test_changed_sets_equal_bruteforce_diff(metric, kind, seed):
 def test_large_batches_match_bruteforce(monkeypatch, block_rows):
     """Batches above the merge limit recompute every list; row blocks smaller than the batch
     must still leave an exactly symmetric matrix."""
-    import similarity.index.dense as mm
+    import similarity.index.dense_storage as mm
 
     if block_rows:
         monkeypatch.setattr(mm, "BLOCK_BYTES", 8 * 200 * block_rows)
