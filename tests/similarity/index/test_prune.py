@@ -9,7 +9,7 @@ added after the basis was fitted, from far outside the data it was fitted on.
 import numpy as np
 import pytest
 
-import similarity.index.topk as topk_mod
+import similarity.index.topk_tuning as tuning_mod
 from similarity.index.block_knn import knn_block
 from similarity.index.exact import approx_s, exact_s, raw_sq, threshold, work_vectors
 from similarity.index.prune import fit_basis, limit, list_limits, low_coords, slack
@@ -109,7 +109,7 @@ def test_pruned_changed_sets_and_lists_equal_bruteforce(metric, kind, seed, monk
     """The layouts' property test with scans pruned from the first operation on (a basis
     fitted on a few seed rows, every later row a tail row): grid vectors give many exact
     ties and duplicates. Pruned passes never fall back to a full scan here."""
-    monkeypatch.setattr(topk_mod, "_DENSE_SHARE", 1.0)
+    monkeypatch.setattr(tuning_mod, "DENSE_SHARE", 1.0)
     dim, k = (4 if kind == "grid" else 12), 5
     ops = RandomOps(seed, kind, metric, dim, max_n=45)
     seed_ids = list(range(2000, 2012))
@@ -125,9 +125,9 @@ def test_pruned_build_add_remove_update_on_clustered_data(metric, seed_block, mo
     """600 clustered rows (the bound prunes most of them), updates, removals and 150 rows
     from a shifted, wider distribution added after the basis was fitted; several passes of
     queries per batch. Seed block 2: seeds from block minima (large N's path)."""
-    monkeypatch.setattr(topk_mod, "_BOUND_BYTES", 4 * 600 * 7)
-    monkeypatch.setattr(topk_mod, "_SEED_BLOCK", seed_block)
-    monkeypatch.setattr(topk_mod, "_DENSE_SHARE", 1.0)
+    monkeypatch.setattr(tuning_mod, "BOUND_BYTES", 4 * 600 * 7)
+    monkeypatch.setattr(tuning_mod, "SEED_BLOCK", seed_block)
+    monkeypatch.setattr(tuning_mod, "DENSE_SHARE", 1.0)
     rng = np.random.default_rng(8)
     v = clustered(rng, 750, 24)
     v[600:] = 4 * v[600:] + 10
@@ -172,7 +172,7 @@ def test_isotropic_noise_prunes_nothing_and_stays_exact():
 def test_duplicates_and_ties_by_id_with_pruning(monkeypatch):
     """Each of 40 vectors stored 6 times: every list is the other copies (distance 0, by
     id) then the nearest other vector's copies, tied by id."""
-    monkeypatch.setattr(topk_mod, "_DENSE_SHARE", 1.0)
+    monkeypatch.setattr(tuning_mod, "DENSE_SHARE", 1.0)
     rng = np.random.default_rng(10)
     base = rng.integers(0, 4, size=(40, 16)).astype(np.float32)
     v = np.repeat(base, 6, axis=0)
@@ -246,7 +246,7 @@ def test_small_builds_stay_unpruned_and_large_ones_prune(monkeypatch):
     rng = np.random.default_rng(14)
     v = clustered(rng, 300, 8)
     assert TopKIndex.build(np.arange(300), v, dim=8).basis is None
-    monkeypatch.setattr(topk_mod, "PRUNE_MIN_ROWS", 200)
+    monkeypatch.setattr(tuning_mod, "PRUNE_MIN_ROWS", 200)
     index = TopKIndex.build(np.arange(300), v, dim=8)
     assert index.basis is not None
     check_exact(index, dict(zip(range(300), v, strict=True)), "euclidean", 10)
@@ -255,7 +255,7 @@ def test_small_builds_stay_unpruned_and_large_ones_prune(monkeypatch):
 def test_a_distributed_rebuild_publishes_a_pruned_base(tmp_path, monkeypatch):
     """Blocks computed unpruned from the rebuild input; the writer fits the basis when it
     publishes them, and the published base prunes (its lists still exact)."""
-    monkeypatch.setattr(topk_mod, "PRUNE_MIN_ROWS", 100)
+    monkeypatch.setattr(tuning_mod, "PRUNE_MIN_ROWS", 100)
     rng = np.random.default_rng(16)
     v = clustered(rng, 300, 16)
     st = MatrixStore(tmp_path, meta=META, k=5, dim=16, layout="topk")

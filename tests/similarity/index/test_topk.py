@@ -10,7 +10,7 @@ import pytest
 from scipy.spatial.distance import cdist
 
 import similarity.index.dense as matrix_mod
-import similarity.index.topk as topk_mod
+import similarity.index.topk_tuning as tuning_mod
 from similarity.index.dense import DistanceMatrix, UnknownProductError
 from similarity.index.exact import final, raw_sq, work_vectors
 from similarity.index.layout import LAYOUTS, layout_class, to_topk
@@ -168,7 +168,7 @@ def test_layouts_agree_bit_for_bit_on_the_same_operations(metric):
 def test_small_blocks_and_passes_stay_exact(monkeypatch):
     """Blocks of 256 rows and passes of 3 queries: many blocks per scan and per batch."""
     monkeypatch.setattr(matrix_mod, "BLOCK_BYTES", 1)
-    monkeypatch.setattr(topk_mod, "_PASS_ROWS", 3)
+    monkeypatch.setattr(tuning_mod, "PASS_ROWS", 3)
     rng = np.random.default_rng(3)
     grid = rng.integers(0, 3, size=(700, 4)).astype(np.float32)
     index = TopKIndex.build(np.arange(600) * 2, grid[:600], dim=4, k=6)
