@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-import similarity.index.store as store_mod
+import similarity.index.store_format as store_mod
 from similarity.errors import MatrixError, MatrixFullError, StaleMatrixError
 from similarity.index.dense import DistanceMatrix
 from similarity.index.store import ConcurrentWriterError, MatrixMeta, MatrixStore
