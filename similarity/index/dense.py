@@ -55,13 +55,12 @@ from similarity.index.dense_inputs import (
     validate_vectors,
 )
 from similarity.index.dense_reads import DenseReads
-from similarity.index.dense_storage import BLOCK_BYTES, format_bytes, memory_needed, read_exact
+from similarity.index.dense_storage import format_bytes, memory_needed, read_exact
 from similarity.index.dense_updates import DenseUpdates
 from similarity.index.inplace import adopt_state
 from similarity.model.spec import EMBEDDING_DIM
 
 __all__ = [
-    "BLOCK_BYTES",
     "METRICS",
     "DistanceMatrix",
     "UnknownProductError",

@@ -74,7 +74,7 @@ from similarity.errors import MatrixError, StaleMatrixError
 from similarity.index.block_knn import Block, merge_blocks, open_input, write_input
 from similarity.index.dense import DistanceMatrix
 from similarity.index.layout import LAYOUTS, NeighbourIndex, to_topk
-from similarity.index.store_format import FORMAT_VERSION, OPS, base_layout, delta_arrays
+from similarity.index.store_format import FORMAT_VERSION, OPS, base_layout
 from similarity.index.store_info import store_info
 from similarity.index.store_listing import (
     LOCK_NAME,
@@ -108,10 +108,6 @@ __all__ = [
     "MatrixMeta",
     "MatrixStore",
 ]
-
-# The directory listing's old private name, which tests/reliability imports.
-_scan = scan
-
 
 class MatrixStore:
     """A directory holding one persisted ``DistanceMatrix`` (see the module docstring)."""
@@ -154,9 +150,6 @@ class MatrixStore:
 
     def __repr__(self) -> str:
         return f"MatrixStore({str(self.directory)!r}, meta={self.meta!r})"
-
-    # A delta's members; tests build one by hand with it.
-    _delta_arrays = staticmethod(delta_arrays)
 
     # ------------------------------------------------------------------ reading
 

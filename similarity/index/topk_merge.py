@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from similarity.index import dense as _matrix
+from similarity.index import dense_storage
 from similarity.index import topk_tuning as tuning
 from similarity.index.exact import approx_s, canonical, rank_error, raw_sq, threshold
 from similarity.index.prune import list_limits
@@ -35,7 +35,7 @@ class TopKMerge(TopKSearch):
         e = rank_error(q_sq, self._sq_max, self.dim, self.metric)
         kth_s = self._kth_s(col)
         keep = np.zeros(col.size, bool)
-        step = max(256, _matrix.BLOCK_BYTES // (4 * self.dim))
+        step = max(256, dense_storage.BLOCK_BYTES // (4 * self.dim))
         for i in np.unique(qi).tolist():
             mine = np.flatnonzero(qi == i)
             for s in range(0, mine.size, step):

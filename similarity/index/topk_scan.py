@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from similarity.index import dense as _matrix
+from similarity.index import dense_storage
 from similarity.index.exact import (
     SHORTLIST_EXTRA,
     approx_s,
@@ -27,7 +27,7 @@ class TopKFullScan(TopKState):
     """Exact top-k of query vectors among all live rows, with no bounds to prune by."""
 
     def _block_rows(self, b: int) -> int:
-        return max(256, _matrix.BLOCK_BYTES // (4 * max(b, 1)))
+        return max(256, dense_storage.BLOCK_BYTES // (4 * max(b, 1)))
 
     def _scan(self, q32: np.ndarray, q_sq: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
         """(first row, approx s of the queries against a block of rows); dead rows +inf."""

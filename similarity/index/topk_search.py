@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from similarity.index import dense as _matrix
+from similarity.index import dense_storage
 from similarity.index import topk_tuning as tuning
 from similarity.index.exact import (
     SHORTLIST_EXTRA,
@@ -129,7 +129,7 @@ class TopKSearch(TopKPruning, TopKFullScan):
         cols) is set: (values, rows), +inf padded."""
         b = q32.shape[0]
         best = (np.full((b, m), np.inf, np.float32), np.zeros((b, m), np.int64))
-        step = max(256, _matrix.BLOCK_BYTES // (4 * (b + self.dim)))  # gathered rows, values
+        step = max(256, dense_storage.BLOCK_BYTES // (4 * (b + self.dim)))  # gathered rows, values
         for s in range(0, cols.size, step):
             c = cols[s : s + step]
             vals = approx_s(q32, q_sq, self._rows.take(c), self._sq[c], self.metric)

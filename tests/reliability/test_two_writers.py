@@ -26,7 +26,7 @@ from catalog.services.locking import (
 )
 from catalog.services.products import products_bulk_create
 from similarity.index.dense import DistanceMatrix
-from similarity.index.store import _scan
+from similarity.index.store_listing import scan
 from tests.reliability.support import fashion_images, problems, settled, upload, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -140,7 +140,7 @@ def test_a_writer_whose_lock_expired_is_refused(harness, settings):
             store.fence = stale.check
             with pytest.raises(LockLostError):
                 store.upsert(matrix, ids, vecs)
-            listing = _scan(harness.matrix_dir)
+            listing = scan(harness.matrix_dir)
             assert listing.deltas == {} and listing.temps == [] and listing.generation == 0
             # The neighbour table refuses it too: the transaction rolls back.
             built = DistanceMatrix.build(ids, vecs, k=10)

@@ -325,10 +325,9 @@ def test_stale_writer_cannot_overwrite_a_delta_linked_at_its_next_seq(tmp_path, 
     st = make_store(tmp_path)
     m = st.rebuild(np.arange(5), vecs(rng, 5))
     # Another writer's delta appears at seq 1 by a plain link of a finished file.
-    other = make_store(tmp_path)
     src = tmp_path / "elsewhere.npz"
     with src.open("wb") as f:
-        np.savez(f, **other._delta_arrays(1, 1, "upsert", np.array([77]), vecs(rng, 1)))
+        np.savez(f, **store_mod.delta_arrays(1, 1, "upsert", np.array([77]), vecs(rng, 1)))
     os.link(src, tmp_path / "delta-00000001-00000001.npz")
     src.unlink()
     monkeypatch.setattr(st, "refresh", lambda matrix: set())  # a writer that skips refresh

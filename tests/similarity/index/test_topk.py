@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-import similarity.index.dense as matrix_mod
+import similarity.index.dense_storage as storage_mod
 import similarity.index.topk_tuning as tuning_mod
 from similarity.index.dense import DistanceMatrix, UnknownProductError
 from similarity.index.exact import final, raw_sq, work_vectors
@@ -167,7 +167,7 @@ def test_layouts_agree_bit_for_bit_on_the_same_operations(metric):
 
 def test_small_blocks_and_passes_stay_exact(monkeypatch):
     """Blocks of 256 rows and passes of 3 queries: many blocks per scan and per batch."""
-    monkeypatch.setattr(matrix_mod, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(storage_mod, "BLOCK_BYTES", 1)
     monkeypatch.setattr(tuning_mod, "PASS_ROWS", 3)
     rng = np.random.default_rng(3)
     grid = rng.integers(0, 3, size=(700, 4)).astype(np.float32)
