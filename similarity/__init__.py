@@ -13,10 +13,12 @@ bottom up:
   the colour descriptor (``colour``), LiteRT inference (``runtime``), all of it for a batch
   (``embedder``), and the category-aware projection learned from a catalog (``projection``).
 - ``similarity.index``: vectors become exact neighbour lists, kept incrementally. The dense
-  N x N layout (``dense``), the top-k layout (``topk``) with its pruned scans (``prune``), the
-  shared exact arithmetic (``exact``), the choice between them (``layout``), the all-pairs
-  build in blocks for a distributed rebuild (``block_knn``, ``block_files``), near-duplicate
-  groups (``dedup``) and the on-disk ``.npz`` store with its deltas and writer lock (``store``).
+  N x N layout (``dense`` and its ``dense_*`` parts), the top-k layout (``topk`` and its
+  ``topk_*`` parts, with the pruned scans of ``prune``), the exact arithmetic they share
+  (``exact``), the choice between them (``layout``), the all-pairs build in blocks for a
+  distributed rebuild (``block_knn``, ``block_files``), near-duplicate groups (``dedup``) and
+  the on-disk ``.npz`` store with its deltas and writer lock (``store`` and its ``store_*``
+  parts).
 - ``similarity.evaluation``: how good the lists are. Retrieval metrics (``metrics``),
   cross-validation inside a catalog (``kfold``), Debian's Fashion-MNIST (``fashion_mnist``),
   shop-style and shopper-style shots of a garment (``shots``) and contact sheets
