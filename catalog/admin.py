@@ -17,9 +17,9 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
-from catalog import selectors
 from catalog.forms import BulkUploadForm, ProductAdminForm
 from catalog.models import Product, RebuildBlock, RebuildRun
+from catalog.selectors.storefront import product_neighbours, product_neighbours_state
 
 STATUS_COLOURS = {
     Product.Status.PENDING: "#8a6d00",
@@ -113,8 +113,8 @@ class ProductAdmin(admin.ModelAdmin):
     def similar_preview(self, obj: Product) -> str:
         if obj is None or obj.pk is None:
             return "—"
-        neighbours = selectors.product_neighbours(product=obj)
-        state = selectors.product_neighbours_state(product=obj, neighbours=neighbours)
+        neighbours = product_neighbours(product=obj)
+        state = product_neighbours_state(product=obj, neighbours=neighbours)
         if state == "failed":
             return format_html(
                 '<span style="color:#b3261e">Embedding failed: {}</span>',
