@@ -155,11 +155,12 @@ class ProductAdmin(admin.ModelAdmin):
         from catalog.services.products import product_create, product_update
 
         data = form.cleaned_data
+        # An uploaded image was checked once, by the form: the product is made from that check.
         if not change:
             saved = product_create(
                 name=data["name"],
                 category=data["category"],
-                image=data["image"],
+                image=form.checked_image or data["image"],
                 slug=data.get("slug") or None,
             )
         else:
@@ -170,7 +171,7 @@ class ProductAdmin(admin.ModelAdmin):
                 if field in form.changed_data and data.get(field)
             }
             if "image" in form.changed_data and data.get("image"):
-                changes["image"] = data["image"]
+                changes["image"] = form.checked_image or data["image"]
             saved = product_update(product=current, **changes)
         obj.pk = saved.pk
         obj.refresh_from_db()
