@@ -64,8 +64,8 @@ def run(quick: bool = False) -> list[dict]:
 
     with tempfile.TemporaryDirectory() as tmp:
         _setup_django(Path(tmp))
-        from catalog import selectors
         from catalog.engine import embedder_get
+        from catalog.selectors import photo_search as selectors
 
         n = 2_000 if quick else N
         _catalog(n)

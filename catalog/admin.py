@@ -17,9 +17,9 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
-from catalog import selectors
 from catalog.forms import BulkUploadForm, ProductAdminForm
 from catalog.models import Product, RebuildBlock, RebuildRun
+from catalog.selectors.storefront import product_neighbours, product_neighbours_state
 
 STATUS_COLOURS = {
     Product.Status.PENDING: "#8a6d00",
@@ -113,8 +113,8 @@ class ProductAdmin(admin.ModelAdmin):
     def similar_preview(self, obj: Product) -> str:
         if obj is None or obj.pk is None:
             return "—"
-        neighbours = selectors.product_neighbours(product=obj)
-        state = selectors.product_neighbours_state(product=obj, neighbours=neighbours)
+        neighbours = product_neighbours(product=obj)
+        state = product_neighbours_state(product=obj, neighbours=neighbours)
         if state == "failed":
             return format_html(
                 '<span style="color:#b3261e">Embedding failed: {}</span>',
@@ -155,11 +155,12 @@ class ProductAdmin(admin.ModelAdmin):
         from catalog.services.products import product_create, product_update
 
         data = form.cleaned_data
+        # An uploaded image was checked once, by the form: the product is made from that check.
         if not change:
             saved = product_create(
                 name=data["name"],
                 category=data["category"],
-                image=data["image"],
+                image=form.checked_image or data["image"],
                 slug=data.get("slug") or None,
             )
         else:
@@ -170,7 +171,7 @@ class ProductAdmin(admin.ModelAdmin):
                 if field in form.changed_data and data.get(field)
             }
             if "image" in form.changed_data and data.get("image"):
-                changes["image"] = data["image"]
+                changes["image"] = form.checked_image or data["image"]
             saved = product_update(product=current, **changes)
         obj.pk = saved.pk
         obj.refresh_from_db()

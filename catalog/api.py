@@ -7,9 +7,11 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from catalog import ratelimit, selectors
+from catalog import ratelimit
 from catalog.forms import SearchByPhotoForm, rejection_error
 from catalog.models import Product
+from catalog.selectors.photo_search import products_search_by_image
+from catalog.selectors.storefront import product_get, product_neighbours, product_neighbours_state
 from catalog.views import SEARCH_RESULTS, body_too_large, search_status
 from similarity import ImageRejected
 
@@ -34,11 +36,11 @@ def error_json(message: str, reason: str, status: int) -> JsonResponse:
 
 @require_GET
 def product_similar(request: HttpRequest, product_id: int) -> JsonResponse:
-    product = selectors.product_get(product_id=product_id)
+    product = product_get(product_id=product_id)
     if product is None:
         return error_json(f"no product with id {product_id}", "not_found", 404)
-    neighbours = selectors.product_neighbours(product=product)
-    state = selectors.product_neighbours_state(product=product, neighbours=neighbours)
+    neighbours = product_neighbours(product=product)
+    state = product_neighbours_state(product=product, neighbours=neighbours)
     return JsonResponse(
         {
             "product": {**product_json(request, product), "status": product.status},
@@ -71,7 +73,7 @@ def search(request: HttpRequest) -> JsonResponse:
     form = SearchByPhotoForm(request.POST, request.FILES)
     if form.is_valid():
         try:
-            hits = selectors.products_search_by_image(
+            hits = products_search_by_image(
                 image_bytes=form.image_bytes or b"", k=SEARCH_RESULTS
             )
         except ImageRejected as exc:

@@ -1,7 +1,8 @@
 """Forms: search by photo (storefront) and the admin's product and bulk-upload forms.
 
 Images are checked by the engine's decoder under the configured limits (search) or by the
-write side's ``image_validate`` (admin), so every refusal names its reason.
+write side's ``image_check`` (admin: once, the product is then created from the checked image),
+so every refusal names its reason.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from django.core.files.uploadedfile import UploadedFile
 from PIL import Image
 
 from catalog.models import Product
+from catalog.services.products import CheckedImage, image_check
 from catalog.vectors import image_limits
 from similarity import ImageRejected, load_image
 
@@ -118,12 +120,11 @@ class SearchByPhotoForm(forms.Form):
 # Admin
 
 
-def validate_product_image(upload: UploadedFile) -> None:
-    """The write side's full decode-under-limits check (raises ValidationError with a reason)."""
-    from catalog.services.products import image_validate
-
+def validate_product_image(upload: UploadedFile) -> CheckedImage:
+    """The write side's check under limits (``image_check``), whose result the product is
+    created from; raises ValidationError with a reason."""
     try:
-        image_validate(upload)
+        checked = image_check(upload)
     except ValidationError as exc:
         reason = exc.code or "invalid"
         raise ValidationError(
@@ -132,11 +133,12 @@ def validate_product_image(upload: UploadedFile) -> None:
             params={"message": " ".join(exc.messages), "reason": reason},
         ) from exc
     upload.seek(0)
+    return checked
 
 
 class ProductAdminForm(forms.ModelForm):
     # A plain FileField: Django's ImageField only runs Pillow's verify() and says nothing of the
-    # reason; image_validate reads the whole file and names it.
+    # reason; image_check reads the whole file and names it.
     image = forms.FileField(
         widget=AdminFileWidget,
         help_text="JPEG, PNG, WebP or GIF.",
@@ -151,11 +153,13 @@ class ProductAdminForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["slug"].required = False
         self.fields["slug"].help_text = "Leave empty to derive it from the name."
+        # The uploaded image as clean_image checked it: saving creates the product from it.
+        self.checked_image: CheckedImage | None = None
 
     def clean_image(self) -> Any:
         image = self.cleaned_data.get("image")
         if isinstance(image, UploadedFile):
-            validate_product_image(image)
+            self.checked_image = validate_product_image(image)
         return image
 
 

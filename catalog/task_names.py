@@ -1,7 +1,7 @@
 """The Celery tasks the catalog sends, by name, and the queue each one goes to.
 
 The one place these names are spelled: ``workers/tasks.py`` registers its tasks under them,
-``config/settings/base.py`` routes them, ``catalog.services.queue`` and ``catalog.services.beat``
+``config/celery_app.py`` routes them, ``catalog.services.queue`` and ``catalog.services.beat``
 send them. The catalog sends by name (``celery.current_app.send_task``) and never imports
 the worker package. The names are those of messages already queued in Redis: never rename one.
 """

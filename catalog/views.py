@@ -9,8 +9,9 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
-from catalog import ratelimit, selectors
+from catalog import ratelimit
 from catalog.forms import SearchByPhotoForm, human_bytes, rejection_error
+from catalog.selectors import photo_search, storefront
 from similarity import ImageRejected
 
 PAGE_SIZE = 24
@@ -22,7 +23,7 @@ BODY_OVERHEAD = 64 * 1024
 @require_http_methods(["GET", "HEAD"])
 def product_list(request: HttpRequest) -> HttpResponse:
     category = request.GET.get("category") or None
-    paginator = Paginator(selectors.product_list(category=category), PAGE_SIZE)
+    paginator = Paginator(storefront.product_list(category=category), PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
     return render(
         request,
@@ -30,7 +31,7 @@ def product_list(request: HttpRequest) -> HttpResponse:
         {
             "page_obj": page,
             "products": page.object_list,
-            "categories": selectors.categories(),
+            "categories": storefront.product_categories(),
             "category": category,
         },
     )
@@ -38,7 +39,7 @@ def product_list(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "HEAD"])
 def product_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    product = selectors.product_get_by_slug(slug=slug)
+    product = storefront.product_get_by_slug(slug=slug)
     if product is None:
         raise Http404("No such product")
     return render(request, "catalog/product_detail.html", {"product": product})
@@ -106,7 +107,7 @@ def _search_page(request: HttpRequest) -> HttpResponse:
     status = 200
     if form.is_valid():
         try:
-            context["results"] = selectors.products_search_by_image(
+            context["results"] = photo_search.products_search_by_image(
                 image_bytes=form.image_bytes or b"", k=SEARCH_RESULTS
             )
             context["query_thumbnail"] = form.thumbnail_url

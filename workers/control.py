@@ -1,8 +1,9 @@
 """Worker start-up hooks, and a remote-control command every worker answers: who it is and
 what code and model it runs.
 
-``manage.py similarity_status`` broadcasts it (catalog.broker.workers_state), so an operator
-sees a worker that outlived its code, or one that reads another database, at a glance.
+``manage.py similarity_status`` broadcasts it (catalog.selectors.broker_state.workers_state),
+so an operator sees a worker that outlived its code, or one that reads another database, at a
+glance.
 """
 
 from __future__ import annotations

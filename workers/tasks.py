@@ -35,7 +35,7 @@ def _ids(product_ids: list[int] | tuple[int, ...] | int) -> list[int]:
 
 @shared_task(name=task_names.EMBED, **RETRY)
 def embed_products(product_ids: list[int]) -> dict[str, int]:
-    from catalog.services.embedding import products_embed
+    from catalog.services.product_embedding import products_embed
 
     return products_embed(product_ids=_ids(product_ids)).counts()
 

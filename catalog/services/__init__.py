@@ -1,14 +1,14 @@
 """Write side of the catalog (HackSoft style): every change to products and their neighbours.
+Reads live in ``catalog.selectors``.
 
-- ``products``: create, update, delete, bulk create, image validation (admin forms use it);
-- ``embedding``: images → vectors (the embed queue);
-- ``indexing``: vectors → distance matrix → neighbour rows (the index queue, one writer);
+- ``products``: create, update, delete, bulk create, image checks (admin forms use them);
+- ``imports``: bulk imports from folders or Fashion-MNIST (``manage.py import_garments``);
+- ``product_embedding``: images → vectors (the embed queue);
+- ``indexing``: vectors → distance matrix → neighbour rows (the index queue), written by
+  ``index_writer`` (one writer: ``locking``'s fenced Redis lock, then the store's flock) and
+  ``neighbour_sync`` (the rows of exactly the lists that changed);
 - ``rebuild``: the periodic full rebuild (``rebuild_blocks``: its row blocks, top-k layout);
 - ``sweeps``: the lost-task sweep and the reconcile sweep;
 - ``beat``: the django-celery-beat schedule;
 - ``queue``: tasks queued after commit, sent by name (``catalog.task_names``).
-
-Not writes, so beside this package: ``catalog.vectors`` (what a vector is keyed by, from
-settings only), ``catalog.space`` (the similarity space) and ``catalog.engine`` (the
-per-process embedder and matrix store built from them).
 """

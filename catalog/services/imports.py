@@ -21,7 +21,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 
-from catalog.selectors_progress import products_existing_sha256
+from catalog.selectors.work_progress import products_existing_sha256
 from catalog.services.products import (
     CheckedImage,
     image_check,

@@ -24,7 +24,7 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import redis
 from django.conf import settings
@@ -33,6 +33,9 @@ from redis.exceptions import LockError, LockNotOwnedError
 logger = logging.getLogger(__name__)
 
 _PREFIX = "lookalike:lock:"
+
+# A writer's check, called right before each write (``FencedLock.check``): raises if it lost the lock.
+Fence = Callable[[], None]
 
 # KEYS: lock, fence. ARGV: lock token. Draw the next fencing token if the lock is ours.
 _DRAW = """

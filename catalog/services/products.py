@@ -71,6 +71,11 @@ def image_check(file: File, *, sha256: str | None = None) -> CheckedImage:
                         suffix=_SUFFIX_BY_FORMAT.get(fmt, ".img"), stem=_stem(file))
 
 
+def _checked(image: File | CheckedImage) -> CheckedImage:
+    """``image`` as ``image_check`` returns it, checked now unless the caller checked it."""
+    return image if isinstance(image, CheckedImage) else image_check(image)
+
+
 def image_validate(file: File) -> None:
     """Raise ``ValidationError`` (code = the engine's reason) unless ``file`` is a usable image.
 
@@ -147,12 +152,14 @@ def _delete_file_on_commit(storage: Storage, name: str) -> None:
 
 
 @transaction.atomic
-def product_create(*, name: str, category: str, image: File, slug: str | None = None) -> Product:
-    """Validate the image fully, save the product (pending) and queue its embedding on commit.
+def product_create(*, name: str, category: str, image: File | CheckedImage,
+                   slug: str | None = None) -> Product:
+    """Validate the image fully (unless it was checked already, ``image_check``), save the
+    product (pending) and queue its embedding on commit.
 
     A rejected image raises ``ValidationError`` whose code is the reason; nothing is saved.
     """
-    checked = image_check(image)
+    checked = _checked(image)
     product = _new_product(name=name, category=category, checked=checked, slug=slug)
     queue.embed_enqueue(product_ids=[product.pk])
     return product
@@ -177,9 +184,9 @@ def _set_text_fields(product: Product, *, name: str | None, category: str | None
     return fields
 
 
-def _set_image(product: Product, image: File) -> bool:
+def _set_image(product: Product, image: File | CheckedImage) -> bool:
     """Store new image bytes and make the product pending; False if the bytes are the same."""
-    checked = image_check(image)
+    checked = _checked(image)
     if checked.sha256 == product.image_sha256:
         return False
     old_name, storage = product.image.name, product.image.storage
@@ -198,10 +205,11 @@ def product_update(
     product: Product,
     name: str | None = None,
     category: str | None = None,
-    image: File | None = None,
+    image: File | CheckedImage | None = None,
     slug: str | None = None,
 ) -> Product:
-    """Change fields; new image bytes make the product pending again and queue it.
+    """Change fields; new image bytes (a file, or an image ``image_check`` checked) make the
+    product pending again and queue it.
 
     Re-saving the same bytes changes nothing about the image and queues nothing.
     """

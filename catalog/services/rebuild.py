@@ -11,20 +11,20 @@ import numpy as np
 from django.db.models import F, Q
 from django.utils import timezone
 
+from catalog.augmented_views import augmented_views
 from catalog.engine import follow_layout, layout_for, matrix_remember, matrix_store
 from catalog.models import Product, RebuildRun
-from catalog.services import queue
-from catalog.services.embedding import products_embed_batch
-from catalog.services.indexing import (
-    existing_ids,
-    index_writer,
-    indexable_products,
-    indexable_vectors,
-    neighbours_sync_chunked,
-    products_mark_ready,
+from catalog.selectors.index_membership import (
+    product_ids_all,
+    products_indexable,
+    products_indexable_vectors,
 )
+from catalog.services import queue
+from catalog.services.index_writer import index_writer
+from catalog.services.locking import Fence
+from catalog.services.neighbour_sync import neighbours_sync_chunked, products_mark_ready
+from catalog.services.product_embedding import products_embed_batch
 from catalog.services.rebuild_blocks import rebuild_blocks_collect, rebuild_blocks_plan
-from catalog.services.views import augmented_views
 from catalog.space import AugmentedViews, projection_refit, space_name
 from catalog.vectors import vector_key_current
 from similarity import MatrixStore, NeighbourIndex, discard_input
@@ -54,8 +54,6 @@ def stale_products() -> list[int]:
         Q(vector__isnull=True) | ~Q(vector_key=key) | ~Q(embedded_image_sha256=F("image_sha256"))
     )
     return list(qs.order_by("pk").values_list("pk", flat=True))
-
-
 
 
 Report = Callable[..., None]
@@ -94,19 +92,19 @@ def _views(report: Report) -> AugmentedViews | None:
     only), embedded before the writer lock is taken: they are only fitted on."""
     if space_name() != "lda-blend":
         return None
-    ids = np.asarray(indexable_products().order_by("pk").values_list("pk", flat=True), dtype=np.int64)
+    ids = np.asarray(products_indexable().order_by("pk").values_list("pk", flat=True), dtype=np.int64)
     report(step="views", done=0, total=0)
     return augmented_views(ids, _categories(),
                            progress=lambda done, total: report(step="views", done=done, total=total))
 
 
-def _rebuild_matrix(run: RebuildRun, report: Report, fence: Callable[[], None],
+def _rebuild_matrix(run: RebuildRun, report: Report, fence: Fence,
                     views: AugmentedViews | None) -> NeighbourIndex:
     """Refit the projection (lda-blend space: here and only here, on the catalog plus
     augmented views of it), then build the index in the new space (its meta records the
     projection key and the colour blend) and publish it under the fence: the dense matrix
     here, the top-k layout in row blocks spread over the rebuild workers."""
-    ids, vectors, colours = indexable_vectors(with_colours=True)
+    ids, vectors, colours = products_indexable_vectors(with_colours=True)
     report(step="matrix", done=0, total=int(ids.size))
     space = projection_refit(ids, vectors, _categories(), vector_key_current(), views)
     store = matrix_store(space).store
@@ -124,7 +122,7 @@ def _rebuild_matrix(run: RebuildRun, report: Report, fence: Callable[[], None],
 
 
 def _rebuild_in_blocks(run: RebuildRun, store: MatrixStore, ids: np.ndarray, vectors: np.ndarray,
-                       report: Report, fence: Callable[[], None]) -> NeighbourIndex:
+                       report: Report, fence: Fence) -> NeighbourIndex:
     input_dir = store.rebuild_input(ids, vectors)
     try:
         metric, k = store.meta.metric, store.k
@@ -139,14 +137,14 @@ def _rebuild_in_blocks(run: RebuildRun, store: MatrixStore, ids: np.ndarray, vec
         discard_input(input_dir)
 
 
-def _rewrite_lists(report: Report, matrix: NeighbourIndex, fence: Callable[[], None]) -> int:
-    existing = existing_ids()
+def _rewrite_lists(report: Report, matrix: NeighbourIndex, fence: Fence) -> int:
+    existing = product_ids_all()
     report(step="neighbours", done=0, total=len(existing))
     rewritten = neighbours_sync_chunked(
         matrix=matrix, product_ids=sorted(existing), existing=existing,
         progress=lambda done, total: report(done=done, total=total), fence=fence,
     )
-    products_mark_ready(set(matrix.ids.tolist()), fence=fence)
+    products_mark_ready(product_ids=set(matrix.ids.tolist()), fence=fence)
     return len(rewritten)
 
 
@@ -162,7 +160,7 @@ def similarity_rebuild(
 
     Steps recorded in a ``RebuildRun`` (step, done/total): ``embed`` (stale products,
     including any stuck in pending), ``views`` (lda-blend space: augmented views of the
-    catalog embedded for the robust projection, catalog/services/views.py), ``matrix``
+    catalog embedded for the robust projection, catalog/augmented_views.py), ``matrix``
     (full build, published as a new generation), ``neighbours`` (every product's list
     compared with the matrix and rewritten where it differs), then state ``done``. A failure
     records state ``failed`` with the error, and re-raises. ``progress(step, done, total)``,

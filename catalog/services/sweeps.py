@@ -11,8 +11,9 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from catalog import broker, task_names
+from catalog import task_names
 from catalog.models import Product
+from catalog.selectors.broker_state import queue_lengths, workers_state
 from catalog.services import queue
 from catalog.services.indexing import index_repair
 
@@ -48,10 +49,10 @@ def products_requeue_stuck(*, stuck_after: int | None = None) -> dict[str, int]:
 def pipeline_busy(*, ignore_task: str = task_names.SWEEP_LOST) -> str | None:
     """Why the pipeline is not idle (messages waiting, a worker running or holding a task),
     or None when it is: then a product still pending was lost, not waiting its turn."""
-    waiting = {name: n for name, n in broker.queue_lengths().items() if n}
+    waiting = {name: n for name, n in queue_lengths().items() if n}
     if waiting:
         return f"queued: {waiting}"
-    for worker in broker.workers_state():
+    for worker in workers_state():
         running = [name for name in worker.active if name != ignore_task]
         if running or worker.reserved:
             return f"worker {worker.name} busy: {running or [f'{worker.reserved} reserved']}"

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from django import template
 
-from catalog import selectors
 from catalog.models import Product
+from catalog.selectors.storefront import product_neighbours, product_neighbours_state
 
 register = template.Library()
 
 
 @register.inclusion_tag("catalog/similar_items.html")
 def similar_items(product: Product) -> dict:
-    neighbours = selectors.product_neighbours(product=product)
-    state = selectors.product_neighbours_state(product=product, neighbours=neighbours)
+    neighbours = product_neighbours(product=product)
+    state = product_neighbours_state(product=product, neighbours=neighbours)
     return {
         "product": product,
         "state": state,

@@ -10,8 +10,6 @@ from typing import Any
 
 import dj_database_url
 
-from catalog.task_names import QUEUE_OF
-
 BASE_DIR = Path(__file__).resolve().parents[2]
 DATA_DIR = Path(os.environ.get("LOOKALIKE_DATA_DIR", BASE_DIR / "var")).resolve()
 
@@ -177,7 +175,6 @@ LOOKALIKE_STUCK_AFTER_SECONDS = int(os.environ.get("LOOKALIKE_STUCK_AFTER_SECOND
 LOOKALIKE_SEARCH_RATE = os.environ.get("LOOKALIKE_SEARCH_RATE", "30/m")
 
 
-
 def default_namespace(database: Mapping[str, Any]) -> str:
     """A deployment is its database: two checkouts (their own SQLite files) or two PostgreSQL
     databases get different namespaces on one Redis without configuration."""
@@ -200,7 +197,8 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "embed"
-CELERY_TASK_ROUTES = {name: {"queue": queue} for name, queue in QUEUE_OF.items()}
+# Routes (task name → queue) are the catalog's: config/celery_app.py sets them from
+# catalog.task_names, so that settings import no app code.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 3600)),
     "global_keyprefix": f"{LOOKALIKE_NAMESPACE}:",

@@ -123,7 +123,7 @@ def media_root(settings, tmp_path: Path) -> Path:
 @pytest.fixture
 def fresh_caches() -> None:
     """Empty the rate-limit cache and the in-process search index around each test."""
-    from catalog.selectors import search_index_clear
+    from catalog.selectors.photo_search import search_index_clear
 
     cache.clear()
     search_index_clear()

@@ -128,6 +128,39 @@ def test_add_with_a_good_image_creates_a_pending_product_and_queues_it(
     assert queued(callbacks) == [(EMBED, {"product_ids": [product.pk]})]
 
 
+@pytest.fixture
+def image_checks(monkeypatch):
+    """Every image check the write side makes (``check_image`` under the limits), counted."""
+    from catalog.services import products
+
+    calls = []
+    real = products.check_image
+
+    def counting(data, **kwargs):
+        calls.append(len(data))
+        return real(data, **kwargs)
+
+    monkeypatch.setattr(products, "check_image", counting)
+    return calls
+
+
+def test_an_uploaded_image_is_checked_once(staff, image_checks):
+    response = staff.post(
+        reverse("admin:catalog_product_add"),
+        {"name": "Blue shirt", "category": "Shirts", "slug": "", "image": png_upload()},
+    )
+    assert response.status_code == 302
+    assert len(image_checks) == 1
+    product = Product.objects.get()
+    response = staff.post(
+        reverse("admin:catalog_product_change", args=[product.pk]),
+        {"name": "Blue shirt", "category": "Shirts", "slug": product.slug,
+         "image": png_upload(colour=(1, 2, 3))},
+    )
+    assert response.status_code == 302
+    assert len(image_checks) == 2
+
+
 def test_change_without_a_new_image_queues_nothing(staff, django_capture_on_commit_callbacks):
     product = make_product("Old name", category="Tops")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:

@@ -13,7 +13,7 @@ def fresh_caches():
     """An empty rate-limit cache and search index around every test."""
     from django.core.cache import cache
 
-    from catalog.selectors import search_index_clear
+    from catalog.selectors.photo_search import search_index_clear
 
     cache.clear()
     search_index_clear()

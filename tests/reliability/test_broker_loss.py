@@ -9,7 +9,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from catalog.models import Product
 from catalog.services.beat import RECONCILE_SWEEP, beat_schedule_ensure
-from catalog.services.embedding import products_embed_batch
+from catalog.services.product_embedding import products_embed_batch
 from catalog.services.products import product_create, products_bulk_create
 from tests.reliability.conftest import point_app_at
 from tests.reliability.support import fashion_images, problems, settled, upload, wait_for

@@ -147,7 +147,7 @@ def test_admin_add_accepts_and_the_engine_normalises_the_stored_image(
     looks_like(decoded, case.expected())
 
     # And the worker's own code path embeds it rather than failing it.
-    from catalog.services.embedding import products_embed_batch
+    from catalog.services.product_embedding import products_embed_batch
 
     outcome = products_embed_batch(product_ids=[product.pk])
     assert outcome.embedded == [product.pk] and outcome.failed == []
@@ -231,8 +231,8 @@ def test_a_file_corrupted_after_upload_fails_alone_and_shows_in_the_admin(
     superuser_client, media_root, matrix_dir, fresh_state, no_broker,
     django_capture_on_commit_callbacks, model_path,
 ):
-    from catalog.services.embedding import products_embed
     from catalog.services.indexing import index_apply
+    from catalog.services.product_embedding import products_embed
 
     names = ["Good A", "Corrupted B", "Good C"]
     for i, name in enumerate(names):
@@ -289,7 +289,7 @@ def test_a_file_corrupted_after_upload_fails_alone_and_shows_in_the_admin(
 def test_the_embed_task_succeeds_once_on_a_bad_file_and_never_retries_a_rejection(
     media_root, monkeypatch, no_broker, django_capture_on_commit_callbacks, model_path
 ):
-    from catalog.services import embedding
+    from catalog.services import product_embedding as embedding
     from tests.reliability.upload_cases import stored_product
     from workers import tasks
 

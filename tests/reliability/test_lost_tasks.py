@@ -16,8 +16,8 @@ import pytest
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from catalog import broker
 from catalog.models import Product
+from catalog.selectors import broker_state as broker
 from catalog.services import queue
 from catalog.services.beat import LOST_SWEEP, beat_schedule_ensure
 from catalog.services.products import product_create

@@ -16,14 +16,15 @@ import pytest
 from catalog.engine import matrix_store
 from catalog.models import Product, ProductNeighbour
 from catalog.services import queue
-from catalog.services.embedding import products_embed_batch
-from catalog.services.indexing import index_apply, neighbours_sync
+from catalog.services.indexing import index_apply
 from catalog.services.locking import (
     LockLostError,
     LockTimeoutError,
     lock_name_for,
     writer_lock,
 )
+from catalog.services.neighbour_sync import neighbours_sync
+from catalog.services.product_embedding import products_embed_batch
 from catalog.services.products import products_bulk_create
 from similarity.index.dense import DistanceMatrix
 from similarity.index.store_listing import scan

@@ -328,7 +328,7 @@ def matrix_dir(settings, tmp_path: Path) -> Path:
 @pytest.fixture
 def fresh_state(settings):
     """No rate limit left over from other tests, and no cached search index."""
-    from catalog import selectors
+    from catalog.selectors import photo_search as selectors
 
     cache.clear()
     selectors.search_index_clear()

@@ -46,12 +46,12 @@ def test_every_task_is_acks_late_and_never_retries_rejected_images():
 
 
 def test_rejected_image_is_not_retried_but_transient_errors_are(monkeypatch):
-    from catalog.services import embedding
+    from catalog.services import product_embedding
 
     def rejected(**kwargs):
         raise ImageRejected("truncated", "cut short")
 
-    monkeypatch.setattr(embedding, "products_embed", rejected)
+    monkeypatch.setattr(product_embedding, "products_embed", rejected)
     result = tasks.embed_products.apply(args=[[1]])
     assert result.state == "FAILURE" and "cut short" in str(result.result)
 
@@ -61,7 +61,7 @@ def test_rejected_image_is_not_retried_but_transient_errors_are(monkeypatch):
         calls.append(1)
         raise ImageRejected("truncated", "cut short")
 
-    monkeypatch.setattr(embedding, "products_embed", rejected_counted)
+    monkeypatch.setattr(product_embedding, "products_embed", rejected_counted)
     tasks.embed_products.apply(args=[[1]])
     assert len(calls) == 1
 
@@ -70,7 +70,7 @@ def test_rejected_image_is_not_retried_but_transient_errors_are(monkeypatch):
         raise OperationalError("database is locked")
 
     calls.clear()
-    monkeypatch.setattr(embedding, "products_embed", flaky)
+    monkeypatch.setattr(product_embedding, "products_embed", flaky)
     result = tasks.embed_products.apply(args=[[1]])  # eager: retries run at once
     assert result.state == "FAILURE"
     assert len(calls) == tasks.embed_products.max_retries + 1

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from catalog.models import RebuildRun
-from catalog.selectors_progress import ProductsProgress, products_progress, rebuild_run_latest
+from catalog.selectors.work_progress import ProductsProgress, products_progress, rebuild_run_latest
 
 WORKER_HINT = "are the workers running? (celery -A workers.app worker -Q embed,index)"
 

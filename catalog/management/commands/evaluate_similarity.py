@@ -8,8 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from catalog.selectors_quality import similarity_quality
-from catalog.services.quality import DEFAULT_FOLDS, similarity_quality_heldout
+from catalog.selectors.retrieval_quality import DEFAULT_FOLDS, similarity_quality, similarity_quality_heldout
 from similarity import QualityReport
 
 _DIGITS = 6

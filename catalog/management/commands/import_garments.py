@@ -15,7 +15,7 @@ from catalog.management.commands._progress import (
     new_bar,
     progress_stream,
 )
-from catalog.selectors_progress import ProductsProgress, products_failure_reasons, products_progress
+from catalog.selectors.work_progress import ProductsProgress, products_failure_reasons, products_progress
 from catalog.services.imports import (
     DEFAULT_BATCH,
     DIR_NAME_PATTERN,

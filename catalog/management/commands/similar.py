@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from PIL import Image
 
 from catalog.models import Product
-from catalog.selectors import products_search_by_image
+from catalog.selectors.photo_search import products_search_by_image
 from catalog.vectors import image_limits
 from similarity import ImageRejected, SheetRow, SheetTile, draw_sheet, load_image
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from catalog.broker import Status, WorkerState, deployment_status
+from catalog.selectors.broker_state import Status, WorkerState, deployment_status
 
 
 class Command(BaseCommand):

@@ -15,7 +15,7 @@ from django.core.management import call_command
 from PIL import Image
 
 from catalog.models import Product, ProductNeighbour
-from catalog.selectors_quality import similarity_quality
+from catalog.selectors.retrieval_quality import similarity_quality
 
 pytestmark = pytest.mark.django_db
 

@@ -8,8 +8,8 @@ import json
 import pytest
 from django.core.management import call_command
 
-from catalog.broker import Status, WorkerState
 from catalog.deployment import deployment_info
+from catalog.selectors.broker_state import Status, WorkerState
 
 
 @pytest.mark.django_db(transaction=True)

@@ -13,11 +13,14 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from catalog import engine, selectors
+from catalog import engine
 from catalog.engine import matrix_store
 from catalog.models import Product
-from catalog.services.embedding import products_embed_batch
-from catalog.services.indexing import index_apply, index_writer
+from catalog.selectors import photo_search
+from catalog.selectors.storefront import product_neighbours, product_neighbours_state
+from catalog.services.index_writer import index_writer
+from catalog.services.indexing import index_apply
+from catalog.services.product_embedding import products_embed_batch
 from catalog.services.rebuild import similarity_rebuild, stale_products
 from catalog.services.sweeps import reconcile
 from catalog.space import (
@@ -45,9 +48,9 @@ def garments40(model_path) -> list[tuple[str, bytes]]:
 
 @pytest.fixture(autouse=True)
 def fresh_search_index():
-    selectors.search_index_clear()
+    photo_search.search_index_clear()
     yield
-    selectors.search_index_clear()
+    photo_search.search_index_clear()
 
 
 def create(garments: list[tuple[str, bytes]], start: int = 0) -> list[Product]:
@@ -63,7 +66,7 @@ def adopt(settings) -> None:
     settings.LOOKALIKE_PREPROCESS_POLICY = "pad-margin"
     settings.LOOKALIKE_SPACE = "lda-blend"
     engine.matrix_forget()
-    selectors.search_index_clear()
+    photo_search.search_index_clear()
 
 
 def raw_vectors(products: list[Product]) -> np.ndarray:
@@ -98,7 +101,7 @@ def assert_lists_match(expected: dict[int, list[tuple[int, float]]], z: np.ndarr
 
 def assert_search_matches(query_png: bytes, q: np.ndarray, z: np.ndarray, ids: list[int]) -> None:
     """Search by photo finds the brute force of the query ``q`` among ``z`` (same space)."""
-    hits = selectors.products_search_by_image(image_bytes=query_png, k=K)
+    hits = photo_search.products_search_by_image(image_bytes=query_png, k=K)
     d = np.linalg.norm(z - q[None, :], axis=1)
     want = sorted(zip(d.tolist(), ids, strict=True))[:K]
     assert [p.pk for p, _ in hits] == [pid for _, pid in want]
@@ -134,9 +137,9 @@ def old_lists_stay_visible(ids: list[int], new_key: str, old_lists: dict, client
     for pid in (ids[0], ids[30]):
         product = Product.objects.get(pk=pid)
         assert product.status == Product.Status.READY
-        neighbours = selectors.product_neighbours(product=product)
+        neighbours = product_neighbours(product=product)
         assert [(n.rank, n.neighbour_id, n.distance) for n in neighbours] == old_lists[pid]
-        assert selectors.product_neighbours_state(product=product, neighbours=neighbours) == "ready"
+        assert product_neighbours_state(product=product, neighbours=neighbours) == "ready"
         page = client.get(product.get_absolute_url()).text
         assert 'data-state="ready"' in page
         for n in neighbours:
@@ -304,7 +307,7 @@ def adopt_colour(settings, weight: float = 1.0) -> None:
     settings.LOOKALIKE_COLOUR_WEIGHT = weight
     settings.LOOKALIKE_PROJECTION_VIEWS = 4000
     engine.matrix_forget()
-    selectors.search_index_clear()
+    photo_search.search_index_clear()
 
 
 def colours_of(products: list[Product]) -> np.ndarray:

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from catalog import selectors
 from catalog.engine import matrix_store
 from catalog.models import Product
-from catalog.services.embedding import products_embed_batch
+from catalog.selectors import photo_search
 from catalog.services.indexing import index_apply
+from catalog.services.product_embedding import products_embed_batch
 from catalog.services.products import product_create
 from catalog.services.rebuild import similarity_rebuild
 from catalog.space import projection_load, space_current
@@ -52,9 +52,9 @@ def newcomers(model_path) -> list[tuple[str, str, bytes]]:
 
 @pytest.fixture(autouse=True)
 def fresh_search_index():
-    selectors.search_index_clear()
+    photo_search.search_index_clear()
     yield
-    selectors.search_index_clear()
+    photo_search.search_index_clear()
 
 
 def create(items: list[tuple[str, str, bytes]]) -> dict[int, tuple[str, str]]:
@@ -94,7 +94,7 @@ def test_a_coloured_garment_gets_its_own_colour_before_others_of_its_category(dy
 
     # Search by photo (the query's own colour descriptor is used): its colour comes first.
     for cls, dye, data in newcomers:
-        listed = [kinds[p.pk] for p, _ in selectors.products_search_by_image(image_bytes=data, k=10)]
+        listed = [kinds[p.pk] for p, _ in photo_search.products_search_by_image(image_bytes=data, k=10)]
         assert listed[0][1] == dye and own_colour_first(listed, cls, dye), (cls, dye, listed)
 
     # Uploaded and indexed incrementally: its stored list, the same.
@@ -172,4 +172,4 @@ def test_a_busy_background_photo_still_embeds(dyed, settings):
     similarity_rebuild(trigger="test")
     assert Product.objects.get(pk=busy.pk).status == Product.Status.READY
     assert len(stored_lists()[busy.pk]) == 10
-    assert len(selectors.products_search_by_image(image_bytes=data, k=5)) == 5
+    assert len(photo_search.products_search_by_image(image_bytes=data, k=5)) == 5

@@ -10,8 +10,9 @@ from django.test.utils import CaptureQueriesContext
 from catalog.engine import matrix_store
 from catalog.models import Product, ProductNeighbour
 from catalog.services import queue
-from catalog.services.embedding import products_embed, products_embed_batch
-from catalog.services.indexing import _first_difference, index_apply, index_remove, index_repair
+from catalog.services.indexing import index_apply, index_remove, index_repair
+from catalog.services.neighbour_sync import _first_difference
+from catalog.services.product_embedding import products_embed, products_embed_batch
 from catalog.services.products import product_create, product_delete
 from catalog.vectors import vector_key_current
 from tests.pipeline.helpers import K, brute_force, neighbour_mismatches, stored_lists, upload

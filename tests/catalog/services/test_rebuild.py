@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from catalog.models import Product, ProductNeighbour, RebuildRun
-from catalog.services.embedding import products_embed_batch
 from catalog.services.indexing import index_apply
+from catalog.services.product_embedding import products_embed_batch
 from catalog.services.rebuild import similarity_rebuild
 from catalog.vectors import vector_key_current
 from tests.pipeline.helpers import neighbour_mismatches, stored_lists
@@ -46,7 +46,7 @@ def test_rebuild_failure_is_recorded(make_products, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(rebuild, "indexable_vectors", boom)
+    monkeypatch.setattr(rebuild, "products_indexable_vectors", boom)
     with pytest.raises(RuntimeError):
         similarity_rebuild(trigger="test")
     run = RebuildRun.objects.get()

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from catalog.models import Product
 from catalog.services import queue
-from catalog.services.embedding import products_embed_batch
+from catalog.services.product_embedding import products_embed_batch
 from catalog.services.sweeps import products_requeue_stuck, reconcile
 from tests.pipeline.helpers import neighbour_mismatches
 

@@ -1,6 +1,6 @@
-"""Reads: the catalog, neighbour lists and search by photo. Nothing here writes.
+"""Search by photo: the ready products nearest to an uploaded picture. Nothing here writes.
 
-Search by photo embeds the query with a per-process ImageEmbedder (LiteRT, no TensorFlow),
+It embeds the query with a per-process ImageEmbedder (LiteRT, no TensorFlow),
 computes its colour descriptor from the same decoded picture, and compares it, in the current
 similarity space, with the vectors (and colour descriptors) of the READY products whose vector
 was made by the current model and preprocessing policy (``vector_key``). Those vectors are
@@ -13,89 +13,19 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from django.db.models import Count, Max, QuerySet, Sum
 
 from catalog.engine import embedder_get, matrix_store
-from catalog.models import MAX_NEIGHBOURS, Product, ProductNeighbour
+from catalog.models import Product
 from catalog.space import Space, space_current
 from catalog.vectors import colour_from_bytes, vector_key_current
 from similarity import COLOUR_DIM, EMBEDDING_DIM, MatrixError, MatrixStore, NeighbourIndex, StaleMatrixError
 
-NeighboursState = Literal["ready", "computing", "failed"]
-
 # Candidates within this fraction of (|q|² + max|x|²) of the k-th float32 squared distance are
 # re-checked exactly in float64, so float32 rounding never changes the order of the results.
 _SHORTLIST_RTOL = 1e-4
-
-
-# ---------------------------------------------------------------------------------------------
-# Catalog
-
-
-def product_list(*, category: str | None = None) -> QuerySet[Product]:
-    """Products for the storefront, newest first, optionally of one category."""
-    qs = Product.objects.all()
-    if category:
-        qs = qs.filter(category=category)
-    return qs.order_by("-created_at", "-id")
-
-
-def categories() -> list[str]:
-    """Distinct category names, sorted."""
-    return list(
-        Product.objects.order_by("category").values_list("category", flat=True).distinct()
-    )
-
-
-def product_get_by_slug(*, slug: str) -> Product | None:
-    return Product.objects.filter(slug=slug).first()
-
-
-def product_get(*, product_id: int) -> Product | None:
-    return Product.objects.filter(pk=product_id).first()
-
-
-# ---------------------------------------------------------------------------------------------
-# Neighbours
-
-
-def product_neighbours(*, product: Product) -> list[ProductNeighbour]:
-    """The stored top-10 of ``product``, by rank, each with its ``neighbour`` loaded."""
-    return list(
-        ProductNeighbour.objects.filter(product=product)
-        .select_related("neighbour")
-        .order_by("rank")[:MAX_NEIGHBOURS]
-    )
-
-
-def product_neighbours_state(
-    *, product: Product, neighbours: list[ProductNeighbour] | None = None
-) -> NeighboursState:
-    """"ready", "computing" or "failed" for the product's neighbour list.
-
-    A ready product without any neighbour row is still "computing" while other ready products
-    exist (the index task has not written its list yet); alone in the catalog it is "ready"
-    with an empty list.
-    """
-    if product.status == Product.Status.FAILED:
-        return "failed"
-    if product.status != Product.Status.READY:
-        return "computing"
-    if neighbours is None:
-        has_any = ProductNeighbour.objects.filter(product=product).exists()
-    else:
-        has_any = bool(neighbours)
-    if has_any:
-        return "ready"
-    others = Product.objects.filter(status=Product.Status.READY).exclude(pk=product.pk).exists()
-    return "computing" if others else "ready"
-
-
-# ---------------------------------------------------------------------------------------------
-# Search by photo
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
-"""catalog.selectors_progress: what an import's progress bar counts."""
+"""catalog.selectors.work_progress: what an import's progress bar counts."""
 
 import pytest
 
 from catalog.models import Product
-from catalog.selectors_progress import products_progress
+from catalog.selectors.work_progress import products_progress
 from tests.catalog.readside import make_product
 
 pytestmark = pytest.mark.django_db

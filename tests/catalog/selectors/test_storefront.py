@@ -1,7 +1,7 @@
 import pytest
 
-from catalog import selectors
 from catalog.models import Product
+from catalog.selectors import storefront
 from tests.catalog.readside import link_neighbours, make_product
 
 pytestmark = pytest.mark.django_db
@@ -11,15 +11,15 @@ def test_product_list_filters_by_category_newest_first():
     a = make_product("Red top", category="Tops")
     b = make_product("Blue jeans", category="Trousers")
     c = make_product("Green top", category="Tops")
-    assert list(selectors.product_list()) == [c, b, a]
-    assert list(selectors.product_list(category="Tops")) == [c, a]
-    assert list(selectors.product_list(category="Hats")) == []
+    assert list(storefront.product_list()) == [c, b, a]
+    assert list(storefront.product_list(category="Tops")) == [c, a]
+    assert list(storefront.product_list(category="Hats")) == []
 
 
 def test_categories_are_distinct_and_sorted():
     for cat in ["Trousers", "Tops", "Bags", "Tops"]:
         make_product(category=cat)
-    assert selectors.categories() == ["Bags", "Tops", "Trousers"]
+    assert storefront.product_categories() == ["Bags", "Tops", "Trousers"]
 
 
 def test_neighbours_are_ordered_by_rank_with_the_neighbour_loaded(django_assert_num_queries):
@@ -27,7 +27,7 @@ def test_neighbours_are_ordered_by_rank_with_the_neighbour_loaded(django_assert_
     others = [make_product(f"Other {i}") for i in range(10)]
     link_neighbours(product, others)  # rows inserted in reverse rank order
     with django_assert_num_queries(1):
-        links = selectors.product_neighbours(product=product)
+        links = storefront.product_neighbours(product=product)
         names = [link.neighbour.name for link in links]
     assert [link.rank for link in links] == list(range(1, 11))
     assert names == [f"Other {i}" for i in range(10)]
@@ -45,23 +45,23 @@ def test_neighbours_are_ordered_by_rank_with_the_neighbour_loaded(django_assert_
 def test_state_follows_the_product_status(status, expected):
     product = make_product(status=status)
     link_neighbours(product, [make_product()])
-    assert selectors.product_neighbours_state(product=product) == expected
+    assert storefront.product_neighbours_state(product=product) == expected
 
 
 def test_state_ready_with_neighbours():
     product = make_product()
     link_neighbours(product, [make_product()])
-    assert selectors.product_neighbours_state(product=product) == "ready"
+    assert storefront.product_neighbours_state(product=product) == "ready"
 
 
 def test_ready_without_a_list_yet_is_computing_while_others_exist():
     product = make_product()
     make_product()
-    assert selectors.product_neighbours_state(product=product) == "computing"
+    assert storefront.product_neighbours_state(product=product) == "computing"
 
 
 def test_a_lone_ready_product_is_ready_with_no_neighbours():
     product = make_product()
     make_product(status=Product.Status.PENDING)
-    assert selectors.product_neighbours_state(product=product) == "ready"
-    assert selectors.product_neighbours(product=product) == []
+    assert storefront.product_neighbours_state(product=product) == "ready"
+    assert storefront.product_neighbours(product=product) == []

@@ -3,7 +3,8 @@
 Each view is a product's image shot again the shopper's way (similarity/evaluation/shots.py:
 ``reshoot`` under a seeded ``shopper_shot``: the garment smaller or larger, off-centre, tilted,
 on an off-white or grey background, JPEG), then preprocessed and embedded like an upload. The
-views' vectors are used only while fitting (``catalog.space.projection_refit``), never stored.
+views' vectors are used only while fitting (``catalog.space.projection_refit``, and the held-out
+evaluation's ``space_fit``), never stored.
 
 ``VIEWS_PER_PRODUCT`` views of every labelled product, at most ``LOOKALIKE_PROJECTION_VIEWS``
 in all (beyond that, a seeded sample of the products). Seeds depend only on the product id and

@@ -1,4 +1,4 @@
-"""Reads of the broker's state for this deployment: queue lengths and what workers are doing.
+"""The broker's state for this deployment, read: queue lengths and what workers are doing.
 
 Everything goes through the project's Celery app (``celery.current_app``), so every Redis
 key and every control message carries this deployment's namespace (``global_keyprefix``):
@@ -12,13 +12,14 @@ from typing import Any
 
 from celery import current_app
 
+from catalog.deployment import deployment_info
 from catalog.task_names import EMBED_QUEUE, INDEX_QUEUE
 
 QUEUES = (EMBED_QUEUE, INDEX_QUEUE)
 CONTROL_TIMEOUT = 1.0
 
 
-def queue_lengths(queues: tuple[str, ...] = QUEUES) -> dict[str, int]:
+def queue_lengths(*, queues: tuple[str, ...] = QUEUES) -> dict[str, int]:
     """Messages waiting in each queue (not those a worker has reserved)."""
     lengths: dict[str, int] = {}
     with current_app.connection_for_read() as conn:
@@ -48,7 +49,7 @@ def _by_worker(replies: list[dict[str, Any]] | None) -> dict[str, Any]:
     return merged
 
 
-def workers_state(timeout: float = CONTROL_TIMEOUT) -> list[WorkerState]:
+def workers_state(*, timeout: float = CONTROL_TIMEOUT) -> list[WorkerState]:
     """Every worker of this deployment that answers within ``timeout`` seconds."""
     control = current_app.control
     inspect = control.inspect(timeout=timeout)
@@ -88,7 +89,5 @@ class Status:
                 if worker.info.get(key) != self.me[key]]
 
 
-def deployment_status(timeout: float = CONTROL_TIMEOUT) -> Status:
-    from catalog.deployment import deployment_info
-
-    return Status(me=deployment_info(), queues=queue_lengths(), workers=workers_state(timeout))
+def deployment_status(*, timeout: float = CONTROL_TIMEOUT) -> Status:
+    return Status(me=deployment_info(), queues=queue_lengths(), workers=workers_state(timeout=timeout))
