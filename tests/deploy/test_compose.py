@@ -53,8 +53,10 @@ def test_gunicorn_target_imports(compose):
     assert shutil.which("gunicorn", path=str(Path(sys.executable).parent))
 
 
-def test_worker_queues_are_routed(compose, settings):
-    routed = set(settings.CELERY_TASK_ROUTES[name]["queue"] for name in settings.CELERY_TASK_ROUTES)
+def test_worker_queues_are_routed(compose):
+    from config.celery_app import app
+
+    routed = {route["queue"] for route in app.conf.task_routes.values()}
     for name in ("worker-embed", "worker-index", "worker-rebuild"):
         command = compose["services"][name]["command"]
         assert command[:4] == ["celery", "-A", "workers.app", "worker"]
