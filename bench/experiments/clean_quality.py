@@ -68,10 +68,10 @@ Log = Callable[[str], None]
 class CleanRun:
     """One run's photos, embeddings and measured configurations."""
 
-    def __init__(self, data: Data, log: Log) -> None:
+    def __init__(self, data: Data, log: Log, started: float) -> None:
         self.data = data
         self.log = log
-        self.started = time.perf_counter()
+        self.started = started
         self.cat_photos = [to_photo(im) for im in data.catalog]
         self.query_photos = [to_photo(im) for im in data.queries]
         self.emb = Embeddings()
@@ -175,8 +175,9 @@ def mark_best(rows: list[dict], log: Log) -> dict:
 def run(quick: bool = False, *, sheet: Path | None = None, log: Log | None = None) -> list[dict]:
     """Measure every configuration; return one dict per table row (see ``table``)."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    started = time.perf_counter()
     data = load_data(quick)
-    r = CleanRun(data, log)
+    r = CleanRun(data, log, started)
     log(f"catalog {len(data.catalog_labels)} (train split), queries {len(data.query_labels)} (test split), "
         f"{data.folds}-fold CV in the catalog")
     rows, lda_ref = baseline_rows(r)
