@@ -4,6 +4,7 @@ photo files and a throw-away SQLite catalog."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import statistics
@@ -40,10 +41,15 @@ def model_dir() -> Path:
 
 
 def product_settings() -> ModuleType:
-    """The product's settings module (plain Python: its defaults, overridden by the environment)."""
-    from config.settings import base
-
-    return base
+    """The product's settings as the environment declares them now (plain Python: its defaults,
+    overridden by the environment). A private copy: importing config.settings.base would cache
+    it, and a benchmark that points Django at its own database later in the same process would
+    get the product's database instead."""
+    spec = importlib.util.find_spec("config.settings.base")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def product_blend() -> dict[str, Any]:
