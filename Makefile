@@ -43,12 +43,12 @@ test: test-system-deps venv model lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: venv model
-	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 quality: venv model
-	$(PY) bench/quality.py --sheet docs/quality_sheet.png $(QUALITY_ARGS)
-	$(PY) bench/shop_photos.py --sheet docs/shop_sheet.png $(QUALITY_ARGS)
-	$(PY) bench/shop_photos.py --product $(QUALITY_ARGS)
+	$(PY) -m bench.experiments.clean_quality --sheet docs/quality_sheet.png $(QUALITY_ARGS)
+	$(PY) -m bench.experiments.shop_quality --sheet docs/shop_sheet.png $(QUALITY_ARGS)
+	$(PY) -m bench.experiments.shop_quality --product $(QUALITY_ARGS)
 
 demo: venv model
 	$(PY) scripts/demo.py $(DEMO_ARGS)

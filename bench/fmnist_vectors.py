@@ -5,16 +5,19 @@ image inverted and upscaled with ``similarity.evaluation.fashion_mnist.to_photo`
 the default preprocessing policy). Filled in chunks; ``<name>.count`` records how many rows
 are done, so an interrupted run resumes and a partial cache is usable (``cached_vectors``).
 For one million vectors, ``scaled_vectors`` repeats them with small Gaussian perturbations.
+
+    python -m bench.fmnist_vectors [LIMIT]
 """
 
 from __future__ import annotations
 
-import io
-import sys
+import argparse
 from pathlib import Path
 
 import numpy as np
 
+from bench.common import data_dir as product_data_dir
+from bench.common import model_dir, photo_png
 from similarity.model.spec import EMBEDDING_DIM
 
 TOTAL = 70_000
@@ -22,8 +25,6 @@ _CHUNK = 512
 
 
 def cache_path(data_dir: Path | None = None) -> Path:
-    from bench.common import data_dir as product_data_dir
-
     return (data_dir or product_data_dir()) / "bench" / "fashion-mnist-70k.npy"
 
 
@@ -42,17 +43,8 @@ def _all_images() -> np.ndarray:
     return np.concatenate([load_split("train")[0], load_split("test")[0]])
 
 
-def _png(image: np.ndarray) -> bytes:
-    from similarity.evaluation.fashion_mnist import to_photo
-
-    buffer = io.BytesIO()
-    to_photo(image).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 def compute(path: Path, *, limit: int = TOTAL, num_threads: int = 1) -> int:
     """Embed images [rows_done, limit) into the cache at ``path``; returns rows done."""
-    from bench.common import model_dir
     from similarity.embedding.embedder import ImageEmbedder
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,7 +57,7 @@ def compute(path: Path, *, limit: int = TOTAL, num_threads: int = 1) -> int:
     done = rows_done(path)
     while done < limit:
         stop = min(limit, done + _CHUNK)
-        out[done:stop] = embedder.embed_many([_png(im) for im in images[done:stop]])
+        out[done:stop] = embedder.embed_many([photo_png(im) for im in images[done:stop]])
         out.flush()
         done = stop
         _count_path(path).write_text(str(done))
@@ -99,5 +91,8 @@ def scaled_vectors(base: np.ndarray, n: int, *, sigma: float = 0.02,
 
 
 if __name__ == "__main__":
-    limit = int(sys.argv[1]) if len(sys.argv) > 1 else TOTAL
-    print(compute(cache_path(), limit=limit))
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("limit", type=int, nargs="?", default=TOTAL,
+                        help="embed the first LIMIT images (default: all 70,000)")
+    print(compute(cache_path(), limit=parser.parse_args().limit))

@@ -1,4 +1,7 @@
-"""Inference speed: Keras reference vs LiteRT at batch 64, and end to end from JPEG files."""
+"""Inference speed: Keras reference vs LiteRT at batch 64, and end to end from JPEG files.
+
+    python -m bench.inference_bench [--quick]
+"""
 
 from __future__ import annotations
 
@@ -8,22 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import median_seconds, model_dir
+from bench.common import garment_jpegs, median_seconds, model_dir
 
 BATCH = 64
-
-
-def _jpeg_folder(folder: Path, count: int) -> list[Path]:
-    """Fashion-MNIST garments written as 800x800 JPEG photos (what a shop uploads)."""
-    from similarity.evaluation.fashion_mnist import load_split, to_photo
-
-    images, _ = load_split("test")
-    paths = []
-    for i in range(count):
-        path = folder / f"{i:04d}.jpg"
-        to_photo(images[i], size=800).save(path, quality=90)
-        paths.append(path)
-    return paths
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -51,7 +41,7 @@ def run(quick: bool = False) -> list[dict]:
     ]
     count = BATCH * (2 if quick else 4)
     with tempfile.TemporaryDirectory() as tmp:
-        paths = _jpeg_folder(Path(tmp), count)
+        paths = garment_jpegs(Path(tmp), count)
         embedder = ImageEmbedder(model_dir=model_dir())
         e2e_s = median_seconds(lambda: embedder.embed_many(paths), repeats=max(2, repeats - 2))
     rows.append({"benchmark": f"end to end: {count} 800x800 JPEG files → vectors (decode, preprocess, embed)",
@@ -61,7 +51,8 @@ def run(quick: bool = False) -> list[dict]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and files")
     for row in run(parser.parse_args().quick):
         print(row)

@@ -1,6 +1,6 @@
 """int8 vs fp32, everything in one run: speed, closeness, neighbour lists, precision@10, threads.
 
-    python bench/int8_bench.py [--quick] [--recipes]
+    python -m bench.int8_bench [--quick] [--recipes]
 
 The criteria for the int8 model to become the default (issue 12), each measured here:
 - >= 400 images/s at batch 64 (fp32 measured interleaved in the same run: the ratio is the
@@ -10,8 +10,9 @@ The criteria for the int8 model to become the default (issue 12), each measured 
   at cosine >= 0.99 to the fp32 one;
 - top-10 lists of a 2,000-garment catalog (200 per class, train split, euclidean on raw
   vectors) overlapping the fp32 ones by >= 0.9 on average;
-- precision@10 of held-out queries (test split, 100 per class), as bench/quality.py
-  measures it, moving by less than 0.005 (the reference row and the product's default row).
+- precision@10 of held-out queries (test split, 100 per class), as
+  bench/experiments/clean_quality.py measures it, moving by less than 0.005 (the reference
+  row and the pad-margin row, the product's default when the criteria were set).
 For scale (measured 2026-12-01): the fp32 vectors plus isotropic noise at mean cosine 0.995
 overlap their own top-10 lists by 0.94, and the dynamic-range model (mean cosine 0.9975, too
 slow: XNNPACK does not run it) by 0.90, so the overlap criterion asks for cosine ~0.997.
@@ -26,7 +27,6 @@ import argparse
 import multiprocessing as mp
 import os
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -35,22 +35,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.common import model_dir  # noqa: E402
-from similarity.embedding.preprocess import get_policy  # noqa: E402
-from similarity.embedding.runtime import LiteRTEmbedder, ensure_model  # noqa: E402
-from similarity.evaluation.fashion_mnist import balanced_indices, load_split, to_photo  # noqa: E402
-from similarity.model.spec import ModelIdentity  # noqa: E402
+from bench.common import model_dir, sq_distances, table
+from similarity.embedding.preprocess import get_policy
+from similarity.embedding.runtime import LiteRTEmbedder, ensure_model
+from similarity.evaluation.fashion_mnist import balanced_indices, load_split, to_photo
+from similarity.model.spec import ModelIdentity
 
 BATCH = 64
 K = 10
 CRITERIA = {"images_per_s": 400.0, "cosine": 0.99, "overlap": 0.9, "precision_delta": 0.005}
-# The product's default configuration (README): pad-margin preprocessing, LDA blended with cosine.
-PRODUCT_POLICY = "pad-margin"
-BLEND_WEIGHT, BLEND_PCA_DIM, BLEND_SHRINKAGE = 1.0, 1024, 0.05
+# The preprocessing of the criteria's second row: the product's default when they were set
+# (pad-margin, LDA blended with cosine with the product's blend parameters).
+CRITERIA_POLICY = "pad-margin"
 
 
 @dataclass(frozen=True)
@@ -68,7 +64,6 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def top_k_overlap(a: np.ndarray, b: np.ndarray, k: int = K) -> float:
     """Mean share of each item's k nearest (euclidean, itself excluded) found by both."""
-    from bench.quality import sq_distances
     from similarity.evaluation.metrics import rank
 
     ra = rank(sq_distances(a, a), k, exclude_self=True)
@@ -93,7 +88,7 @@ def reference_sets(quick: bool) -> dict[str, list[Image.Image]]:
 
 def closeness(fp32: LiteRTEmbedder, int8: LiteRTEmbedder, quick: bool) -> list[Closeness]:
     out = []
-    for policy_name in ("torchvision", PRODUCT_POLICY):
+    for policy_name in ("torchvision", CRITERIA_POLICY):
         policy = get_policy(policy_name)
         for name, photos in reference_sets(quick).items():
             batch = np.stack([policy.to_array(p) for p in photos])
@@ -118,6 +113,16 @@ def speed(fp32: LiteRTEmbedder, int8: LiteRTEmbedder, repeats: int) -> tuple[flo
     return BATCH / statistics.median(times["fp32"]), BATCH / statistics.median(times["int8"])
 
 
+def blend_params(labels: np.ndarray) -> dict:
+    """The product's blend parameters for a catalog of these labels (its PCA dimensions lowered
+    below the catalog's size, as the product does for a small catalog: --quick's 400)."""
+    from catalog.space import fit_params
+
+    params = fit_params(labels.tolist())
+    assert params is not None, "the catalog has every category"
+    return dict(params)
+
+
 def _embed_split(model: LiteRTEmbedder, photos: list[Image.Image], policy_name: str) -> np.ndarray:
     policy = get_policy(policy_name)
     out = np.empty((len(photos), 1280), dtype=np.float32)
@@ -138,7 +143,8 @@ class Retrieval:
 
 def retrieval(fp32: LiteRTEmbedder, int8: LiteRTEmbedder, quick: bool) -> list[Retrieval]:
     """Per configuration: top-10 overlap on the catalog and P@10 of held-out queries, both precisions."""
-    from bench.quality import load_data, score, sq_distances
+    from bench.experiments.clean_inputs import load_data
+    from bench.experiments.clean_scores import score
     from similarity.embedding.projection import fit_blend
     from similarity.evaluation.metrics import rank
 
@@ -146,7 +152,7 @@ def retrieval(fp32: LiteRTEmbedder, int8: LiteRTEmbedder, quick: bool) -> list[R
     catalog = [to_photo(im) for im in data.catalog]
     queries = [to_photo(im) for im in data.queries]
     rows = []
-    for policy_name, space in (("torchvision", "euclidean"), (PRODUCT_POLICY, "LDA + cosine blend")):
+    for policy_name, space in (("torchvision", "euclidean"), (CRITERIA_POLICY, "LDA + cosine blend")):
         vectors: dict[str, np.ndarray] = {}
         p10: dict[str, float] = {}
         for precision, model in (("fp32", fp32), ("int8", int8)):
@@ -156,8 +162,7 @@ def retrieval(fp32: LiteRTEmbedder, int8: LiteRTEmbedder, quick: bool) -> list[R
             if space == "euclidean":
                 zc, zq = c, q
             else:
-                transform = fit_blend(c, data.catalog_labels, weight=BLEND_WEIGHT, pca_dim=BLEND_PCA_DIM,
-                                      shrinkage=BLEND_SHRINKAGE)  # fitted on the catalog only
+                transform = fit_blend(c, data.catalog_labels, **blend_params(data.catalog_labels))
                 zc, zq = transform(c), transform(q)
             ranked = rank(sq_distances(zq, zc), K)
             precision_at_10 = score(ranked, data.catalog_labels, data.query_labels).precision
@@ -205,7 +210,7 @@ def thread_experiment(cache: Path, repeats: int, batches: int) -> dict[tuple[str
 
 
 def run(quick: bool = False, *, log: bool = True) -> list[dict]:
-    """Measure everything; print the table and return rows for bench/run.py."""
+    """Measure everything; print the table and return rows for bench.run."""
     cache = model_dir()
     ensure_model(cache, ModelIdentity())
     ensure_model(cache, ModelIdentity(precision="int8"))
@@ -244,8 +249,6 @@ def run(quick: bool = False, *, log: bool = True) -> list[dict]:
                      "figure": f"{two:.0f} vs {one:.0f} ({both:.0f}) images/s",
                      "ratio": f"{two / one:.2f}x ({both / one:.2f}x)"})
     if log:
-        from bench.run import table
-
         print(table(rows))
     return rows
 

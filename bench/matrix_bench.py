@@ -1,6 +1,6 @@
 """Distance-matrix benchmark: what one upload costs, what a rebuild costs, and the old loop.
 
-    python bench/matrix_bench.py [--quick]
+    python -m bench.matrix_bench [--quick]
 
 Prints a markdown table; ``run(quick)`` returns the rows as dicts for a top-level runner.
 Every figure is a median of several runs, and every ratio compares figures measured in the
@@ -33,17 +33,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from bench.common import REPO, memory_status_kb
+
+if TYPE_CHECKING:
+    from similarity.index.store import MatrixMeta
 
 DIM = 1280
 
 
-def _meta():
+def _meta() -> MatrixMeta:
     from similarity.index.store import MatrixMeta
 
     return MatrixMeta(weights_sha256="0" * 64, policy="bench", metric="euclidean")
@@ -54,7 +56,8 @@ def _vectors(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.random((n, DIM), dtype=np.float32)
 
 
-def _row(benchmark, n, ours, baseline_name="", baseline=None, runs="", notes="", **extra):
+def _row(benchmark: str, n: int, ours: float, baseline_name: str = "", baseline: float | None = None,
+         runs: str = "", notes: str = "", **extra: Any) -> dict:
     ratio = (baseline / ours) if (baseline is not None and ours) else None
     figure = _fmt_s(ours)
     if "peak_rss_mb" in extra:
@@ -75,6 +78,19 @@ def _row(benchmark, n, ours, baseline_name="", baseline=None, runs="", notes="",
     }
     row.update(extra)
     return row
+
+
+def _naive_rewrites(directory: str, distances: np.ndarray, repeat: int) -> list[float]:
+    """Seconds of each full ``np.savez`` rewrite of the matrix + fsync (the notebook's way)."""
+    naive = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        with tempfile.NamedTemporaryFile(dir=directory, suffix=".npz") as f:
+            np.savez(f, distances=distances)
+            f.flush()
+            os.fsync(f.fileno())
+        naive.append(time.perf_counter() - t0)
+    return naive
 
 
 def bench_incremental(n: int, repeat: int, naive_repeat: int, load_repeat: int,
@@ -103,14 +119,7 @@ def bench_incremental(n: int, repeat: int, naive_repeat: int, load_repeat: int,
             changed.append(len(st.upsert(m, [n + 1 + i], v)))
             adds.append(time.perf_counter() - t0)
         delta_bytes = max(p.stat().st_size for p in Path(tmp).glob("delta-*.npz"))
-        naive = []
-        for _ in range(naive_repeat):
-            t0 = time.perf_counter()
-            with tempfile.NamedTemporaryFile(dir=tmp, suffix=".npz") as f:
-                np.savez(f, distances=m.distances)
-                f.flush()
-                os.fsync(f.fileno())
-            naive.append(time.perf_counter() - t0)
+        naive = _naive_rewrites(tmp, m.distances, naive_repeat)
         full_bytes = 4 * len(m) ** 2
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -133,19 +142,11 @@ def bench_incremental(n: int, repeat: int, naive_repeat: int, load_repeat: int,
 
 
 def _peak_rss_kb() -> int:
-    """This process's peak RSS in KB.
-
-    VmHWM from /proc is per address space. ``ru_maxrss`` (self or children) is not usable
-    here: Linux carries the forking parent's high-water mark across exec, so a child spawned
-    by a big parent would report the parent's peak.
-    """
+    """This process's peak RSS in KB (VmHWM; ``ru_maxrss`` where /proc cannot tell)."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return memory_status_kb()["VmHWM"]
+    except (OSError, KeyError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _child(mode: str, n: int, directory: str) -> None:
@@ -175,7 +176,7 @@ def bench_rebuild(n: int, repeat: int) -> list[dict]:
             tmp = tempfile.mkdtemp(prefix="matrix-bench-")
             try:
                 proc = subprocess.run(
-                    [sys.executable, __file__, "--child", mode, str(n), tmp],
+                    [sys.executable, "-m", "bench.matrix_bench", "--child", mode, str(n), tmp],
                     capture_output=True, text=True, check=True, cwd=REPO,
                 )
             finally:
@@ -237,7 +238,7 @@ def run(quick: bool) -> list[dict]:
     return rows
 
 
-def _fmt_s(x) -> str:
+def _fmt_s(x: float | None) -> str:
     if x is None:
         return ""
     return f"{x * 1000:.1f} ms" if x < 1 else f"{x:.2f} s"

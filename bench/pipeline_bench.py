@@ -1,5 +1,6 @@
 """The whole pipeline through real workers: a temporary SQLite catalog, an embed worker and an
-index worker (subprocesses), Redis db 13 under a namespace of the bench's own.
+index worker (subprocesses), Redis db 13 (or ``$LOOKALIKE_BENCH_BROKER_URL``) under a namespace
+of the bench's own.
 
 Rows, each scenario in a fresh catalog and process:
 - upload → ready (its 10 neighbours written) on an idle system at N = 2,000: median and p95
@@ -12,10 +13,13 @@ Rows, each scenario in a fresh catalog and process:
 
 The import scenarios run three times, alternating one and two embed workers; rows give the
 medians of the per-run figures and ratios, with their ranges.
+
+    python -m bench.pipeline_bench [--quick] [--repeats R]
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -28,22 +32,21 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BROKER = "redis://127.0.0.1:6379/13"
+from bench.common import REPO, django_migrated, sqlite_catalog_environment
+
+# Another Redis db where db 13 is in use (test runs flush theirs).
+BROKER = os.environ.get("LOOKALIKE_BENCH_BROKER_URL", "redis://127.0.0.1:6379/13")
 UPLOADS = 20
 
 
 def _environment(tmp: Path) -> dict[str, str]:
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.local",
-        "DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}",
-        "LOOKALIKE_DATA_DIR": os.environ.get("LOOKALIKE_DATA_DIR", str(ROOT / "var")),
-        "MEDIA_ROOT": str(tmp / "media"),
+        **sqlite_catalog_environment(tmp),
         "LOOKALIKE_MATRIX_DIR": str(tmp / "matrix"),
         "CELERY_BROKER_URL": BROKER,
         "LOOKALIKE_NAMESPACE": f"lookalike-bench-{os.getpid()}",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": str(REPO),
         "LOG_LEVEL": "WARNING",
         # Workers as in production: with DEBUG on, Django keeps every query's SQL with its
         # parameters quoted (measured: a few % of the index worker's CPU).
@@ -63,7 +66,7 @@ def _workers(env: dict[str, str], tmp: Path, embedders: int) -> Iterator[list[su
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queue, "-c", "1",
              "-n", f"bench-{name}-{os.getpid()}@%h", "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env={**env, "LOOKALIKE_EMBED_THREADS": threads}, stdout=log,
+            cwd=REPO, env={**env, "LOOKALIKE_EMBED_THREADS": threads}, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True,
         ))
     try:
@@ -187,11 +190,7 @@ def _scenario(per_class: int, embedders: int, latency: bool) -> dict:
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         env = _environment(tmp)
-        import django
-        from django.core.management import call_command
-
-        django.setup()
-        call_command("migrate", verbosity=0)
+        django_migrated()
         from catalog.services.imports import fashion_mnist_sources
 
         paths = _shop_folder(fashion_mnist_sources(per_class=per_class), tmp / "shop")
@@ -216,9 +215,9 @@ def _scenario(per_class: int, embedders: int, latency: bool) -> dict:
 
 def _isolated(per_class: int, embedders: int, latency: bool) -> dict:
     """``_scenario`` in a process of its own (Django is set up once per process, on its DB)."""
-    args = [sys.executable, str(Path(__file__).resolve()), "--json", str(per_class),
+    args = [sys.executable, "-m", "bench.pipeline_bench", "--json", str(per_class),
             str(embedders), "1" if latency else "0"]
-    out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(args, cwd=REPO, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -295,12 +294,21 @@ def run_isolated(quick: bool = False, repeats: int = 3) -> list[dict]:
     return [_latency_row(latency), *_import_rows(ones, twos)]
 
 
-if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
-    if "--json" in sys.argv:  # one scenario: per_class embedders latency(0/1)
-        per_class, embedders, latency = (int(x) for x in sys.argv[2:5])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller catalogs, two repeats")
+    parser.add_argument("--repeats", type=int, default=3, help="import scenarios per worker count")
+    # One scenario in this process (what run_isolated spawns): per_class embedders latency(0/1).
+    parser.add_argument("--json", nargs=3, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.json:
+        per_class, embedders, latency = args.json
         print(json.dumps(_scenario(per_class, embedders, bool(latency))))
-    else:  # [--quick] [--repeats R]
-        repeats = int(sys.argv[sys.argv.index("--repeats") + 1]) if "--repeats" in sys.argv else 3
-        for row in run_isolated(quick="--quick" in sys.argv, repeats=repeats):
-            print(row)
+        return
+    for row in run_isolated(quick=args.quick, repeats=args.repeats):
+        print(row)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,5 +1,7 @@
 """`make bench`: run every benchmark in one process and print one markdown table.
 
+    python -m bench.run [--quick] [--write-readme]
+
 With --write-readme the table replaces the block between the bench markers in README.md.
 """
 
@@ -12,10 +14,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench import (  # noqa: E402
+from bench import (
     inference_bench,
     int8_bench,
     matrix_bench,
@@ -23,36 +22,41 @@ from bench import (  # noqa: E402
     scale_bench,
     search_bench,
 )
+from bench.common import REPO, table
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
-def table(rows: list[dict]) -> str:
-    lines = ["| benchmark | figure | ratio (same run) |", "|---|---|---|"]
-    lines += [f"| {r['benchmark']} | {r['figure']} | {r['ratio']} |" for r in rows]
-    return "\n".join(lines)
+def all_rows(quick: bool) -> list[dict]:
+    """Every benchmark's rows, in the table's order."""
+    return (inference_bench.run(quick) + int8_bench.run(quick, log=False)
+            + matrix_bench.run(quick) + search_bench.run(quick)
+            + pipeline_bench.run_isolated(quick) + scale_bench.run(quick))
+
+
+def write_readme(readme: Path, text: str) -> None:
+    """Replace the block between the bench markers in ``readme`` with ``text``."""
+    content = readme.read_text()
+    before, _, rest = content.partition(START)
+    _, _, after = rest.partition(END)
+    readme.write_text(f"{before}{START}\n{text}\n{END}{after}")
+    print(f"\nwrote the table into {readme}")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller sizes")
     parser.add_argument("--write-readme", action="store_true")
     args = parser.parse_args()
-    rows = (inference_bench.run(args.quick) + int8_bench.run(args.quick, log=False)
-            + matrix_bench.run(args.quick) + search_bench.run(args.quick)
-            + pipeline_bench.run_isolated(args.quick) + scale_bench.run(args.quick))
+    rows = all_rows(args.quick)
     cpu = platform.processor() or platform.machine()
     header = (f"Measured {datetime.now(UTC):%Y-%m-%d} on {cpu}, "
               f"{os.cpu_count()} cores; medians of repeated runs.")
     text = f"{header}\n\n{table(rows)}"
     print(text)
     if args.write_readme:
-        readme = ROOT / "README.md"
-        content = readme.read_text()
-        before, _, rest = content.partition(START)
-        _, _, after = rest.partition(END)
-        readme.write_text(f"{before}{START}\n{text}\n{END}{after}")
-        print(f"\nwrote the table into {readme}")
+        write_readme(REPO / "README.md", text)
     return 0
 
 

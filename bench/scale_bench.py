@@ -40,16 +40,12 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from bench.common import median_seconds  # noqa: E402
-from bench.fmnist_vectors import cached_vectors, scaled_vectors  # noqa: E402
-from similarity.index.block_knn import Block, discard_input, input_size, knn_block  # noqa: E402
-from similarity.index.exact import canonical  # noqa: E402
-from similarity.index.store import MatrixMeta, MatrixStore  # noqa: E402
-from similarity.index.topk import TopKIndex  # noqa: E402
+from bench.common import REPO, median_seconds, memory_status_kb
+from bench.fmnist_vectors import cached_vectors, scaled_vectors
+from similarity.index.block_knn import Block, discard_input, input_size, knn_block
+from similarity.index.exact import canonical
+from similarity.index.store import MatrixMeta, MatrixStore
+from similarity.index.topk import TopKIndex
 
 K = 10
 BENCH_DIR = REPO / "var" / "bench"
@@ -95,8 +91,6 @@ def _worker_main(argv: list[str]) -> None:
 
 
 def _peak_mb() -> float:
-    # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across execve, so a worker spawned by a big
-    # parent would report the parent's peak.
     return float(_rss_fields()["VmHWM"])
 
 
@@ -209,12 +203,9 @@ def bench_ops(store: MatrixStore, index: TopKIndex, vecs: np.ndarray, repeats: i
 
 
 def _rss_fields() -> dict:
-    fields = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
-            fields[key] = int(value.split()[0]) / 1024
-    return fields
+    """Peak and current RSS, private and file-backed, in MB."""
+    status = memory_status_kb()
+    return {key: status[key] / 1024 for key in ("VmHWM", "VmRSS", "RssAnon", "RssFile") if key in status}
 
 
 def _role_main(argv: list[str]) -> None:
@@ -444,7 +435,9 @@ def run_rebuild(n: int, processes: int) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    if argv and argv[0] == "prune":
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__)
+    elif argv and argv[0] == "prune":
         sigma = [float(a.split("=")[1]) for a in argv[1:] if a.startswith("sigma=")]
         run_prune([int(a) for a in argv[1:] if a.isdigit()] or [100_000, 200_000, 1_000_000],
                   *sigma[:1])

@@ -1,5 +1,7 @@
 """Search by photo at N = 10,000 through the real selector: a temporary SQLite catalog.
 
+    python -m bench.search_bench [--quick]
+
 Cold = the first search after the catalog changed (loads the vectors from the database);
 warm = later searches (vectors cached in the process). The baseline in the same run is a
 search that re-reads every vector from the database on each query.
@@ -7,29 +9,21 @@ search that re-reads every vector from the database on each query.
 
 from __future__ import annotations
 
-import io
+import argparse
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.common import django_migrated, median_seconds, photo_png, sqlite_catalog_environment
+
 N = 10_000
 
 
 def _setup_django(tmp: Path) -> None:
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
-    os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'bench.sqlite3'}"
-    os.environ.setdefault("LOOKALIKE_DATA_DIR", str(ROOT / "var"))
-    os.environ["MEDIA_ROOT"] = str(tmp / "media")
-    sys.path.insert(0, str(ROOT))
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
+    os.environ.update(sqlite_catalog_environment(tmp))
+    django_migrated()
 
 
 def _catalog(n: int) -> np.ndarray:
@@ -51,17 +45,12 @@ def _catalog(n: int) -> np.ndarray:
 
 
 def _query_png() -> bytes:
-    from similarity.evaluation.fashion_mnist import load_split, to_photo
+    from similarity.evaluation.fashion_mnist import load_split
 
-    images, _ = load_split("test")
-    buffer = io.BytesIO()
-    to_photo(images[0]).save(buffer, "PNG")
-    return buffer.getvalue()
+    return photo_png(load_split("test")[0][0])
 
 
 def run(quick: bool = False) -> list[dict]:
-    from bench.common import median_seconds
-
     with tempfile.TemporaryDirectory() as tmp:
         _setup_django(Path(tmp))
         from catalog.engine import embedder_get
@@ -89,5 +78,8 @@ def run(quick: bool = False) -> list[dict]:
 
 
 if __name__ == "__main__":
-    for row in run("--quick" in sys.argv):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="N = 2,000 and fewer repeats")
+    for row in run(parser.parse_args().quick):
         print(row)

@@ -209,11 +209,11 @@ def test_pad_margin_puts_the_padded_garment_at_87_5_percent():
 
 
 def test_pad_margin_matches_the_measured_bench_geometry():
-    from bench.quality import _pad_with_margin
+    from bench.experiments.clean_inputs import pad_with_margin
 
     x, y = np.meshgrid(np.linspace(0, 255, 120), np.linspace(0, 255, 90))
     img = Image.fromarray(np.stack([x, y, (x + y) / 2], -1).astype(np.uint8))
-    expected = normalise(_pad_with_margin(0.875)(img))
+    expected = normalise(pad_with_margin(0.875)(img))
     np.testing.assert_allclose(PAD_MARGIN_V1.to_array(img), expected, atol=1e-5)
 
 

@@ -1,7 +1,7 @@
 """How long the full rebuild of a colour catalog takes, step by step, in one process.
 
     LOOKALIKE_DATA_DIR=/tmp/rebuild-bench LOOKALIKE_MODEL_DIR=var/models \\
-    LOOKALIKE_LOCK_URL=redis://127.0.0.1:6379/11 python bench/rebuild_colour.py [--n 2000]
+    LOOKALIKE_LOCK_URL=redis://127.0.0.1:6379/11 python -m bench.rebuild_bench [--n 2000]
 
 A fresh SQLite database in ``$LOOKALIKE_DATA_DIR`` (which must not exist yet) gets ``--n``
 products: dyed Fashion-MNIST garments (similarity/evaluation/shots.py, 8 dyes, every class alike),
@@ -22,20 +22,14 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench.common import django_migrated
 
 
 def _setup(data_dir: Path) -> None:
     if data_dir.exists():
         raise SystemExit(f"{data_dir} exists: give a fresh LOOKALIKE_DATA_DIR")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
+    django_migrated()
 
 
 def _products(n: int) -> None:
