@@ -2,7 +2,7 @@
 
     python -m bench.int8_bench [--quick] [--recipes]
 
-The criteria for the int8 model to become the default (issue 12), each measured here:
+The criteria for the int8 model to become the default, each measured here:
 - >= 400 images/s at batch 64 (fp32 measured interleaved in the same run: the ratio is the
   figure that survives a shared machine);
 - every reference image's vector (scikit-image's chelsea and coffee, and garments: plain

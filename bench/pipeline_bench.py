@@ -123,7 +123,7 @@ def _shop_folder(sources: list, root: Path) -> list[Path]:
 
 def _engine_alone(paths: list[Path]) -> float:
     """Images/s of the engine on the same files, in this process: read, decode, frame, embed,
-    and the colour descriptor, which the product stores beside every vector (issue 11): what
+    and the colour descriptor, which the product stores beside every vector: what
     the embed worker computes for each image, in the same batches, with the worker's cap on
     BLAS threads (the colour descriptor's matrix product would otherwise spread over threads
     that the prepare pool's other thread needs)."""

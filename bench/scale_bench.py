@@ -1,4 +1,4 @@
-"""The top-k layout at scale (issue 10): persisted add/remove, search, first search after a
+"""The top-k layout at scale: persisted add/remove, search, first search after a
 change, distributed rebuild (1 vs 2 processes), faiss vs numpy blocks, peak RSS.
 
 Vectors: the real embeddings of Fashion-MNIST (``bench.fmnist_vectors``: as many of the

@@ -30,7 +30,7 @@ from similarity import ImageEmbedder, ImageRejected, chunked, load_image, reshoo
 
 logger = logging.getLogger(__name__)
 
-VIEWS_PER_PRODUCT = 2  # as bench/shop_photos.py fits its robust projection
+VIEWS_PER_PRODUCT = 2  # as bench/experiments/shop_quality.py fits its robust projection
 _BATCH = 64
 _THREADS = 2
 

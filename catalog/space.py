@@ -8,7 +8,7 @@
   views of it, or ``fit_blend`` without views; docs/quality.md), unit vectors compared by
   euclidean distance (which ranks like cosine on them). With ``LOOKALIKE_COLOUR_WEIGHT``
   w > 0, the garment's colour descriptor (similarity/embedding/colour.py) is put beside the projected
-  shape vector, ``blend_colour(shape, colour, w)``, exactly as bench/shop_photos.py's combined
+  shape vector, ``blend_colour(shape, colour, w)``, exactly as bench/experiments/shop_quality.py's combined
   configuration does; the space key then ends in ``+colour:<colour key>:w=<w>``, so changing
   the weight makes the matrix stale.
 
@@ -57,7 +57,7 @@ PROJECTION_FILE = "projection.npz"
 BLEND_WEIGHT = 1.0
 BLEND_PCA_DIM = 1024
 BLEND_SHRINKAGE = 0.05
-INVARIANT_DIM = 512  # the garment-invariant visual half (bench/shop_photos.py's CV choice)
+INVARIANT_DIM = 512  # the garment-invariant visual half (bench/experiments/shop_quality.py's CV choice)
 INVARIANT_SHRINKAGE = 0.5
 
 _cache_lock = threading.Lock()
@@ -236,7 +236,7 @@ def fit_params(labels: Sequence[str], views: int = 0) -> FitParams | None:
 
 def _fit(vectors: np.ndarray, ids: list[int], labels: list[str], views: AugmentedViews | None,
          params: FitParams) -> BlendProjection:
-    """The robust blend on the products plus their views (bench/shop_photos.py's combined
+    """The robust blend on the products plus their views (bench/experiments/shop_quality.py's combined
     configuration), or the plain blend without views."""
     if views is None or views.of.size == 0:
         return fit_blend(vectors, labels, **params)

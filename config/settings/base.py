@@ -118,7 +118,8 @@ LOOKALIKE_FAILPOINT_MAX_PAUSE = float(os.environ.get("LOOKALIKE_FAILPOINT_MAX_PA
 # Reliability tests only (catalog/services/queue.py): send every task 1 + n times with one id.
 LOOKALIKE_TEST_DUPLICATE_SENDS = int(os.environ.get("LOOKALIKE_TEST_DUPLICATE_SENDS", 0) or 0)
 LOOKALIKE_MATRIX_DIR = Path(os.environ.get("LOOKALIKE_MATRIX_DIR", DATA_DIR / "matrix"))
-# The adopted configuration (docs/quality.md, "Adoption", issue 11): frame-margin@1 preprocessing
+# The default configuration (docs/quality.md, "The default configuration in the catalog"):
+# frame-margin@1 preprocessing
 # (find the garment, crop to it, pad with a margin), the LDA-blended-with-cosine projection
 # refitted at every full rebuild on the catalog plus augmented views of it, and the garment's
 # colour descriptor blended in. LOOKALIKE_METRIC applies to the "raw" space only (the
@@ -135,7 +136,7 @@ LOOKALIKE_EMBED_THREADS = int(os.environ.get("LOOKALIKE_EMBED_THREADS", 0))
 LOOKALIKE_SPACE = os.environ.get("LOOKALIKE_SPACE", "lda-blend")
 LOOKALIKE_METRIC = os.environ.get("LOOKALIKE_METRIC", "euclidean")
 # Weight of the colour descriptor beside the projected shape vector in the lda-blend space
-# (0: shape only). 1.0 is what bench/shop_photos.py chose by catalog cross-validation
+# (0: shape only). 1.0 is what bench/experiments/shop_quality.py chose by catalog cross-validation
 # (category-and-colour@10). Changing it makes the matrix stale: the next writer rebuilds it.
 LOOKALIKE_COLOUR_WEIGHT = float(os.environ.get("LOOKALIKE_COLOUR_WEIGHT", 1.0))
 # Augmented (shopper-style) views the full rebuild embeds to fit the robust projection: 2 per
@@ -151,7 +152,7 @@ LOOKALIKE_DUPLICATE_THRESHOLD = float(os.environ.get("LOOKALIKE_DUPLICATE_THRESH
 LOOKALIKE_INDEX_LAYOUT = os.environ.get("LOOKALIKE_INDEX_LAYOUT", "auto")
 LOOKALIKE_MAX_ITEMS = int(os.environ.get("LOOKALIKE_MAX_ITEMS", 20_000))
 # Ranking engine of the top-k layout's scans: "numpy" (BLAS blocks) or "faiss".
-# faiss: 1.49x less CPU than numpy BLAS blocks on the rebuild's blocks (bench/scale_bench.py).
+# faiss: 1.41x less CPU than numpy BLAS blocks on the rebuild's blocks (make bench, 2026-12-02).
 LOOKALIKE_KNN_ENGINE = os.environ.get("LOOKALIKE_KNN_ENGINE", "faiss")
 # Distributed rebuild (top-k layout): rows per block task on the "rebuild" queue, and how long
 # the writer waits without any block finishing before it computes the rest itself.

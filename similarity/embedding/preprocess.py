@@ -126,7 +126,7 @@ def _pad_square(img: Image.Image) -> Image.Image:
 
 def _pad_square_with_margin(img: Image.Image, scale: float = 0.875) -> Image.Image:
     """pad-square's picture shrunk to ``scale`` of the side, centred in a white square
-    (bench/quality.py measured 0.875 best: the garment at 87.5 %, as in Fashion-MNIST)."""
+    (bench/experiments/clean_quality.py measured 0.875 best: the garment at 87.5 %, as in Fashion-MNIST)."""
     side = round(INPUT_SIZE * scale)
     small = _pad_square(img).resize((side, side), Image.Resampling.BILINEAR)
     canvas = Image.new("RGB", (INPUT_SIZE, INPUT_SIZE), _WHITE)

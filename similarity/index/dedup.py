@@ -3,7 +3,7 @@
 Pure numpy, no Django. Two catalog items are near-duplicates when the cosine distance of
 their raw embeddings is at most ``threshold`` (re-encoding a JPEG, resizing it or
 uploading the same file again moves a MobileNetV2 embedding far less than any two distinct
-garments are apart; see bench/quality.py for the measured distributions). Near-duplicate
+garments are apart; see bench/experiments/clean_duplicates.py for the measured distributions). Near-duplicate
 pairs are joined into groups (connected components); a group is named by its first item.
 
 :func:`collapse` walks a ranked candidate list and keeps only the first item of every group,

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "scripts" / "demo.py"
 BROKER_DB = int(os.environ.get("LOOKALIKE_TEST_DEMO_BROKER_DB", "12"))
 MARKER = "LOOKALIKE_DEMO_TEST_RUN"
-CLEANUP_DEADLINE = 30.0  # issue 9: within 30 s no process the demo started is alive
+CLEANUP_DEADLINE = 30.0  # within 30 s no process the demo started is alive
 START_DEADLINE = 300.0  # a hang guard for a loaded machine, not a measure
 # Settings of the test run that must not reach the demo (CI's DATABASE_URL above all).
 NOT_FOR_THE_DEMO = ("DATABASE_URL", "MEDIA_ROOT", "LOOKALIKE_MATRIX_DIR", "DJANGO_SETTINGS_MODULE")

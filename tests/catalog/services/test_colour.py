@@ -1,4 +1,4 @@
-"""Colour in the product (issue 11): a small real catalog of dyed Fashion-MNIST garments, the
+"""Colour in the product: a small real catalog of dyed Fashion-MNIST garments, the
 real weights, the real embed → rebuild → index path, in the adopted configuration
 (frame-margin@1, robust lda-blend fitted on augmented views, colour blended in)."""
 

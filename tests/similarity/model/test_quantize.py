@@ -131,7 +131,7 @@ def test_int8_vectors_track_fp32(int8_model_path, model_path, data_dir, referenc
         assert cos.min() >= 0.9 and cos.mean() >= 0.95, f"{name}: cosine to fp32 {np.round(cos, 3)}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12's 0.99 goal is not met by post-training int8 "
+@pytest.mark.xfail(strict=True, reason="the 0.99 criterion is not met by post-training int8 "
                    "(measured in bench/int8_bench.py); strict: passing would mean the default can move")
 def test_int8_vectors_within_cosine_0_99_of_fp32(int8_model_path, model_path, data_dir, reference_batches):
     fp32 = LiteRTEmbedder(data_dir / "models", convert_if_missing=False)
