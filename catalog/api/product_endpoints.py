@@ -10,9 +10,10 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.files.uploadedfile import UploadedFile
+from django.http import QueryDict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import generics
+from rest_framework import generics, serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -57,6 +58,11 @@ def _checked_photo(upload: Any) -> CheckedImage | None:
 
 def _validated(serializer_class: type, data: Any, **kwargs: Any) -> dict[str, Any]:
     serializer = serializer_class(data=data, **kwargs)
+    # DRF reads "?status=" as "not given"; the schema says a given value is not empty.
+    blank = {name: ["must not be empty"] for name in serializer.fields
+             if isinstance(data, QueryDict) and data.get(name) == ""}
+    if blank:
+        raise serializers.ValidationError(blank)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
 
@@ -77,6 +83,7 @@ class ProductListView(ApiView, generics.ListAPIView):
 
     def get_queryset(self) -> Any:
         query = _validated(ProductListQuery, self.request.query_params)
+        query.pop("page_size", None)  # the paginator's, checked here (it ignores a bad one)
         return products_filter(**query)
 
 
@@ -114,6 +121,8 @@ class ProductDetailView(ApiView):
     def patch(self, request: Request, sku: str) -> Response:
         product = _product_or_404(sku)
         data = _validated(ProductWriteSerializer, request.data, partial=True)
+        if not data:
+            raise ApiError(400, "invalid", "nothing to change: give name, category or image")
         photo = _checked_photo(data.pop("image", None))
         try:
             product_update(product=product, image=photo, **data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 ERROR_STATUSES = {
@@ -52,14 +53,15 @@ def _error_response(description: str) -> dict[str, Any]:
 
 def add_error_responses(result: dict[str, Any], generator: Any, request: Any,
                         public: bool) -> dict[str, Any]:
-    """Every operation documents every error status with the Error schema; reads may be
-    called without a key."""
+    """Every operation documents every error status with the Error schema; reads (GET and
+    search by photo) are open without a key where the setting says so."""
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
     for path_item in result.get("paths", {}).values():
         for method, operation in path_item.items():
             responses = operation.setdefault("responses", {})
             for code, description in ERROR_STATUSES.items():
                 responses.setdefault(code, _error_response(description))
-            if method == "get" and {} not in operation.get("security", []):
+            reads = method == "get" or "search" in operation.get("operationId", "")
+            if settings.LOOKALIKE_API_OPEN_READS and reads:  # no key needed
                 operation.setdefault("security", []).append({})
     return result

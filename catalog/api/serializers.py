@@ -55,6 +55,8 @@ class ProductListQuery(serializers.Serializer):
     status = serializers.ChoiceField(choices=Product.Status.values, required=False)
     updated_since = serializers.DateTimeField(
         required=False, help_text="Only products changed at or after this time (ISO 8601).")
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=200,
+                                         help_text="Products per page (default 50).")
 
 
 class LimitQuery(serializers.Serializer):
