@@ -46,8 +46,7 @@ def photo_error(exc: DjangoValidationError, *, field: str = "image") -> ApiError
     """A refused photo (``image_check``'s ValidationError, code = the engine's reason)."""
     reason = str(exc.code or "invalid")
     message = " ".join(exc.messages)
-    return ApiError(_PHOTO_STATUS.get(reason, 400), reason, f"{field}: {message}",
-                    {field: [message]})
+    return ApiError(_PHOTO_STATUS.get(reason, 400), reason, message, {field: [message]})
 
 
 def _flatten(detail: Any) -> dict[str, list[str]]:

@@ -15,7 +15,7 @@ from catalog.api.api_errors import ApiError, photo_error
 from catalog.api.endpoint_base import ApiView
 from catalog.api.serializers import SearchRequest, SearchResultSerializer, product_card
 from catalog.api.throttles import ApiKeyThrottle, SearchThrottle
-from catalog.forms import read_upload, rejection_error
+from catalog.forms import SearchByPhotoForm, read_upload, rejection_error
 from catalog.models import MAX_NEIGHBOURS, Product
 from catalog.selectors.photo_search import products_search_by_image
 from catalog.selectors.storefront import product_get, product_neighbours, product_neighbours_state
@@ -27,6 +27,9 @@ def _photo_bytes(upload: Any) -> bytes:
     if not isinstance(upload, UploadedFile):
         raise ApiError(400, "missing", "image: send the photo as a multipart file",
                        {"image": ["no file"]})
+    if not upload.size:  # worded as the storefront's search form words it
+        message = str(SearchByPhotoForm.base_fields["image"].error_messages["empty"])
+        raise ApiError(400, "empty", message, {"image": [message]})
     try:
         return read_upload(upload, max_bytes=image_limits().max_bytes)
     except DjangoValidationError as exc:
