@@ -1,8 +1,8 @@
 """The catalog app: products, their similar items, and the pipeline that computes them.
 
 - Django's usual modules: ``models``, ``admin``, ``forms``, ``views`` (storefront pages),
-  ``api`` (JSON endpoints), ``urls``, ``signals``, ``templatetags``, ``management/commands``;
-  ``ratelimit`` (the search rate limit the views apply).
+  ``urls``, ``signals``, ``templatetags``, ``management/commands``; ``api/`` (the REST API
+  at /api/v1/, its schema, keys, throttles and error format: its ``__init__`` is its map).
 - ``services/``: every write (products, embedding, the index and its neighbour rows, the
   rebuild, the sweeps); ``selectors/``: every read.
 - Between them and the engine (``similarity``, imported only through its public surface),

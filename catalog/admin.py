@@ -18,7 +18,7 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
 from catalog.forms import BulkUploadForm, ProductAdminForm
-from catalog.models import Product, RebuildBlock, RebuildRun
+from catalog.models import ApiKey, Product, RebuildBlock, RebuildRun
 from catalog.selectors.storefront import product_neighbours, product_neighbours_state
 
 STATUS_COLOURS = {
@@ -44,10 +44,11 @@ def _thumb(product: Product, size: int) -> str:
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
     form = ProductAdminForm
-    list_display = ("thumbnail", "name", "category", "coloured_status", "short_error", "created_at")
+    list_display = ("thumbnail", "name", "sku", "category", "coloured_status", "short_error",
+                    "created_at")
     list_display_links = ("thumbnail", "name")
     list_filter = ("status", "category")
-    search_fields = ("name", "category", "slug")
+    search_fields = ("name", "sku", "category", "slug")
     list_per_page = 50
     readonly_fields = (
         "current_image",
@@ -63,11 +64,11 @@ class ProductAdmin(admin.ModelAdmin):
     change_list_template = "admin/catalog/product/change_list.html"
 
     def get_fieldsets(self, request: HttpRequest, obj: Product | None = None) -> list:
-        main = (None, {"fields": ["name", "slug", "category", "image"]})
+        main = (None, {"fields": ["name", "sku", "slug", "category", "image"]})
         if obj is None:
             return [main]
         return [
-            (None, {"fields": ["current_image", "name", "slug", "category", "image"]}),
+            (None, {"fields": ["current_image", "name", "sku", "slug", "category", "image"]}),
             (
                 "Similarity",
                 {"fields": ["coloured_status", "error_message", "similar_preview"]},
@@ -80,6 +81,10 @@ class ProductAdmin(admin.ModelAdmin):
                 },
             ),
         ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Product | None = None) -> Any:
+        # A SKU is the shop's stable id: set once, when the product is made.
+        return (*self.readonly_fields, "sku") if obj is not None else self.readonly_fields
 
     # -- list columns -------------------------------------------------------------------------
 
@@ -162,6 +167,7 @@ class ProductAdmin(admin.ModelAdmin):
                 category=data["category"],
                 image=form.checked_image or data["image"],
                 slug=data.get("slug") or None,
+                sku=data.get("sku") or None,
             )
         else:
             current = Product.objects.get(pk=obj.pk)
@@ -318,3 +324,37 @@ class RebuildRunAdmin(admin.ModelAdmin):
             obj.done,
             obj.total,
         )
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """REST API keys: the secret is shown once, when the key is made; only its hash is kept."""
+
+    list_display = ("name", "prefix", "scope", "created_at", "revoked_at")
+    list_filter = ("scope",)
+    fields = ("name", "scope")
+    actions = ("revoke",)
+
+    def has_change_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)  # the list's actions
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        from catalog.services.api_keys import api_key_create
+
+        key, raw = api_key_create(name=obj.name, scope=obj.scope)
+        obj.pk = key.pk
+        obj.refresh_from_db()
+        self.message_user(
+            request,
+            format_html("The API key {} ({} scope) is <code class=\"lookalike-new-key\">{}</code>. "
+                        "Copy it now: it is not stored and will not be shown again.",
+                        key.name, key.scope, raw),
+            messages.WARNING,
+        )
+
+    @admin.action(description="Revoke the selected API keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        from catalog.services.api_keys import api_keys_revoke
+
+        count = api_keys_revoke(key_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"Revoked {count} API key(s).", messages.SUCCESS)

@@ -147,10 +147,13 @@ class ProductAdminForm(forms.ModelForm):
 
     class Meta:
         model = Product
-        fields = ("name", "slug", "category", "image")
+        fields = ("name", "sku", "slug", "category", "image")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if "sku" in self.fields:  # read-only once the product exists
+            self.fields["sku"].required = False
+            self.fields["sku"].initial = None  # not the model's placeholder: derived on save
         self.fields["slug"].required = False
         self.fields["slug"].help_text = "Leave empty to derive it from the name."
         # The uploaded image as clean_image checked it: saving creates the product from it.

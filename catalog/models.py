@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import secrets
 import uuid
 from pathlib import PurePath
 
 import numpy as np
+from django.core.validators import RegexValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -13,6 +16,17 @@ from django.utils import timezone
 from catalog.vectors import vector_from_bytes
 
 MAX_NEIGHBOURS = 10
+SKU_MAX = 64
+# A shop's own product id: letters, digits, ".", "_" and "-", starting with a letter or digit
+# (it is a URL path segment of the API).
+SKU_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+SKU_RE = re.compile(rf"^{SKU_PATTERN}$")
+
+
+def sku_default() -> str:
+    """A placeholder SKU for a product made without the services (which derive one from the
+    file name): unique and valid."""
+    return f"p-{secrets.token_hex(8)}"
 
 
 def product_image_path(instance: Product, filename: str) -> str:
@@ -31,6 +45,12 @@ class Product(models.Model):
         FAILED = "failed", "Failed"
 
     name = models.CharField(max_length=200)
+    sku = models.CharField(
+        "SKU", max_length=SKU_MAX, unique=True, default=sku_default,
+        validators=[RegexValidator(SKU_RE, "letters, digits, '.', '_' and '-' only, "
+                                   "starting with a letter or digit, at most 64", code="bad_sku")],
+        help_text="The shop's own product id, stable. Leave empty to derive it from the file name.",
+    )
     slug = models.SlugField(max_length=220, unique=True)
     category = models.CharField(max_length=64, db_index=True)
     image = models.ImageField(upload_to=product_image_path, max_length=255)
@@ -153,3 +173,30 @@ class RebuildBlock(models.Model):
 
     def __str__(self) -> str:
         return f"rows {self.start}-{self.stop} ({self.state})"
+
+
+class ApiKey(models.Model):
+    """A key of the REST API. Only its SHA-256 is stored (the key is 32 random bytes, so a
+    fast hash is enough); the key itself is shown once, when it is made."""
+
+    class Scope(models.TextChoices):
+        READ = "read", "Read"
+        WRITE = "write", "Read and write"
+
+    name = models.CharField(max_length=100, help_text="Who uses it, e.g. “nightly ERP sync”.")
+    scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.READ)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    key_sha256 = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ("-created_at",)
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…, {self.scope})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -9,7 +9,7 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
-from catalog import ratelimit
+from catalog.api.throttles import SearchThrottle, rate_describe
 from catalog.forms import SearchByPhotoForm, human_bytes, rejection_error
 from catalog.selectors import photo_search, storefront
 from similarity import ImageRejected
@@ -75,14 +75,15 @@ def search_by_photo(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _search_page(request)
 
-    allowed, retry_after = ratelimit.hit(request, scope="search", rate=settings.LOOKALIKE_SEARCH_RATE)
-    if not allowed:
+    throttle = SearchThrottle()  # the API's search limit: one bucket per client for both
+    if not throttle.allow_request(request, None):
+        retry_after = int(throttle.wait() or 1)
         context = {
             "results": None,
             "form": SearchByPhotoForm(),
             "rate_limited": True,
             "retry_after": retry_after,
-            "rate": ratelimit.parse_rate(settings.LOOKALIKE_SEARCH_RATE).describe(),
+            "rate": rate_describe(settings.LOOKALIKE_SEARCH_RATE),
         }
         response = render(request, "catalog/search.html", context, status=429)
         response["Retry-After"] = str(retry_after)

@@ -140,33 +140,46 @@ def vectors_nearest(
     return [(int(ids[cand[i]]), float(dist32[i])) for i in order]
 
 
-def products_search_by_image(*, image_bytes: bytes, k: int = 10) -> list[tuple[Product, float]]:
-    """The ``k`` ready products nearest to an uploaded image, with their distances.
+def products_search_by_image(*, image_bytes: bytes, k: int = 10,
+                             category: str | None = None) -> list[tuple[Product, float]]:
+    """The ``k`` ready products nearest to an uploaded image (of ``category`` if given), with
+    their distances.
 
     Raises ``similarity.errors.ImageRejected`` (with its ``reason``) for an unusable image.
     """
     vector, colour = embedder_get().embed_with_colour(image_bytes)
-    return products_search_by_vector(vector=vector, colour=colour, k=k)
+    return products_search_by_vector(vector=vector, colour=colour, k=k, category=category)
 
 
 def products_search_by_vector(
-    *, vector: np.ndarray, colour: np.ndarray | None = None, k: int = 10
+    *, vector: np.ndarray, colour: np.ndarray | None = None, k: int = 10,
+    category: str | None = None,
 ) -> list[tuple[Product, float]]:
     """The ``k`` ready products nearest to a raw vector (and its colour descriptor: without
     one, a colour-blended space ranks by shape alone). A top-k layout index is searched in
     place (vectors shared through the page cache, deltas replayed); below that size, the
     ready products' vectors are cached from the database."""
-    found = _search_stored_index(vector, colour, k)
+    found = _search_stored_index(vector, colour, k, category)
     if found is not None:
         return found
     index = _search_index()
+    ids, vectors, sq_norms = index.ids, index.vectors, index.sq_norms
+    if category is not None:
+        keep = np.isin(ids, _ready_in_category(category))
+        ids, vectors, sq_norms = ids[keep], vectors[keep], sq_norms[keep]
     hits = vectors_nearest(
-        index.space.query(vector, colour), ids=index.ids, vectors=index.vectors, sq_norms=index.sq_norms,
+        index.space.query(vector, colour), ids=ids, vectors=vectors, sq_norms=sq_norms,
         metric=index.metric, k=k,
     )
     products = Product.objects.in_bulk([pid for pid, _ in hits])
     # A product deleted since the index was loaded is simply left out.
     return [(products[pid], dist) for pid, dist in hits if pid in products]
+
+
+def _ready_in_category(category: str) -> np.ndarray:
+    ids = Product.objects.filter(status=Product.Status.READY, category=category).values_list(
+        "id", flat=True)
+    return np.fromiter(ids, dtype=np.int64)
 
 
 _stored_lock = threading.Lock()
@@ -185,8 +198,8 @@ def _stored_index(store: MatrixStore) -> NeighbourIndex:
     return index
 
 
-def _search_stored_index(vector: np.ndarray, colour: np.ndarray | None,
-                         k: int) -> list[tuple[Product, float]] | None:
+def _search_stored_index(vector: np.ndarray, colour: np.ndarray | None, k: int,
+                         category: str | None = None) -> list[tuple[Product, float]] | None:
     """Search the stored top-k index, or None when the stored index is not top-k (or is of
     another space: a migration in progress)."""
     target = matrix_store()
@@ -201,8 +214,10 @@ def _search_stored_index(vector: np.ndarray, colour: np.ndarray | None,
         wanted = k
         while True:
             hits = index.query(query, k=min(wanted, len(index)))
-            ready = Product.objects.filter(status=Product.Status.READY).in_bulk(
-                [pid for pid, _ in hits])
+            wanted_rows = Product.objects.filter(status=Product.Status.READY)
+            if category is not None:
+                wanted_rows = wanted_rows.filter(category=category)
+            ready = wanted_rows.in_bulk([pid for pid, _ in hits])
             found = [(ready[pid], dist) for pid, dist in hits if pid in ready][:k]
             if len(found) == k or wanted >= len(index):
                 return found

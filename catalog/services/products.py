@@ -18,6 +18,7 @@ from django.utils.text import slugify
 
 from catalog.models import Product
 from catalog.services import queue
+from catalog.services.skus import sku_free, sku_from_stem, sku_validate, skus_unique
 from catalog.vectors import image_limits, sha256_hex
 from similarity import ImageRejected, check_image
 
@@ -118,10 +119,11 @@ def _slugs_unique(names: Sequence[str]) -> list[str]:
     return slugs
 
 
-def _product(*, name: str, category: str, checked: CheckedImage, slug: str) -> Product:
+def _product(*, name: str, category: str, checked: CheckedImage, slug: str, sku: str) -> Product:
     """An unsaved pending product with its image file stored, checked field by field."""
     product = Product(
         name=name[:_NAME_MAX],
+        sku=sku,
         category=category,
         slug=slug,
         image_sha256=checked.sha256,
@@ -134,11 +136,15 @@ def _product(*, name: str, category: str, checked: CheckedImage, slug: str) -> P
     return product
 
 
-def _new_product(*, name: str, category: str, checked: CheckedImage, slug: str | None) -> Product:
+def _new_product(*, name: str, category: str, checked: CheckedImage, slug: str | None,
+                 sku: str | None) -> Product:
     if slug and Product.objects.filter(slug=slug).exists():
         raise ValidationError(f"the slug {slug!r} is already used", code="slug_taken")
+    if sku:
+        sku_free(sku_validate(sku))
     product = _product(name=name, category=category, checked=checked,
-                       slug=slug or _slug_unique(name))
+                       slug=slug or _slug_unique(name),
+                       sku=sku or skus_unique([sku_from_stem(checked.stem)])[0])
     product.save()
     return product
 
@@ -153,14 +159,15 @@ def _delete_file_on_commit(storage: Storage, name: str) -> None:
 
 @transaction.atomic
 def product_create(*, name: str, category: str, image: File | CheckedImage,
-                   slug: str | None = None) -> Product:
+                   slug: str | None = None, sku: str | None = None) -> Product:
     """Validate the image fully (unless it was checked already, ``image_check``), save the
-    product (pending) and queue its embedding on commit.
+    product (pending) and queue its embedding on commit. Without a ``sku``, one is derived
+    from the image's file name.
 
     A rejected image raises ``ValidationError`` whose code is the reason; nothing is saved.
     """
     checked = _checked(image)
-    product = _new_product(name=name, category=category, checked=checked, slug=slug)
+    product = _new_product(name=name, category=category, checked=checked, slug=slug, sku=sku)
     queue.embed_enqueue(product_ids=[product.pk])
     return product
 
@@ -277,7 +284,8 @@ def products_bulk_create_checked(
     *, images: Sequence[CheckedImage], category: str, name_pattern: str = "{category} {n}"
 ) -> list[Product]:
     """``products_bulk_create`` for images already checked by ``image_check`` (an import
-    checks each file once): one INSERT for the batch, embedding queued on commit."""
+    checks each file once): one INSERT for the batch, embedding queued on commit. SKUs are
+    derived from the file names."""
     try:
         name_pattern.format(category=category, n=1, stem="x")
     except (KeyError, IndexError, ValueError) as exc:
@@ -288,8 +296,10 @@ def products_bulk_create_checked(
     start = Product.objects.filter(category=category).count()
     names = [name_pattern.format(category=category, n=n, stem=item.stem)
              for n, item in enumerate(images, start=start + 1)]
-    products = [_product(name=name, category=category, checked=item, slug=slug)
-                for name, item, slug in zip(names, images, _slugs_unique(names), strict=True)]
+    skus = skus_unique([sku_from_stem(item.stem) for item in images])
+    products = [_product(name=name, category=category, checked=item, slug=slug, sku=sku)
+                for name, item, slug, sku in zip(names, images, _slugs_unique(names), skus,
+                                                  strict=True)]
     products = Product.objects.bulk_create(products)
     queue.embed_enqueue(product_ids=[p.pk for p in products])
     return products

@@ -36,12 +36,17 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_celery_beat",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "corsheaders",
     "catalog",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -226,4 +231,38 @@ CACHES = {
         if CACHE_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
+}
+
+# ---- REST API (/api/v1/, catalog/api/) ------------------------------------------------------
+# Reads (lists, products, search) without a key; writes always need a key with the write scope.
+LOOKALIKE_API_OPEN_READS = env_bool("LOOKALIKE_API_OPEN_READS", True)
+LOOKALIKE_API_KEY_RATE = os.environ.get("LOOKALIKE_API_KEY_RATE", "1200/m")
+LOOKALIKE_API_CLIENT_RATE = os.environ.get("LOOKALIKE_API_CLIENT_RATE", "600/m")
+# max-age of a similar-items answer (it carries an ETag: a changed list gets a new one).
+LOOKALIKE_API_CACHE_SECONDS = int(os.environ.get("LOOKALIKE_API_CACHE_SECONDS", 60))
+# Reverse proxies in front of the app that append to X-Forwarded-For (0: use REMOTE_ADDR).
+LOOKALIKE_TRUSTED_PROXIES = int(os.environ.get("LOOKALIKE_TRUSTED_PROXIES", 0))
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", "")
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "if-none-match", "x-api-key")
+CORS_EXPOSE_HEADERS = ("etag", "retry-after")
+# A bulk admin upload is one request with up to LOOKALIKE_BULK_MAX_FILES files.
+DATA_UPLOAD_MAX_NUMBER_FILES = LOOKALIKE_BULK_MAX_FILES
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Lookalike API",
+    "DESCRIPTION": "Products by SKU, their similar items, and search by photo.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "catalog.api.schema_hooks.add_error_responses",
+    ],
 }

@@ -168,7 +168,8 @@ def test_search_without_a_file(client):
 
 
 def test_search_is_rate_limited_per_client(client, settings, monkeypatch):
-    monkeypatch.setattr("catalog.ratelimit._now", lambda: 1_000_040.0)  # mid-window: no rollover
+    monkeypatch.setattr("catalog.api.throttles._SettingRateThrottle.timer",
+                        staticmethod(lambda: 1_000_040.0))
     settings.LOOKALIKE_SEARCH_RATE = "2/m"
     bad = b"text"
     for _ in range(2):
