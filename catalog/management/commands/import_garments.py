@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any, TextIO
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from catalog.management.commands._args import non_negative_float, non_negative_int, positive_int
+from catalog.management.commands._args import (
+    add_follow_arguments,
+    non_negative_int,
+    positive_int,
+)
 from catalog.management.commands._progress import (
     WORKER_HINT,
     follow_products,
@@ -54,13 +57,7 @@ class Command(BaseCommand):
                             help="skip images whose sha256 is already in the catalog")
         parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH,
                             help=f"products created per transaction (default {DEFAULT_BATCH})")
-        parser.add_argument("--no-wait", action="store_true",
-                            help="queue the products and exit without following the workers")
-        parser.add_argument("--timeout", type=non_negative_float, default=3600.0,
-                            help="seconds to follow the workers before giving up (default 3600)")
-        parser.add_argument("--poll-interval", type=non_negative_float, default=0.5,
-                            help=argparse.SUPPRESS)
-        parser.add_argument("--no-progress", action="store_true", help="draw no progress bars")
+        add_follow_arguments(parser, what="the products")
 
     def handle(self, *args: Any, **options: Any) -> None:
         sources, pattern = self._sources(options)
