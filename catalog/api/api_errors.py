@@ -9,6 +9,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.exceptions import (
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.defaults import server_error
@@ -72,8 +77,27 @@ def _body(exc: exceptions.APIException) -> dict[str, Any]:
     return error_body(exc.status_code, reason, str(exc.detail))
 
 
+# Django's own limits on a request body, met while DRF parses it.
+_BODY_LIMITS: tuple[tuple[type[Exception], int, str, str], ...] = (
+    (TooManyFilesSent, 400, "too_many_files",
+     "too many files in one request (DATA_UPLOAD_MAX_NUMBER_FILES)"),
+    (TooManyFieldsSent, 400, "too_many_fields",
+     "too many fields in one request (DATA_UPLOAD_MAX_NUMBER_FIELDS)"),
+    (RequestDataTooBig, 413, "too_large",
+     "the request's fields are over DATA_UPLOAD_MAX_MEMORY_SIZE"),
+)
+
+
+def _body_limit_error(exc: Exception) -> ApiError | None:
+    for kind, status_code, reason, message in _BODY_LIMITS:
+        if isinstance(exc, kind):
+            return ApiError(status_code, reason, message)
+    return None
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler with the API's error format; any other exception is a JSON 500."""
+    exc = _body_limit_error(exc) or exc
     if isinstance(exc, Http404):
         exc = ApiError(404, "not_found", str(exc) or "not found")
     elif isinstance(exc, DjangoValidationError):

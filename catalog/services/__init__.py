@@ -3,6 +3,9 @@ Reads live in ``catalog.selectors``.
 
 - ``products``: create, update, delete, bulk create, image checks (admin forms use them);
 - ``imports``: bulk imports from folders or Fashion-MNIST (``manage.py import_garments``);
+- ``product_sync`` and ``skus``: products by the shop's SKU, idempotent by content;
+  ``catalog_sync``: many at once from a shop's export (``manage.py import_catalog`` and the
+  API's batch), read into rows by ``manifest_rows``;
 - ``product_embedding``: images → vectors (the embed queue);
 - ``indexing``: vectors → distance matrix → neighbour rows (the index queue), written by
   ``index_writer`` (one writer: ``locking``'s fenced Redis lock, then the store's flock) and

@@ -240,6 +240,8 @@ LOOKALIKE_API_KEY_RATE = os.environ.get("LOOKALIKE_API_KEY_RATE", "1200/m")
 LOOKALIKE_API_CLIENT_RATE = os.environ.get("LOOKALIKE_API_CLIENT_RATE", "600/m")
 # max-age of a similar-items answer (it carries an ETag: a changed list gets a new one).
 LOOKALIKE_API_CACHE_SECONDS = int(os.environ.get("LOOKALIKE_API_CACHE_SECONDS", 60))
+# Rows (and photos) in one POST /api/v1/products/batch.
+LOOKALIKE_API_BATCH_MAX_ROWS = int(os.environ.get("LOOKALIKE_API_BATCH_MAX_ROWS", 100))
 # Reverse proxies in front of the app that append to X-Forwarded-For (0: use REMOTE_ADDR).
 LOOKALIKE_TRUSTED_PROXIES = int(os.environ.get("LOOKALIKE_TRUSTED_PROXIES", 0))
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", "")

@@ -53,7 +53,7 @@ def _check(operation, mode: GenerationMode) -> None:
 # pytest): each with valid (positive) and invalid (negative) generated input.
 def test_every_operation_keeps_to_the_schema(api_schema):
     operations = [result.ok() for result in api_schema.get_all_operations()]
-    assert len(operations) == 9
+    assert len(operations) == 10
     for operation in operations:
         _check(operation, GenerationMode.POSITIVE)
         try:
