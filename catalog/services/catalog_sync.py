@@ -17,6 +17,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 
 from catalog.models import Product
+from catalog.services import queue
 from catalog.services.manifest_rows import ParsedRows, RowFailure, SyncRow
 from catalog.services.product_sync import product_put
 from catalog.services.products import image_check, product_update, products_delete
@@ -140,8 +141,16 @@ def _fingerprints(rows: Sequence[SyncRow]) -> dict[str, Fingerprint]:
 
 @transaction.atomic
 def _sync_batch(rows: Sequence[SyncRow], result: SyncResult) -> None:
-    """One transaction per batch (embedding queued on its commit), a savepoint per row."""
+    """One transaction per batch, a savepoint per row; the batch's new photos are queued to be
+    embedded together on its commit (only rows whose savepoint committed count)."""
     known = _fingerprints(rows)
+    already = len(result.queued)
+    with queue.embeds_held():
+        _sync_rows(rows, known, result)
+    queue.embed_enqueue(product_ids=result.queued[already:])
+
+
+def _sync_rows(rows: Sequence[SyncRow], known: dict[str, Fingerprint], result: SyncResult) -> None:
     for row in rows:
         try:
             _fields_check(row)

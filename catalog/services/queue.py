@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,9 +57,30 @@ def _send(task: str, *, robust: bool, **kwargs: Any) -> None:
     transaction.on_commit(TaskSend(task, kwargs), robust=robust)
 
 
+# Set inside ``embeds_held``: embed_enqueue records ids there instead of queueing them.
+_held_embeds: ContextVar[set[int] | None] = ContextVar("held_embeds", default=None)
+
+
+@contextmanager
+def embeds_held() -> Iterator[set[int]]:
+    """Inside the block, ``embed_enqueue`` only records the ids: a caller that writes many
+    products one service call at a time queues them itself, in batches (a task per product
+    would embed one image at a time)."""
+    held: set[int] = set()
+    token = _held_embeds.set(held)
+    try:
+        yield held
+    finally:
+        _held_embeds.reset(token)
+
+
 def embed_enqueue(*, product_ids: Iterable[int], robust: bool = True) -> None:
     """Queue embedding in batches (one task per ``LOOKALIKE_EMBED_BATCH`` products)."""
     ids = sorted(set(product_ids))
+    held = _held_embeds.get()
+    if held is not None:
+        held.update(ids)
+        return
     for chunk in chunked(ids, settings.LOOKALIKE_EMBED_BATCH):
         _send(EMBED, robust=robust, product_ids=chunk)
 

@@ -113,10 +113,16 @@ def test_a_repeat_is_unchanged_and_a_rename_queues_nothing(tmp_path, images,
     assert Product.objects.get(sku="b1").name == "Big bag"
 
 
-def test_prune_keeps_failed_rows_products_and_refuses_an_empty_export(tmp_path, images):
+def test_prune_keeps_failed_rows_products_and_refuses_an_empty_export(
+        tmp_path, images, django_capture_on_commit_callbacks):
     rows = [{"sku": f"c{i}", "name": "Top", "category": "Top", "photo": f"{i}.png"}
             for i in range(3)]
-    catalog_sync(parsed=manifest_rows(path=jsonl(tmp_path / "a.jsonl", *rows), images=images))
+    with django_capture_on_commit_callbacks() as created:
+        catalog_sync(parsed=manifest_rows(path=jsonl(tmp_path / "a.jsonl", *rows), images=images),
+                     batch_size=2)
+    # one embedding task per batch of rows, not one per product
+    pks = list(Product.objects.order_by("sku").values_list("pk", flat=True))
+    assert sends(created) == [{"product_ids": pks[:2]}, {"product_ids": pks[2:]}]
     (images / "1.png").write_bytes(b"broken")
     parsed = manifest_rows(path=jsonl(tmp_path / "b.jsonl", *rows[1:]), images=images)
     result = catalog_sync(parsed=parsed, prune=True)
