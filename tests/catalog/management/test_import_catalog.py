@@ -9,7 +9,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from catalog.models import Product, ProductNeighbour
 from catalog.services import queue
@@ -159,3 +159,25 @@ def test_a_nightly_sync_imports_reruns_changes_and_prunes(worker, shop, sends):
     assert not ProductNeighbour.objects.filter(neighbour_id__in=doomed).exists()
     for pk in holders:
         assert ProductNeighbour.objects.filter(product_id=pk).count() == 10
+
+
+def test_no_wait_queues_and_exits_and_a_timeout_names_what_is_pending(no_broker, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        (images / f"{i}.png").write_bytes(drawn_image(i, SIZE))
+    manifest = tmp_path / "export.csv"
+    write_manifest(manifest, [(f"n{i}", "Top", "Tops", f"{i}.png") for i in range(3)])
+    out = StringIO()
+    call_command("import_catalog", str(manifest), "--images", str(images), "--no-wait",
+                 stdout=out, stderr=StringIO())
+    assert "not following the workers (--no-wait): 3 pending" in out.getvalue()
+    assert "summary: created 3, changed 0, unchanged 0, deleted 0, failed 0; queued 3" in out.getvalue()
+    assert [s.kwargs["product_ids"] for s in no_broker] == [
+        sorted(Product.objects.values_list("pk", flat=True))]
+
+    (images / "0.png").write_bytes(drawn_image(77, SIZE))
+    with pytest.raises(CommandError, match=r"timed out after 0 s: 1 of 1 queued product\(s\) "
+                                           r"still pending; are the workers running"):
+        call_command("import_catalog", str(manifest), "--images", str(images), "--timeout", "0",
+                     stdout=StringIO(), stderr=StringIO())
