@@ -18,7 +18,7 @@ from django.db import transaction
 
 from catalog.models import Product
 from catalog.services import queue
-from catalog.services.manifest_rows import ParsedRows, RowFailure, SyncRow
+from catalog.services.manifest_rows import ParsedRows, RowFailure, RowRefused, SyncRow
 from catalog.services.product_sync import product_put
 from catalog.services.products import image_check, product_update, products_delete
 from catalog.services.skus import sku_validate
@@ -56,12 +56,6 @@ class SyncResult:
         return [o for o in self.outcomes if o.outcome == "failed"]
 
 
-class _RowFailed(Exception):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason, self.message = reason, message
-
-
 def _failed(failure: RowFailure) -> RowOutcome:
     return RowOutcome(failure.line, failure.sku, "failed", failure.reason, failure.message)
 
@@ -85,11 +79,11 @@ def _fields_check(row: SyncRow) -> None:
     try:
         sku_validate(row.sku)
     except ValidationError as exc:
-        raise _RowFailed("bad_sku", exc.messages[0]) from exc
+        raise RowRefused("bad_sku", exc.messages[0]) from exc
     for name, value, limit in (("name", row.name, _NAME_MAX),
                                ("category", row.category, _CATEGORY_MAX)):
         if len(value) > limit:
-            raise _RowFailed("invalid", f"{name} is {len(value)} characters, over {limit}")
+            raise RowRefused("invalid", f"{name} is {len(value)} characters, over {limit}")
 
 
 def _photo_bytes(row: SyncRow) -> bytes:
@@ -97,18 +91,18 @@ def _photo_bytes(row: SyncRow) -> bytes:
     try:
         return row.photo()
     except ImageRejected as exc:
-        raise _RowFailed(exc.reason, exc.message) from exc
+        raise RowRefused(exc.reason, exc.message) from exc
     except FileNotFoundError as exc:
-        raise _RowFailed("photo_missing", f"photo {row.photo_label!r} does not exist") from exc
+        raise RowRefused("photo_missing", f"photo {row.photo_label!r} does not exist") from exc
     except OSError as exc:
-        raise _RowFailed("unreadable", f"cannot read photo {row.photo_label!r}: "
+        raise RowRefused("unreadable", f"cannot read photo {row.photo_label!r}: "
                                        f"{exc.strerror or exc}") from exc
 
 
 def _keep_photo(row: SyncRow, before: Fingerprint | None) -> RowOutcome:
     """A row without a photo: the stored photo must be the one ``photo_sha256`` names."""
     if before is None or before[3] != row.photo_sha256:
-        raise _RowFailed("photo_required", "send the photo: no product with this SKU has the "
+        raise RowRefused("photo_required", "send the photo: no product with this SKU has the "
                                            "photo photo_sha256 names")
     if (before[1], before[2]) == (row.name, row.category):
         return RowOutcome(row.line, row.sku, "unchanged")
@@ -127,7 +121,7 @@ def _put(row: SyncRow, before: Fingerprint | None, result: SyncResult) -> RowOut
         product, outcome = product_put(sku=row.sku, name=row.name, category=row.category,
                                        image=checked)
     except ValidationError as exc:
-        raise _RowFailed(str(exc.code or "invalid"), " ".join(exc.messages)) from exc
+        raise RowRefused(str(exc.code or "invalid"), " ".join(exc.messages)) from exc
     if before is None or before[3] != sha:
         result.queued.append(product.pk)
     return RowOutcome(row.line, row.sku, outcome)
@@ -160,7 +154,7 @@ def _sync_rows(rows: Sequence[SyncRow], known: dict[str, Fingerprint], result: S
         except ValidationError as exc:
             outcome = RowOutcome(row.line, row.sku, "failed", str(exc.code or "invalid"),
                                  " ".join(exc.messages))
-        except _RowFailed as exc:
+        except RowRefused as exc:
             outcome = RowOutcome(row.line, row.sku, "failed", exc.reason, exc.message)
             logger.info("sync: line %s (%s) failed: %s", row.line, row.sku, exc.message)
         result.outcomes.append(outcome)

@@ -61,6 +61,8 @@ class ParsedRows:
 
 
 class RowRefused(Exception):
+    """One row cannot go in: its reason (a code) and what was wrong, for a person."""
+
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
