@@ -43,14 +43,14 @@ class BatchRowSerializer(serializers.Serializer):
                                   "this must be (the product's ``image_sha256``).")
 
 
-class BatchMultipartRequest(serializers.Serializer):
-    rows = serializers.CharField(help_text="A JSON array of rows (BatchRow objects).")
+class BatchMultipart(serializers.Serializer):
+    rows = serializers.CharField(help_text="A JSON array of rows, each as BatchRowRequest.")
     photos = serializers.ListField(
         child=serializers.FileField(allow_empty_file=True), required=False,
         help_text="The photos the rows name, each checked as the admin checks a photo.")
 
 
-class BatchJsonRequest(serializers.Serializer):
+class BatchJson(serializers.Serializer):
     rows = BatchRowSerializer(many=True, help_text="Rows keeping their stored photos "
                                                    "(``photo_sha256``); send new photos as "
                                                    "multipart.")
@@ -145,7 +145,7 @@ EXAMPLE_ROWS = [{"sku": "4711", "name": "Red dress", "category": "Dress", "photo
 
 @extend_schema(
     tags=["products"],
-    request={"multipart/form-data": BatchMultipartRequest, "application/json": BatchJsonRequest},
+    request={"multipart/form-data": BatchMultipart, "application/json": BatchJson},
     responses={200: BatchResult},
     examples=[OpenApiExample("two rows", request_only=True, media_type="application/json",
                              value={"rows": EXAMPLE_ROWS})],
@@ -164,7 +164,7 @@ class ProductBatchView(ApiView):
 
     def post(self, request: Request) -> Response:
         if not request.content_type.startswith("application/json"):
-            BatchMultipartRequest(data=request.data).is_valid(raise_exception=True)
+            BatchMultipart(data=request.data).is_valid(raise_exception=True)
         rows = _rows_checked(request)
         parsed = rows_collect(_numbered(rows), allowed=BATCH_FIELDS,
                               photo=partial(_photo_named, _uploads(request)))
