@@ -107,9 +107,9 @@ def test_the_vectors_stay_within_a_tight_tolerance(model_path: Path) -> None:
     assert np.array_equal(dist.argmin(axis=1), np.arange(len(photos)))
 
 
-def test_frame_margin_is_at_version_2_and_version_1_still_resolves() -> None:
-    assert get_policy("frame-margin") is FRAME_MARGIN_V2 and FRAME_MARGIN_V2.key == "frame-margin@2"
-    assert get_policy("frame-margin@1") is FRAME_MARGIN_V1
+def test_frame_margin_stays_at_version_1_and_version_2_is_chosen_by_its_key() -> None:
+    assert get_policy("frame-margin") is FRAME_MARGIN_V1
+    assert get_policy("frame-margin@2") is FRAME_MARGIN_V2 and FRAME_MARGIN_V2.key == "frame-margin@2"
 
 
 def test_framed_crop_fits_the_box_in_the_side_and_refuses_a_framing_without_one() -> None:
