@@ -119,6 +119,25 @@ def garment_jpegs(folder: Path, count: int) -> list[Path]:
     return paths
 
 
+def shop_jpegs(folder: Path, count: int, size: int = 800) -> list[Path]:
+    """``count`` dyed test garments shot the shop's way (every third) and the shopper's way,
+    as ``size`` x ``size`` JPEG photos at quality 90 (similarity/evaluation/shots.py)."""
+    from similarity.evaluation.fashion_mnist import load_split
+    from similarity.evaluation.shots import DYE_NAMES, Shot, catalog_shot, dyed_colours, render, shopper_shot
+
+    images, _ = load_split("test")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(count):
+        shot = catalog_shot() if i % 3 == 0 else shopper_shot(rng)
+        shot = Shot(size=(size, size), scale=shot.scale, dx=shot.dx, dy=shot.dy, tilt=shot.tilt,
+                    background=shot.background, gradient=shot.gradient, noise=shot.noise, seed=shot.seed)
+        path = folder / f"shop{i:04d}.jpg"
+        render(images[i], dyed_colours(rng, DYE_NAMES[i % len(DYE_NAMES)]), shot).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
 def sqlite_catalog_environment(tmp: Path) -> dict[str, str]:
     """The variables that point the product at a fresh SQLite catalog and media under ``tmp``."""
     return {

@@ -1,4 +1,5 @@
-"""Inference speed: Keras reference vs LiteRT at batch 64, and end to end from JPEG files.
+"""Inference speed: Keras reference vs LiteRT at batch 64, end to end from JPEG files, and the
+cost of framing (frame-margin@1 and @2 against torchvision@1 on the same shop photos, same run).
 
     python -m bench.inference_bench [--quick]
 """
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import garment_jpegs, median_seconds, model_dir
+from bench.common import garment_jpegs, median_seconds, model_dir, shop_jpegs
 
 BATCH = 64
 
@@ -47,7 +48,37 @@ def run(quick: bool = False) -> list[dict]:
     rows.append({"benchmark": f"end to end: {count} 800x800 JPEG files → vectors (decode, preprocess, embed)",
                  "figure": f"{count / e2e_s:.0f} images/s",
                  "ratio": f"{(count / e2e_s) / (BATCH / litert_s):.2f}x of model-only speed"})
-    return rows
+    return rows + framing_rows(count, repeats=max(3, repeats))
+
+
+FRAMING_POLICIES = ("torchvision@1", "frame-margin@1", "frame-margin@2")
+
+
+def framing_rows(count: int, *, repeats: int) -> list[dict]:
+    """End to end on 800x800 JPEG shop photos under each policy, the policies interleaved in
+    every repeat (so a busy machine slows them alike); median images/s and the ratio to
+    torchvision@1's."""
+    import statistics
+    import time
+
+    from similarity.embedding.embedder import ImageEmbedder
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = shop_jpegs(Path(tmp), count)
+        embedders = {key: ImageEmbedder(model_dir=model_dir(), policy=key) for key in FRAMING_POLICIES}
+        times: dict[str, list[float]] = {key: [] for key in FRAMING_POLICIES}
+        for rep in range(repeats + 1):  # the first round warms up
+            for key, embedder in embedders.items():
+                start = time.perf_counter()
+                embedder.embed_many(paths)
+                if rep:
+                    times[key].append(time.perf_counter() - start)
+    speed = {key: count / statistics.median(t) for key, t in times.items()}
+    base = speed[FRAMING_POLICIES[0]]
+    return [{"benchmark": f"end to end, {count} 800x800 JPEG shop photos, {key}",
+             "figure": f"{s:.0f} images/s",
+             "ratio": f"{s / base:.2f}x of torchvision@1 ({(1 - s / base) * 100:+.0f} % cost)"}
+            for key, s in speed.items()]
 
 
 if __name__ == "__main__":

@@ -6,11 +6,17 @@
 - ``"lda-blend"``: the embeddings mapped by a projection learned from the catalog's own
   category labels (``similarity.embedding.projection.fit_robust_blend`` on the catalog plus augmented
   views of it, or ``fit_blend`` without views; docs/quality.md), unit vectors compared by
-  euclidean distance (which ranks like cosine on them). With ``LOOKALIKE_COLOUR_WEIGHT``
+  euclidean distance (which ranks like cosine on them). With a colour weight
   w > 0, the garment's colour descriptor (similarity/embedding/colour.py) is put beside the projected
   shape vector, ``blend_colour(shape, colour, w)``, exactly as bench/experiments/shop_quality.py's combined
   configuration does; the space key then ends in ``+colour:<colour key>:w=<w>``, so changing
   the weight makes the matrix stale.
+
+The colour weight: ``LOOKALIKE_COLOUR_WEIGHT`` when it is a number; when it is ``"auto"`` (the
+default) the full rebuild chooses it by cross-validation inside the catalog
+(``colour_weight_choose``, similarity/evaluation/colour_cv.py) and stores it in
+``projection.npz`` with the projection, so lists and search use the same one. A catalog too
+small to fit a projection uses ``FALLBACK_COLOUR_WEIGHT``.
 
 The projection is fitted only by the full rebuild (``projection_refit``), on the indexable
 labelled products, and persisted as ``projection.npz`` in the matrix directory (written to a
@@ -28,7 +34,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
@@ -42,11 +48,14 @@ from similarity import (
     COLOUR_KEY,
     EMBEDDING_DIM,
     BlendProjection,
+    ColourChoice,
     blend_colour,
+    choose_colour_weight,
     fit_blend,
     fit_robust_blend,
     fsync_dir,
-    load_blend,
+    l2_normalise,
+    read_blend,
     save_blend,
 )
 
@@ -60,8 +69,14 @@ BLEND_SHRINKAGE = 0.05
 INVARIANT_DIM = 512  # the garment-invariant visual half (bench/experiments/shop_quality.py's CV choice)
 INVARIANT_SHRINKAGE = 0.5
 
+AUTO = "auto"
+FALLBACK_COLOUR_WEIGHT = 1.0  # the shop-photo benchmark's catalog-CV choice
+CV_MAX_PRODUCTS = 2000  # labelled products the colour weight's CV samples (it refits per fold)
+
+# (projection, vector key, colour weight chosen with it or None)
+Loaded = tuple[BlendProjection, str, float | None]
 _cache_lock = threading.Lock()
-_cache: dict[tuple, tuple[BlendProjection, str] | None] = {}
+_cache: dict[tuple, Loaded | None] = {}
 
 
 @dataclass(frozen=True)
@@ -109,11 +124,18 @@ def space_name() -> str:
     return name
 
 
-def colour_weight() -> float:
-    """``LOOKALIKE_COLOUR_WEIGHT``, checked (0 turns colour off)."""
-    weight = float(settings.LOOKALIKE_COLOUR_WEIGHT)
+def colour_weight_setting() -> float | None:
+    """``LOOKALIKE_COLOUR_WEIGHT`` checked: a fixed weight (0 turns colour off), or None for
+    ``"auto"`` (chosen by the rebuild)."""
+    value = settings.LOOKALIKE_COLOUR_WEIGHT
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return None
+    try:
+        weight = float(value)
+    except (TypeError, ValueError):
+        weight = float("nan")
     if not weight >= 0:
-        raise ValueError(f"LOOKALIKE_COLOUR_WEIGHT must be 0 or more, got {weight!r}")
+        raise ValueError(f'LOOKALIKE_COLOUR_WEIGHT must be "auto" or a number 0 or more, got {value!r}')
     return weight
 
 
@@ -124,11 +146,13 @@ def projection_path() -> Path:
 # ------------------------------------------------------------------------------ persistence
 
 
-def projection_save(projection: BlendProjection, vector_key: str) -> Path:
-    """Write the projection atomically (temp file, fsync, rename, fsync the directory)."""
+def projection_save(projection: BlendProjection, vector_key: str, colour_weight: float | None = None) -> Path:
+    """Write the projection (and the colour weight chosen with it) atomically (temp file,
+    fsync, rename, fsync the directory)."""
     path = projection_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_blend(path, projection, vector_key)
+    extra = None if colour_weight is None else {"colour_weight": colour_weight}
+    save_blend(path, projection, vector_key, extra)
     return path
 
 
@@ -140,10 +164,14 @@ def projection_remove() -> None:
 
 
 def projection_load() -> tuple[BlendProjection, str] | None:
-    """(projection, vector key it was fitted on), or None without a (readable) file.
+    """(projection, vector key it was fitted on), or None without a (readable) file."""
+    loaded = _projection_read()
+    return None if loaded is None else (loaded[0], loaded[1])
 
-    Cached per process by the file's inode, size and mtime.
-    """
+
+def _projection_read() -> Loaded | None:
+    """(projection, vector key, stored colour weight or None), or None without a (readable)
+    file. Cached per process by the file's inode, size and mtime."""
     path = projection_path()
     try:
         st = path.stat()
@@ -154,7 +182,8 @@ def projection_load() -> tuple[BlendProjection, str] | None:
         if key in _cache:
             return _cache[key]
     try:
-        loaded: tuple[BlendProjection, str] | None = load_blend(path)
+        projection, vector_key, extra = read_blend(path)
+        loaded: Loaded | None = (projection, vector_key, extra.get("colour_weight"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -169,9 +198,8 @@ def projection_load() -> tuple[BlendProjection, str] | None:
 # ------------------------------------------------------------------------------ the space
 
 
-def _with_colour(space: Space) -> Space:
+def _with_colour(space: Space, weight: float) -> Space:
     """The lda-blend space with the colour descriptor beside it (weight > 0), or as it is."""
-    weight = colour_weight()
     if not weight:
         return space
     return Space(name=space.name, key=f"{space.key}+colour:{COLOUR_KEY}:w={weight:g}",
@@ -179,16 +207,24 @@ def _with_colour(space: Space) -> Space:
                  colour_weight=weight)
 
 
+def _weight(stored: float | None) -> float:
+    """The colour weight in use: the setting's, else the one stored with the projection."""
+    fixed = colour_weight_setting()
+    if fixed is not None:
+        return fixed
+    return FALLBACK_COLOUR_WEIGHT if stored is None else stored
+
+
 def _cosine_fallback() -> Space:
     return _with_colour(Space(name="lda-blend", key="lda-blend:none", metric="cosine",
-                              dim=EMBEDDING_DIM))
+                              dim=EMBEDDING_DIM), _weight(None))
 
 
-def _blend_space(projection: BlendProjection | None) -> Space:
+def _blend_space(projection: BlendProjection | None, weight: float | None) -> Space:
     if projection is None:
         return _cosine_fallback()
     return _with_colour(Space(name="lda-blend", key=f"lda-blend:{projection.key}", metric="euclidean",
-                              dim=projection.output_dim, projection=projection))
+                              dim=projection.output_dim, projection=projection), _weight(weight))
 
 
 def space_current() -> Space:
@@ -196,10 +232,10 @@ def space_current() -> Space:
     The raw space is the reference: no projection, no colour."""
     if space_name() == "raw":
         return Space(name="raw", key="", metric=settings.LOOKALIKE_METRIC, dim=EMBEDDING_DIM)
-    loaded = projection_load()
+    loaded = _projection_read()
     if loaded is None or loaded[1] != vector_key_current():
         return _cosine_fallback()  # not fitted yet, or fitted on vectors of another policy
-    return _blend_space(loaded[0])
+    return _blend_space(loaded[0], loaded[2])
 
 
 class FitParams(TypedDict):
@@ -256,8 +292,7 @@ def _fit_projection(ids: np.ndarray, vectors: np.ndarray, categories: Mapping[in
     labelled = [int(ids[i]) for i in rows]
     labels = [categories[pid] for pid in labelled]
     if views is not None:
-        keep = np.isin(views.of, labelled)
-        views = AugmentedViews(views.vectors[keep], views.of[keep])
+        views = AugmentedViews(*_views_of(views, labelled))
     n_views = 0 if views is None else int(views.of.size)
     params = fit_params(labels, n_views)
     if params is None:
@@ -270,30 +305,83 @@ def _fit_projection(ids: np.ndarray, vectors: np.ndarray, categories: Mapping[in
     return projection
 
 
+def _cv_sample(ids: np.ndarray, categories: Mapping[int, str]) -> np.ndarray:
+    """Rows of the labelled products the colour weight's CV scores: all, or a seeded sample of
+    ``CV_MAX_PRODUCTS``."""
+    rows = np.asarray([i for i, pid in enumerate(ids.tolist()) if categories.get(pid)], dtype=np.int64)
+    if rows.size <= CV_MAX_PRODUCTS:
+        return rows
+    return np.sort(np.random.default_rng(0).choice(rows, size=CV_MAX_PRODUCTS, replace=False))
+
+
+def colour_weight_choose(ids: np.ndarray, vectors: np.ndarray, colours: np.ndarray,
+                         categories: Mapping[int, str], views: AugmentedViews | None = None
+                         ) -> ColourChoice | None:
+    """The colour weight by stratified 4-fold CV inside the catalog (similarity/evaluation/
+    colour_cv.py): each fold's products ranked in the shape space refitted without the fold
+    (and its views), the stored vectors and views reused. None when fewer than two categories."""
+    rows = _cv_sample(ids, categories)
+    sub_ids, sub_vectors = ids[rows], vectors[rows]
+    labels = [categories[pid] for pid in sub_ids.tolist()]
+    if len(set(labels)) < 2:
+        return None
+
+    def fit_shape(train: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        seen = {int(sub_ids[r]): labels[r] for r in train.tolist()}
+        fold_views = None if views is None else AugmentedViews(*_views_of(views, list(seen)))
+        projection = _fit_projection(sub_ids, sub_vectors, seen, fold_views)
+        z = l2_normalise(sub_vectors) if projection is None else projection.transform(sub_vectors)
+        return lambda r: z[r]
+
+    choice = choose_colour_weight(labels, colours[rows], fit_shape)
+    logger.info("%s", choice.summary())
+    return choice
+
+
+def _views_of(views: AugmentedViews, products: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    keep = np.isin(views.of, products)
+    return views.vectors[keep], views.of[keep]
+
+
+@dataclass(frozen=True)
+class Refit:
+    """The space the rebuild fitted, and the colour weight's choice when it made one."""
+
+    space: Space
+    colour: ColourChoice | None = None
+
+
 def projection_refit(
     ids: np.ndarray, vectors: np.ndarray, categories: Mapping[int, str], vector_key: str,
-    views: AugmentedViews | None = None,
-) -> Space:
+    views: AugmentedViews | None = None, colours: np.ndarray | None = None,
+) -> Refit:
     """Fit the projection on the products among ``ids`` that have a category (and on
-    ``views`` of them: ``fit_robust_blend``) and store it (full rebuild only, under the index
-    writer lock); return the new space.
+    ``views`` of them: ``fit_robust_blend``), choose the colour weight (``"auto"``, given the
+    products' ``colours``) and store both (full rebuild only, under the index writer lock);
+    return the new space.
 
     ``categories`` maps product id to its (non-empty) category. Raw space: nothing to fit.
     """
     if space_name() == "raw":
-        return space_current()
+        return Refit(space_current())
     projection = _fit_projection(ids, vectors, categories, views)
     if projection is None:
         projection_remove()
-        return _cosine_fallback()
-    projection_save(projection, vector_key)
-    return space_current()
+        return Refit(_cosine_fallback())
+    choice = None
+    if colour_weight_setting() is None and colours is not None:
+        choice = colour_weight_choose(ids, vectors, colours, categories, views)
+    projection_save(projection, vector_key, None if choice is None else choice.weight)
+    return Refit(space_current(), choice)
 
 
 def space_fit(ids: np.ndarray, vectors: np.ndarray, categories: Mapping[int, str],
               views: AugmentedViews | None = None) -> Space:
-    """The space ``projection_refit`` would fit on these products, kept in memory (not stored):
-    the held-out evaluation refits it without the fold it scores."""
+    """The space ``projection_refit`` would fit on these products, kept in memory (not stored),
+    with the colour weight in use now: the held-out evaluation refits it without the fold it
+    scores."""
     if space_name() == "raw":
         return space_current()
-    return _blend_space(_fit_projection(ids, vectors, categories, views))
+    loaded = _projection_read()
+    stored = None if loaded is None else loaded[2]
+    return _blend_space(_fit_projection(ids, vectors, categories, views), stored)

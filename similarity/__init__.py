@@ -20,9 +20,9 @@ bottom up:
   the on-disk ``.npz`` store with its deltas and writer lock (``store`` and its ``store_*``
   parts).
 - ``similarity.evaluation``: how good the lists are. Retrieval metrics (``metrics``),
-  cross-validation inside a catalog (``kfold``), Debian's Fashion-MNIST (``fashion_mnist``),
-  shop-style and shopper-style shots of a garment (``shots``) and contact sheets
-  (``contact_sheet``).
+  cross-validation inside a catalog (``kfold``) and the colour weight it chooses with it
+  (``colour_cv``), Debian's Fashion-MNIST (``fashion_mnist``), shop-style and shopper-style
+  shots of a garment (``shots``) and contact sheets (``contact_sheet``).
 
 Beside them: ``errors``, ``atomic`` (atomic file writes), ``batching``, ``threads`` (math
 thread caps), ``failpoints`` (crash-test hooks, inert unless configured) and ``cli``
@@ -45,10 +45,12 @@ from similarity.embedding.projection import (
     fit_robust_blend,
     l2_normalise,
     load_blend,
+    read_blend,
     save_blend,
 )
 from similarity.embedding.runtime import default_threads
 from similarity.errors import ImageRejected, MatrixError, MatrixFullError, SimilarityError, StaleMatrixError
+from similarity.evaluation.colour_cv import ColourChoice, choose_colour_weight
 from similarity.evaluation.contact_sheet import SheetRow, SheetTile, draw_sheet
 from similarity.evaluation.fashion_mnist import CLASS_NAMES, balanced_indices, load_split, to_photo
 from similarity.evaluation.kfold import Transform, kfold_report
@@ -78,6 +80,7 @@ __all__ = [
     "WEIGHTS_SHA256",
     "BlendProjection",
     "Block",
+    "ColourChoice",
     "ConcurrentWriterError",
     "ImageEmbedder",
     "ImageLimits",
@@ -98,6 +101,7 @@ __all__ = [
     "balanced_indices",
     "blend_colour",
     "check_image",
+    "choose_colour_weight",
     "chunked",
     "configure_failpoints",
     "default_threads",
@@ -120,6 +124,7 @@ __all__ = [
     "load_block",
     "load_image",
     "load_split",
+    "read_blend",
     "reshoot",
     "save_blend",
     "save_block",

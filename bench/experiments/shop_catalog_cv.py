@@ -14,6 +14,7 @@ from bench.common import sq_distances
 from bench.experiments.shop_pictures import ShopData
 from bench.experiments.shop_spaces import Config, Inputs, K, format_params, in_space
 from similarity.embedding.projection import stratified_folds
+from similarity.evaluation.colour_cv import choose_colour_weight
 from similarity.evaluation.metrics import label_precision, rank
 
 FOLDS = 4
@@ -116,11 +117,31 @@ def _choose_colour(config: Config, data: ShopData, inp: Inputs, log: Log) -> Non
         f"{w:g} {m['category_colour']:.3f}/{m['category']:.3f}" for m, w in scores))
 
 
+def choose_as_catalog(config: Config, data: ShopData, inp: Inputs, log: Log) -> None:
+    """The colour weight as the catalog's rebuild chooses it (similarity/evaluation/colour_cv.py:
+    catalog products query the catalog, shape refitted per fold on the other folds' shots and
+    views, category-and-hue@10), with no dye label."""
+    y = data.catalog.labels
+    n_views = inp.views.shape[0]
+
+    def fit_shape(train: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        aug = inp.views[:, train].reshape(-1, inp.catalog.shape[1])
+        z = config.fitter(inp.catalog[train], y[train], aug, np.tile(y[train], n_views),
+                          np.tile(np.arange(train.size), n_views))(inp.catalog)
+        return lambda rows: z[rows]
+
+    choice = choose_colour_weight(y.tolist(), inp.catalog_colour, fit_shape)
+    config.params = {**config.params, "colour_weight": choice.weight}
+    log(f"    {config.name}: {choice.summary()}")
+
+
 def choose(config: Config, data: ShopData, inp: Inputs, log: Log) -> Config:
     """Fill in ``config.params`` (unless fixed) and the colour weight by catalog CV."""
     if config.space != "raw" and "pca_dim" not in config.params:
         _choose_projection(config, data, inp, log)
-    if "colour_weight" in config.params:  # fixed (the product's setting)
+    if config.auto_colour and "colour_weight" not in config.params:
+        choose_as_catalog(config, data, inp, log)
+    if "colour_weight" in config.params:  # fixed (the product's setting), or chosen as the catalog does
         config.cv = cv_metrics(cv_folds(config, data, inp), data, inp, float(config.params["colour_weight"]))
     elif config.colour:
         _choose_colour(config, data, inp, log)

@@ -13,7 +13,8 @@ PRODUCT_NAME = "product: the catalog's code path (views re-shot from the catalog
 
 def product_configuration() -> Config:
     """The catalog's configuration (config/settings/base.py, catalog/space.py): fixed, not chosen
-    here. With projection views the rebuild fits the robust blend, else the plain one."""
+    here, but for a colour weight of "auto", which the catalog's own chooser picks. With
+    projection views the rebuild fits the robust blend, else the plain one."""
     settings = product_settings()
     policy = get_policy(settings.LOOKALIKE_PREPROCESS_POLICY).key
     if settings.LOOKALIKE_SPACE == "raw":  # the reference: no projection, no colour
@@ -21,7 +22,10 @@ def product_configuration() -> Config:
     space, params = settings.LOOKALIKE_SPACE, product_blend()
     if settings.LOOKALIKE_PROJECTION_VIEWS:
         space, params = f"robust {space}", product_robust_blend()
-    return Config(PRODUCT_NAME, policy, space, {**params, "colour_weight": settings.LOOKALIKE_COLOUR_WEIGHT})
+    weight = settings.LOOKALIKE_COLOUR_WEIGHT
+    if str(weight).strip().lower() == "auto":  # chosen by the catalog's own CV (catalog/space.py)
+        return Config(PRODUCT_NAME, policy, space, params, auto_colour=True)
+    return Config(PRODUCT_NAME, policy, space, {**params, "colour_weight": float(weight)})
 
 
 def product_configurations() -> list[Config]:

@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import data_dir
-from bench.experiments.shop_catalog_cv import choose
+from bench.experiments.shop_catalog_cv import choose, choose_as_catalog
 from bench.experiments.shop_configurations import PRODUCT_NAME, configurations, product_configurations
 from bench.experiments.shop_embeddings import Photos
 from bench.experiments.shop_pictures import (
@@ -124,6 +124,9 @@ def clean_rows(photos: Photos, sizes: Sizes, seed: int, configs: Sequence[Config
         inp = load_inputs(photos, data, config.policy,
                           views=len(data.views) if config.space.startswith("robust") else 0,
                           cv_colours=False)
+        if config.auto_colour:  # the clean catalog chooses its own colour weight
+            config.params = {k: v for k, v in p.items() if k != "colour_weight"}
+            choose_as_catalog(config, data, inp, log)
         row, _ = measure(config, data, inp)
         out.append({"configuration": config.name, "preprocessing": config.policy, "space": config.space,
                     "params": config.params, "precision_at_10": row["precision_at_10"],

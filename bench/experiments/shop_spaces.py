@@ -54,6 +54,7 @@ class Config:
     space: str  # "raw", "lda-blend" or "robust lda-blend"
     params: dict = field(default_factory=dict)
     colour: bool = False  # is the colour weight chosen (else 0)
+    auto_colour: bool = False  # chosen as the catalog chooses it (LOOKALIKE_COLOUR_WEIGHT=auto)
     cv: dict = field(default_factory=dict)
 
     @property

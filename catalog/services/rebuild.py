@@ -65,11 +65,13 @@ class _Rebuilt:
     failed: int = 0
     indexed: int = 0
     rewritten: int = 0
+    colour: str = ""
 
     def message(self) -> str:
         return (
             f"re-embedded {self.stale - self.failed} stale product(s) ({self.failed} failed); "
             f"matrix of {self.indexed} product(s); {self.rewritten} list(s) rewritten"
+            + (f"; {self.colour}" if self.colour else "")
         )
 
 
@@ -99,14 +101,18 @@ def _views(report: Report) -> AugmentedViews | None:
 
 
 def _rebuild_matrix(run: RebuildRun, report: Report, fence: Fence,
-                    views: AugmentedViews | None) -> NeighbourIndex:
+                    views: AugmentedViews | None, result: _Rebuilt) -> NeighbourIndex:
     """Refit the projection (lda-blend space: here and only here, on the catalog plus
-    augmented views of it), then build the index in the new space (its meta records the
-    projection key and the colour blend) and publish it under the fence: the dense matrix
-    here, the top-k layout in row blocks spread over the rebuild workers."""
+    augmented views of it) and, with ``LOOKALIKE_COLOUR_WEIGHT="auto"``, choose the colour
+    weight by catalog CV (recorded in the run's message), then build the index in the new
+    space (its meta records the projection key and the colour blend) and publish it under the
+    fence: the dense matrix here, the top-k layout in row blocks spread over the rebuild workers."""
     ids, vectors, colours = products_indexable_vectors(with_colours=True)
     report(step="matrix", done=0, total=int(ids.size))
-    space = projection_refit(ids, vectors, _categories(), vector_key_current(), views)
+    refit = projection_refit(ids, vectors, _categories(), vector_key_current(), views, colours)
+    space = refit.space
+    if refit.colour is not None:
+        result.colour = refit.colour.summary()
     store = matrix_store(space).store
     store.fence = fence
     store.layout = layout_for(int(ids.size))
@@ -179,7 +185,7 @@ def similarity_rebuild(
         _reembed_stale(report, result)
         views = _views(report)
         with index_writer(matrix_store()) as lock:
-            matrix = _rebuild_matrix(run, report, lock.check, views)
+            matrix = _rebuild_matrix(run, report, lock.check, views, result)
             result.indexed = len(matrix)
             result.rewritten = _rewrite_lists(report, matrix, lock.check)
     except Exception as exc:

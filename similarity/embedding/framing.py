@@ -43,6 +43,7 @@ __all__ = [
     "WORK_SIDE",
     "Framing",
     "find_garment",
+    "framed_crop",
     "matte_to_white",
 ]
 
@@ -80,6 +81,11 @@ class Framing:
         return small.resize(self.size, Image.Resampling.BILINEAR)
 
 
+def _rgb(img: Image.Image) -> Image.Image:
+    """``img`` as RGB; itself when it is RGB already (``convert`` would copy it)."""
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
 def _work_copy(img: Image.Image) -> Image.Image:
     w, h = img.size
     scale = WORK_SIDE / max(w, h)
@@ -100,7 +106,9 @@ def _plane(values: np.ndarray, coords: np.ndarray, grid: np.ndarray) -> np.ndarr
     """Least-squares plane per channel through ``values`` (n, 3) at ``coords`` (n, 3: x, y, 1),
     evaluated on ``grid`` (h, w, 3)."""
     coef, *_ = np.linalg.lstsq(coords, values, rcond=None)
-    return grid @ coef
+    # x * a + (y * b + c) as one broadcast sum of a row and a column: one pass over the
+    # picture, where the (h * w, 3) by (3, 3) matrix product took three.
+    return grid[:1, :, :1] * coef[0] + (grid[:, :1, 1:2] * coef[1] + coef[2])
 
 
 @functools.lru_cache(maxsize=8)
@@ -124,23 +132,31 @@ def _open_close_erode(mask: np.ndarray) -> np.ndarray:
     pixels repeated, the same result as Pillow's rank filters (checked on every Fashion-MNIST
     picture) at a fifth of their time."""
     out = mask.astype(np.uint8)
+    # The closing's 5x5 erosion and the final 3x3 one make one 7x7 erosion (edge pixels
+    # repeated, windows clamped alike): four passes instead of five.
     for size, op in ((3, ndimage.minimum_filter), (3, ndimage.maximum_filter),
-                     (5, ndimage.maximum_filter), (5, ndimage.minimum_filter),
-                     (3, ndimage.minimum_filter)):
+                     (5, ndimage.maximum_filter), (7, ndimage.minimum_filter)):
         out = op(out, size=size, mode="nearest")
     return out.astype(bool)
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
     """Everything not reachable from outside through background pixels (4-connected) is
-    garment. SciPy's fill in C: PIL's flood fill, in Python, was 4/5 of the framing's time
-    (15 of 19 ms an image)."""
-    return np.asarray(ndimage.binary_fill_holes(np.asarray(mask, dtype=bool)), dtype=bool)
+    garment: the background's 4-connected components that touch the border are the outside.
+    One labelling pass; SciPy's binary_fill_holes (iterated dilations) took 13 % of the
+    framing's time, and PIL's flood fill, in Python, 4/5 of it."""
+    mask = np.asarray(mask, dtype=bool)
+    labels, _ = ndimage.label(~mask)
+    border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    outside = np.zeros(labels.max() + 1, dtype=bool)
+    outside[border] = True
+    outside[0] = False  # label 0 is the garment itself
+    return ~outside[labels]
 
 
 def find_garment(img: Image.Image) -> Framing:
     """Locate the garment in an RGB picture (see the module's docstring)."""
-    img = img.convert("RGB")
+    img = _rgb(img)
     work_img = _work_copy(img)
     work = np.asarray(work_img, dtype=np.uint8)
     h, w = work.shape[:2]
@@ -190,3 +206,20 @@ def matte_to_white(img: Image.Image, framing: Framing) -> Image.Image:
         return img
     alpha = framing.alpha()
     return Image.composite(img.convert("RGB"), Image.new("RGB", img.size, _WHITE), alpha)
+
+
+def framed_crop(img: Image.Image, framing: Framing, side: int) -> Image.Image:
+    """The garment's box scaled to fit a ``side`` square, background whitened: the picture's box
+    and the mask's matching region of the working copy each resampled once, straight to the
+    output size, instead of the whole picture whitened at full size and then cropped."""
+    if framing.box is None:
+        raise ValueError("framed_crop needs a framing that found a garment (framing.box is None)")
+    left, top, right, bottom = framing.box
+    scale = side / max(right - left, bottom - top)
+    size = (max(1, round((right - left) * scale)), max(1, round((bottom - top) * scale)))
+    mh, mw = framing.mask.shape
+    sx, sy = mw / framing.size[0], mh / framing.size[1]
+    small = Image.fromarray(np.rint(framing.mask * 255).astype(np.uint8), mode="L")
+    alpha = small.resize(size, Image.Resampling.BILINEAR, box=(left * sx, top * sy, right * sx, bottom * sy))
+    rgb = _rgb(img).resize(size, Image.Resampling.BILINEAR, box=framing.box)
+    return Image.composite(rgb, Image.new("RGB", size, _WHITE), alpha)

@@ -427,23 +427,38 @@ def _to_arrays(projection: BlendProjection, vector_key: str) -> dict[str, np.nda
     return arrays
 
 
-def save_blend(path: Path, projection: BlendProjection, vector_key: str) -> None:
-    """Write atomically (temp file, fsync, rename, fsync the directory)."""
+def save_blend(path: Path, projection: BlendProjection, vector_key: str,
+               extra: Mapping[str, float] | None = None) -> None:
+    """Write atomically (temp file, fsync, rename, fsync the directory); ``extra`` numbers
+    (e.g. the colour weight chosen with the projection) are stored beside it."""
+    arrays = _to_arrays(projection, vector_key)
+    for name, value in (extra or {}).items():
+        arrays[f"extra__{name}"] = np.asarray(value, dtype=np.float64)
     with atomic_file(path, prefix=".p-") as handle:
-        np.savez(handle, allow_pickle=False, **_to_arrays(projection, vector_key))
+        np.savez(handle, allow_pickle=False, **arrays)
 
 
-def load_blend(path: Path) -> tuple[BlendProjection, str]:
-    """(projection, the vector key it was fitted on); ``from_dict`` checks the stored key."""
+def read_blend(path: Path) -> tuple[BlendProjection, str, dict[str, float]]:
+    """(projection, the vector key it was fitted on, the ``extra`` numbers stored with it);
+    ``from_dict`` checks the stored key."""
     data: dict[str, object] = {}
+    extra: dict[str, float] = {}
     with np.load(path, allow_pickle=False) as z:
         for name in z.files:
             arr = z[name]
-            if name.endswith("__json"):
+            if name.startswith("extra__"):
+                extra[name[len("extra__"):]] = float(arr)
+            elif name.endswith("__json"):
                 data[name[: -len("__json")]] = json.loads(str(arr[()]))
             elif arr.ndim == 0:
                 data[name] = arr.item()
             else:
                 data[name] = arr
     vector_key = str(data.pop("vector_key"))
-    return BlendProjection.from_dict(data), vector_key
+    return BlendProjection.from_dict(data), vector_key, extra
+
+
+def load_blend(path: Path) -> tuple[BlendProjection, str]:
+    """(projection, the vector key it was fitted on): :func:`read_blend` without the extras."""
+    projection, vector_key, _ = read_blend(path)
+    return projection, vector_key

@@ -26,7 +26,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from catalog import ratelimit
+from catalog.api.throttles import SearchThrottle
 from catalog.models import Product
 from tests.reliability import upload_cases
 from tests.reliability.upload_cases import add_via_admin, encode, garment, raw_multipart, stored_product
@@ -293,7 +293,7 @@ def test_search_refuses_a_huge_body_before_reading_it(client, settings, media_ro
 def test_search_is_rate_limited_per_client(client, settings, media_root, fresh_state, monkeypatch):
     settings.LOOKALIKE_SEARCH_RATE = "3/m"
     now = [1_000_020.0]  # the middle of a one-minute window
-    monkeypatch.setattr(ratelimit, "_now", lambda: now[0])
+    monkeypatch.setattr(SearchThrottle, "timer", staticmethod(lambda: now[0]))
     a = {"REMOTE_ADDR": "203.0.113.7"}
     empty = {"image": SimpleUploadedFile("e.png", b"")}
 
