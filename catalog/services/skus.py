@@ -13,6 +13,10 @@ from catalog.models import SKU_MAX, SKU_RE, Product
 _INVALID_RUN = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+# Path segments under /api/v1/products/ that name endpoints, not products.
+RESERVED_SKUS = frozenset({"batch"})
+
+
 def sku_validate(sku: str) -> str:
     """``sku`` if it is a valid SKU; else a ``ValidationError`` (code ``bad_sku``) naming it."""
     if not SKU_RE.match(sku):
@@ -21,13 +25,16 @@ def sku_validate(sku: str) -> str:
             f"letter or digit, at most {SKU_MAX} characters",
             code="bad_sku",
         )
+    if sku in RESERVED_SKUS:
+        raise ValidationError(f"SKU {sku!r} is reserved: /api/v1/products/{sku} is an endpoint",
+                              code="bad_sku")
     return sku
 
 
 def sku_from_stem(stem: str) -> str:
     """A valid SKU made from a file name's stem ("Blue shirt (2)" → "Blue-shirt-2")."""
-    cleaned = _INVALID_RUN.sub("-", stem).lstrip("._-")[: SKU_MAX - 6].rstrip("._-")
-    return cleaned or "product"
+    cleaned = _INVALID_RUN.sub("-", stem).lstrip("._-")[: SKU_MAX - 6].rstrip("._-") or "product"
+    return f"{cleaned}-1" if cleaned in RESERVED_SKUS else cleaned
 
 
 def skus_unique(bases: Sequence[str]) -> list[str]:

@@ -52,7 +52,7 @@ def test_put_with_a_new_photo_requeues_and_a_new_name_does_not(django_capture_on
     assert Product.objects.get(pk=product.pk).name == "Long coat"
 
 
-@pytest.mark.parametrize("sku", ["", "-lead", "has space", "a/b", "x" * 65, "ünï"])
+@pytest.mark.parametrize("sku", ["", "-lead", "has space", "a/b", "x" * 65, "ünï", "batch"])
 def test_put_refuses_a_bad_sku(sku):
     with pytest.raises(ValidationError) as info:
         product_put(sku=sku, name="x", category="y", image=upload(drawn_image(1)))
@@ -77,6 +77,6 @@ def test_an_explicit_sku_must_be_free():
 
 
 @pytest.mark.parametrize(("stem", "sku"), [("IMG 0001", "IMG-0001"), ("...", "product"),
-                                           ("__a__", "a"), ("x" * 100, "x" * 58)])
+                                           ("__a__", "a"), ("x" * 100, "x" * 58), ("batch", "batch-1")])
 def test_sku_from_stem(stem, sku):
     assert sku_from_stem(stem) == sku
