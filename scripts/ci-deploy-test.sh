@@ -35,8 +35,9 @@ remove_test_stacks() {  # what a killed run leaves: the test's projects are look
 if ! command -v dockerd >/dev/null || ! command -v docker-compose >/dev/null \
     || ! command -v debootstrap >/dev/null; then
   echo "installing docker.io, docker-compose and debootstrap from Debian"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    docker.io docker-compose debootstrap >/dev/null || skip "could not install Docker from Debian"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    --no-install-recommends docker.io docker-compose debootstrap >/dev/null; } \
+    || skip "could not install Docker from Debian"
 fi
 free_gb=$(( $(df --output=avail -k /var/lib | tail -1) / 1024 / 1024 ))
 (( free_gb >= need_gb )) || skip "${free_gb} GB free under /var/lib, the stack needs ${need_gb} GB"
