@@ -7,13 +7,15 @@ STAMP := $(VENV)/.installed
 export LOOKALIKE_DATA_DIR ?= $(CURDIR)/var
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help system-deps test-system-deps venv model demo test lint bench quality clean
+.PHONY: help system-deps test-system-deps venv model demo test lint bench quality clean base-images deploy-test
 
 help:
 	@echo "make demo   - install, prepare the model and run the demo"
 	@echo "make test   - install and run lint + the test suite"
 	@echo "make bench  - run the benchmarks and print one table"
 	@echo "make quality - measure retrieval quality (clean and shop-style photos) and draw the sheets"
+	@echo "make base-images - build the Docker base images from Debian packages (no registry needed)"
+	@echo "make deploy-test - build the images, run the whole compose stack and check it over HTTP"
 
 system-deps:
 	scripts/install-system-deps.sh base
@@ -52,6 +54,14 @@ quality: venv model
 
 demo: venv model
 	$(PY) scripts/demo.py $(DEMO_ARGS)
+
+# Docker base images from Debian packages, trusting this host's locally added CA certificates.
+base-images:
+	scripts/build-base-images.sh $(foreach c,$(wildcard /usr/local/share/ca-certificates/*.crt),--ca-cert $(c)) $(BASE_IMAGE_ARGS)
+
+# Needs a Docker engine (README, "Deploy"); skips with the reason when none answers.
+deploy-test: test-system-deps venv
+	LOOKALIKE_DEPLOY_TEST=1 $(PY) -m pytest -p no:cacheprovider tests/deploy/test_stack.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from catalog.api.throttles import SearchThrottle, rate_describe
 from catalog.forms import SearchByPhotoForm, human_bytes, rejection_error
-from catalog.selectors import photo_search, storefront
+from catalog.selectors import health, photo_search, storefront
 from similarity import ImageRejected
 
 PAGE_SIZE = 24
@@ -117,3 +117,12 @@ def _search_page(request: HttpRequest) -> HttpResponse:
     if form.errors:
         status = search_status(form)
     return render(request, "catalog/search.html", context, status=status)
+
+
+@require_http_methods(["GET", "HEAD"])
+def health_check(request: HttpRequest) -> JsonResponse:
+    """200 when the database and Redis answer, 503 naming which does not."""
+    report = health.deployment_health()
+    checks = {name: "ok" if ok else "unavailable" for name, ok in report.checks.items()}
+    status = "ok" if report.healthy else "unavailable"
+    return JsonResponse({"status": status, "checks": checks}, status=200 if report.healthy else 503)

@@ -270,3 +270,11 @@ SPECTACULAR_SETTINGS = {
         "catalog.api.schema_hooks.add_error_responses",
     ],
 }
+
+# Behind HTTPS (a proxy that sets X-Forwarded-Proto): session and CSRF cookies only over HTTPS,
+# the default. A shop served over plain HTTP (docker compose on a LAN host) turns both off;
+# local.py turns them off for development. CSRF_TRUSTED_ORIGINS lists the origins
+# (scheme://host[:port]) a form may be posted from when the proxy changes host or port.
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
