@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.http import QueryDict
+from django.utils.http import parse_etags, quote_etag
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers
@@ -138,13 +139,13 @@ class ProductDetailView(ApiView):
 
 
 def _etag(body: dict[str, Any]) -> str:
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-    return f'"{digest[:32]}"'
+    return quote_etag(hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32])
 
 
 def _matches(header: str, etag: str) -> bool:
-    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
-    return "*" in tags or etag in tags
+    """If-None-Match uses the weak comparison (RFC 9110 13.1.2): a W/ tag matches too."""
+    tags = parse_etags(header)
+    return "*" in tags or etag in {tag.removeprefix("W/") for tag in tags}
 
 
 @extend_schema(
