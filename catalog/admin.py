@@ -17,8 +17,16 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
+from catalog.admin_rules import (
+    ListRuleInline,
+    exclude_everywhere,
+    mark_listed,
+    mark_not_listed,
+    pins_of,
+    rules_save_formset,
+)
 from catalog.forms import BulkUploadForm, ProductAdminForm
-from catalog.models import ApiKey, Product, RebuildBlock, RebuildRun
+from catalog.models import ApiKey, ListRule, Product, RebuildBlock, RebuildRun
 from catalog.selectors.storefront import product_neighbours, product_neighbours_state
 
 STATUS_COLOURS = {
@@ -27,6 +35,16 @@ STATUS_COLOURS = {
     Product.Status.READY: "#1c7c3a",
     Product.Status.FAILED: "#b3261e",
 }
+
+
+def _pin_label(pins: dict[int, ListRule], rank: int, neighbour_id: int) -> str:
+    """"pinned by … on …" under a preview entry that a pin placed."""
+    rule = pins.get(rank)
+    if rule is None or rule.target_id != neighbour_id:
+        return ""
+    who = rule.created_by.get_username() if rule.created_by else "the API"
+    return format_html('<br><span class="lookalike-pin" style="color:#1f5fa8">pinned by {} on {}'
+                       "</span>", who, f"{rule.created_at:%Y-%m-%d %H:%M}")
 
 
 def _thumb(product: Product, size: int) -> str:
@@ -44,10 +62,10 @@ def _thumb(product: Product, size: int) -> str:
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
     form = ProductAdminForm
-    list_display = ("thumbnail", "name", "sku", "category", "coloured_status", "short_error",
-                    "created_at")
+    list_display = ("thumbnail", "name", "sku", "category", "listed", "coloured_status",
+                    "short_error", "created_at")
     list_display_links = ("thumbnail", "name")
-    list_filter = ("status", "category")
+    list_filter = ("status", "listed", "category")
     search_fields = ("name", "sku", "category", "slug")
     list_per_page = 50
     readonly_fields = (
@@ -60,15 +78,17 @@ class ProductAdmin(admin.ModelAdmin):
         "updated_at",
         "similar_preview",
     )
-    actions = ("recompute_similarity", "rebuild_everything")
+    actions = ("recompute_similarity", "rebuild_everything", mark_not_listed, mark_listed,
+               exclude_everywhere)
     change_list_template = "admin/catalog/product/change_list.html"
 
     def get_fieldsets(self, request: HttpRequest, obj: Product | None = None) -> list:
-        main = (None, {"fields": ["name", "sku", "slug", "category", "image"]})
+        main = (None, {"fields": ["name", "sku", "slug", "category", "image", "listed"]})
         if obj is None:
             return [main]
         return [
-            (None, {"fields": ["current_image", "name", "sku", "slug", "category", "image"]}),
+            (None, {"fields": ["current_image", "name", "sku", "slug", "category", "image",
+                               "listed"]}),
             (
                 "Similarity",
                 {"fields": ["coloured_status", "error_message", "similar_preview"]},
@@ -81,6 +101,9 @@ class ProductAdmin(admin.ModelAdmin):
                 },
             ),
         ]
+
+    def get_inlines(self, request: HttpRequest, obj: Product | None = None) -> Any:
+        return [ListRuleInline] if obj is not None else []
 
     def get_readonly_fields(self, request: HttpRequest, obj: Product | None = None) -> Any:
         # A SKU is the shop's stable id: set once, when the product is made.
@@ -132,10 +155,11 @@ class ProductAdmin(admin.ModelAdmin):
             if state == "computing"
             else ""
         )
+        pins = pins_of(obj)
         cells = format_html_join(
             "",
             '<li style="list-style:none;width:110px;text-align:center;font-size:11px">'
-            '<a href="{}">{}</a><br><b>#{}</b> {}<br>distance {}</li>',
+            '<a href="{}">{}</a><br><b>#{}</b> {}<br>distance {}{}</li>',
             (
                 (
                     reverse("admin:catalog_product_change", args=[link.neighbour_id]),
@@ -143,6 +167,7 @@ class ProductAdmin(admin.ModelAdmin):
                     link.rank,
                     link.neighbour.name,
                     f"{link.distance:.4f}",
+                    _pin_label(pins, link.rank, link.neighbour_id),
                 )
                 for link in neighbours
             ),
@@ -155,6 +180,12 @@ class ProductAdmin(admin.ModelAdmin):
         )
 
     # -- writes through the services ------------------------------------------------------------
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        if formset.model is ListRule:
+            rules_save_formset(request, form.instance, formset)
+        else:
+            super().save_formset(request, form, formset, change)
 
     def save_model(self, request: HttpRequest, obj: Product, form: ProductAdminForm, change: bool) -> None:
         from catalog.services.products import product_create, product_update
@@ -179,6 +210,10 @@ class ProductAdmin(admin.ModelAdmin):
             if "image" in form.changed_data and data.get("image"):
                 changes["image"] = form.checked_image or data["image"]
             saved = product_update(product=current, **changes)
+        if saved.listed != data.get("listed", True):
+            from catalog.services.merchandising import products_set_listed
+
+            products_set_listed(product_ids=[saved.pk], listed=data.get("listed", True))
         obj.pk = saved.pk
         obj.refresh_from_db()
 

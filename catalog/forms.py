@@ -147,7 +147,7 @@ class ProductAdminForm(forms.ModelForm):
 
     class Meta:
         model = Product
-        fields = ("name", "sku", "slug", "category", "image")
+        fields = ("name", "sku", "slug", "category", "image", "listed")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -8,6 +8,7 @@ import uuid
 from pathlib import PurePath
 
 import numpy as np
+from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.urls import reverse
@@ -53,6 +54,12 @@ class Product(models.Model):
     )
     slug = models.SlugField(max_length=220, unique=True)
     category = models.CharField(max_length=64, db_index=True)
+    # Not listed (sold out, unpublished): in no list and no search, but keeps its own list.
+    listed = models.BooleanField(
+        default=True, db_index=True,
+        help_text="Shown in other products' lists and in search by photo. Untick when sold out "
+                  "or unpublished: the product keeps its own list of listed products.",
+    )
     image = models.ImageField(upload_to=product_image_path, max_length=255)
     image_sha256 = models.CharField(max_length=64, blank=True, db_index=True)
     status = models.CharField(
@@ -115,6 +122,54 @@ class ProductNeighbour(models.Model):
 
     def __str__(self) -> str:
         return f"{self.product_id} #{self.rank} → {self.neighbour_id}"
+
+
+class ListRule(models.Model):
+    """A merchandiser's rule: pin ``target`` at ``rank`` of ``product``'s list, exclude
+    ``target`` from it, or (no ``product``) exclude ``target`` from every list."""
+
+    class Kind(models.TextChoices):
+        PIN = "pin", "Pinned"
+        EXCLUDE = "exclude", "Excluded from this list"
+        EXCLUDE_EVERYWHERE = "exclude_everywhere", "Excluded from every list"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    product = models.ForeignKey(Product, null=True, blank=True, on_delete=models.CASCADE,
+                                related_name="list_rules")
+    target = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="rules_naming")
+    rank = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("product", "rank", "created_at")
+        constraints = (
+            models.UniqueConstraint(fields=["product", "target"], name="list_rule_one_per_pair",
+                                    condition=models.Q(product__isnull=False)),
+            models.UniqueConstraint(fields=["target"], name="list_rule_one_everywhere",
+                                    condition=models.Q(product__isnull=True)),
+            models.UniqueConstraint(fields=["product", "rank"], name="list_rule_one_pin_per_rank",
+                                    condition=models.Q(kind="pin")),
+            models.CheckConstraint(
+                name="list_rule_shape",
+                condition=(
+                    models.Q(kind="pin", product__isnull=False, rank__gte=1,
+                             rank__lte=MAX_NEIGHBOURS)
+                    | models.Q(kind="exclude", product__isnull=False, rank__isnull=True)
+                    | models.Q(kind="exclude_everywhere", product__isnull=True, rank__isnull=True)
+                ),
+            ),
+            models.CheckConstraint(condition=~models.Q(product=models.F("target")),
+                                   name="list_rule_not_self"),
+        )
+
+    def __str__(self) -> str:
+        if self.kind == self.Kind.PIN:
+            return f"{self.target} pinned at #{self.rank} of {self.product}"
+        if self.kind == self.Kind.EXCLUDE:
+            return f"{self.target} excluded from {self.product}"
+        return f"{self.target} excluded from every list"
 
 
 class RebuildRun(models.Model):

@@ -18,7 +18,7 @@ bottom up:
   (``exact``), the choice between them (``layout``), the all-pairs build in blocks for a
   distributed rebuild (``block_knn``, ``block_files``), near-duplicate groups (``dedup``) and
   the on-disk ``.npz`` store with its deltas and writer lock (``store`` and its ``store_*``
-  parts).
+  parts), and a product's own rules applied to its list (``rules``).
 - ``similarity.evaluation``: how good the lists are. Retrieval metrics (``metrics``),
   cross-validation inside a catalog (``kfold``) and the colour weight it chooses with it
   (``colour_cv``), Debian's Fashion-MNIST (``fashion_mnist``), shop-style and shopper-style
@@ -62,6 +62,14 @@ from similarity.index.block_files import load_block, save_block
 from similarity.index.block_knn import Block, discard_input, input_size, knn_block
 from similarity.index.dedup import duplicate_groups
 from similarity.index.layout import LAYOUTS, NeighbourIndex
+from similarity.index.rules import (
+    ListRules,
+    enters,
+    nearest_allowed,
+    pair_distances,
+    pins_applied,
+    ruled_list,
+)
 from similarity.index.store import TEMP_PREFIX, TEMP_SUFFIX, ConcurrentWriterError, MatrixMeta, MatrixStore
 from similarity.model.cache import ensure_model
 from similarity.model.spec import EMBEDDING_DIM, PRECISIONS, ModelIdentity, Precision
@@ -85,6 +93,7 @@ __all__ = [
     "ImageEmbedder",
     "ImageLimits",
     "ImageRejected",
+    "ListRules",
     "MatrixError",
     "MatrixFullError",
     "MatrixMeta",
@@ -109,6 +118,7 @@ __all__ = [
     "draw_sheet",
     "duplicate_groups",
     "ensure_model",
+    "enters",
     "evaluate",
     "failpoint",
     "fit_blend",
@@ -124,8 +134,12 @@ __all__ = [
     "load_block",
     "load_image",
     "load_split",
+    "nearest_allowed",
+    "pair_distances",
+    "pins_applied",
     "read_blend",
     "reshoot",
+    "ruled_list",
     "save_blend",
     "save_block",
     "shopper_shot",

@@ -31,6 +31,7 @@ from catalog.api.serializers import (
 )
 from catalog.models import Product
 from catalog.selectors.api_reads import product_get_by_sku, product_similar_list, products_filter
+from catalog.services.merchandising import products_set_listed
 from catalog.services.product_sync import product_put
 from catalog.services.products import CheckedImage, image_check, product_delete, product_update
 
@@ -66,6 +67,13 @@ def _validated(serializer_class: type, data: Any, **kwargs: Any) -> dict[str, An
         raise serializers.ValidationError(blank)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
+
+
+def _set_listed(product: Product, listed: bool | None) -> None:
+    """Take the product out of lists or put it back, when the body says so."""
+    if listed is not None and listed != product.listed:
+        products_set_listed(product_ids=[product.pk], listed=listed)
+        product.refresh_from_db()
 
 
 class ProductCursor(CursorPagination):
@@ -112,6 +120,7 @@ class ProductDetailView(ApiView):
                                            category=data["category"], image=photo)
         except DjangoValidationError as exc:
             raise ApiError(400, str(exc.code or "invalid"), " ".join(exc.messages)) from exc
+        _set_listed(product, data.get("listed"))
         body = ProductSerializer(product, context={"request": request}).data
         return Response(body, status=201 if outcome == "created" else 200)
 
@@ -123,12 +132,14 @@ class ProductDetailView(ApiView):
         product = _product_or_404(sku)
         data = _validated(ProductWriteSerializer, request.data, partial=True)
         if not data:
-            raise ApiError(400, "invalid", "nothing to change: give name, category or image")
+            raise ApiError(400, "invalid", "nothing to change: give name, category, image or listed")
         photo = _checked_photo(data.pop("image", None))
+        listed = data.pop("listed", None)
         try:
             product_update(product=product, image=photo, **data)
         except DjangoValidationError as exc:
             raise ApiError(400, str(exc.code or "invalid"), " ".join(exc.messages)) from exc
+        _set_listed(product, listed)
         return Response(ProductSerializer(product, context={"request": request}).data)
 
     @extend_schema(responses={204: None},

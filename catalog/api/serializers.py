@@ -8,6 +8,7 @@ from typing import Any
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import empty
 
 from catalog.models import MAX_NEIGHBOURS, Product
 
@@ -25,8 +26,8 @@ class ProductSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Product
-        fields = ("sku", "name", "category", "status", "error_message", "image_sha256", "url",
-                  "image_url", "similar_url", "created_at", "updated_at")
+        fields = ("sku", "name", "category", "listed", "status", "error_message", "image_sha256",
+                  "url", "image_url", "similar_url", "created_at", "updated_at")
         read_only_fields = fields
 
     def get_url(self, obj: Product) -> str:
@@ -40,19 +41,31 @@ class ProductSerializer(serializers.ModelSerializer):
         return _absolute(self.context, f"/api/v1/products/{obj.sku}/similar")
 
 
+class OptionalBoolean(serializers.BooleanField):
+    """A boolean that a form body may leave out (DRF would read a missing one as false)."""
+
+    default_empty_html = empty
+
+
 class ProductWriteSerializer(serializers.Serializer):
-    """PUT: every field; PATCH: any of them (``partial``)."""
+    """PUT: every field but ``listed``; PATCH: any of them (``partial``)."""
 
     name = serializers.CharField(max_length=200)
     category = serializers.CharField(max_length=64)
     image = serializers.FileField(
         allow_empty_file=True,  # refused by the photo check, with its reason ("empty")
         help_text="The product photo (JPEG, PNG, WebP or GIF), checked as the admin checks it.")
+    listed = OptionalBoolean(
+        required=False,
+        help_text="false: sold out or unpublished. The product leaves every list and search by "
+                  "photo and keeps its own list; true puts it back. Left out: unchanged (a new "
+                  "product is listed).")
 
 
 class ProductListQuery(serializers.Serializer):
     category = serializers.CharField(required=False, max_length=64)
     status = serializers.ChoiceField(choices=Product.Status.values, required=False)
+    listed = OptionalBoolean(required=False, help_text="Only listed (true) or not listed (false).")
     updated_since = serializers.DateTimeField(
         required=False, help_text="Only products changed at or after this time (ISO 8601).")
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=200,

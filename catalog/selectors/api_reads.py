@@ -27,11 +27,14 @@ def product_get_by_sku(*, sku: str) -> Product | None:
 
 
 def products_filter(*, category: str | None = None, status: str | None = None,
+                    listed: bool | None = None,
                     updated_since: datetime | None = None) -> QuerySet[Product]:
     """Products of the API's list, each filter applied when given."""
     qs = Product.objects.all()
     if category:
         qs = qs.filter(category=category)
+    if listed is not None:
+        qs = qs.filter(listed=listed)
     if status:
         qs = qs.filter(status=status)
     if updated_since is not None:

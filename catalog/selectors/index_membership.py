@@ -11,9 +11,9 @@ from typing import Literal, overload
 
 import numpy as np
 from django.db import connection
-from django.db.models import F, QuerySet
+from django.db.models import Exists, F, OuterRef, QuerySet
 
-from catalog.models import Product
+from catalog.models import ListRule, Product
 from catalog.plain_sql import quoted_table, vector_current_sql
 from catalog.space import Space
 from catalog.vectors import colour_from_bytes, vector_from_bytes, vector_key_current
@@ -42,15 +42,27 @@ def products_indexable() -> QuerySet[Product]:
     )
 
 
+def in_lists(qs: QuerySet[Product]) -> QuerySet[Product]:
+    """Of ``qs``, the products that may appear in lists and search: listed, and not excluded
+    from every list. The matrix holds only these; the others keep lists of their own."""
+    everywhere = ListRule.objects.filter(kind=ListRule.Kind.EXCLUDE_EVERYWHERE,
+                                         target=OuterRef("pk"))
+    return qs.filter(listed=True).exclude(Exists(everywhere))
+
+
+def products_candidates() -> QuerySet[Product]:
+    """Indexable products that may appear in lists: the matrix's members."""
+    return in_lists(products_indexable())
+
+
 def product_ids_keepable(*, product_ids: Iterable[int] | None = None) -> set[int]:
     """Products allowed to stay in the matrix (of ``product_ids``, or of the whole catalog):
-    a current-model vector, not failed.
+    a current-model vector, not failed, allowed in lists (``in_lists``).
 
     A product whose image just changed keeps its old vector (and list) until re-embedded.
     """
-    qs = Product.objects.filter(vector__isnull=False, vector_key=vector_key_current()).exclude(
-        status=Product.Status.FAILED
-    )
+    qs = in_lists(Product.objects.filter(vector__isnull=False, vector_key=vector_key_current())
+                  .exclude(status=Product.Status.FAILED))
     if product_ids is None:
         return set(qs.values_list("pk", flat=True))
     return _pks_among(qs, product_ids)
@@ -84,25 +96,27 @@ def product_ids_all() -> set[int]:
 @overload
 def products_indexable_vectors(
     *, product_ids: Collection[int] | None = None, space: Space | None = None,
-    with_colours: Literal[False] = False,
+    with_colours: Literal[False] = False, candidates: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @overload
 def products_indexable_vectors(
     *, product_ids: Collection[int] | None = None, space: None = None, with_colours: Literal[True],
+    candidates: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
 
 def products_indexable_vectors(
     *, product_ids: Collection[int] | None = None, space: Space | None = None,
-    with_colours: bool = False,
+    with_colours: bool = False, candidates: bool = False,
 ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ids int64, vectors float32 N x EMBEDDING_DIM) of indexable products, by id, read with
+    """(ids int64, vectors float32 N x EMBEDDING_DIM) of indexable products (with
+    ``candidates``, only those allowed in lists: the matrix's members), by id, read with
     their colour descriptors; with ``space``, the vectors are mapped into it (N x space.dim, its
     stored projection and colour blend); with ``with_colours`` (raw vectors only), also the
     colour descriptors (float32 N x COLOUR_DIM; zeros where none of the current version)."""
-    ids, vecs, cols = _indexable_rows(product_ids)
+    ids, vecs, cols = _indexable_rows(product_ids, candidates)
     if with_colours:
         return ids, vecs, cols
     if space is not None:
@@ -110,12 +124,13 @@ def products_indexable_vectors(
     return ids, vecs
 
 
-def _indexable_rows(product_ids: Collection[int] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _indexable_rows(product_ids: Collection[int] | None,
+                    candidates: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ids, raw vectors, colour descriptors) of the indexable products (among ``product_ids``)."""
     ids: list[int] = []
     vecs: list[np.ndarray] = []
     cols: list[np.ndarray] = []
-    for pk, vector, colour, colour_key in _vector_rows(product_ids):
+    for pk, vector, colour, colour_key in _vector_rows(product_ids, candidates):
         if vector is not None:  # indexable products always have one
             ids.append(pk)
             vecs.append(vector_from_bytes(vector))
@@ -125,8 +140,9 @@ def _indexable_rows(product_ids: Collection[int] | None) -> tuple[np.ndarray, np
             np.stack(cols) if cols else np.empty((0, COLOUR_DIM), np.float32))
 
 
-def _vector_rows(product_ids: Collection[int] | None) -> Iterator[_VectorRow]:
-    base = products_indexable().order_by("pk").values_list("pk", "vector", "colour", "colour_key")
+def _vector_rows(product_ids: Collection[int] | None, candidates: bool) -> Iterator[_VectorRow]:
+    qs = products_candidates() if candidates else products_indexable()
+    base = qs.order_by("pk").values_list("pk", "vector", "colour", "colour_key")
     if product_ids is None:
         yield from base.iterator(chunk_size=1000)
         return

@@ -1,4 +1,5 @@
-"""Search by photo: the ready products nearest to an uploaded picture. Nothing here writes.
+"""Search by photo: the ready products nearest to an uploaded picture, of those allowed in lists
+(listed, not excluded everywhere). Nothing here writes.
 
 It embeds the query with a per-process ImageEmbedder (LiteRT, no TensorFlow),
 computes its colour descriptor from the same decoded picture, and compares it, in the current
@@ -19,6 +20,7 @@ from django.db.models import Count, Max, QuerySet, Sum
 
 from catalog.engine import embedder_get, matrix_store
 from catalog.models import Product
+from catalog.selectors.index_membership import in_lists
 from catalog.space import Space, space_current
 from catalog.vectors import colour_from_bytes, vector_key_current
 from similarity import COLOUR_DIM, EMBEDDING_DIM, MatrixError, MatrixStore, NeighbourIndex, StaleMatrixError
@@ -43,9 +45,10 @@ _index: _SearchIndex | None = None
 
 
 def _ready_products(vector_key: str) -> QuerySet[Product]:
-    return Product.objects.filter(
+    """Ready products allowed in lists (a product not listed is never a search result)."""
+    return in_lists(Product.objects.filter(
         status=Product.Status.READY, vector__isnull=False, vector_key=vector_key
-    )
+    ))
 
 
 def _catalog_key(space: Space, vector_key: str) -> tuple:
@@ -214,7 +217,7 @@ def _search_stored_index(vector: np.ndarray, colour: np.ndarray | None, k: int,
         wanted = k
         while True:
             hits = index.query(query, k=min(wanted, len(index)))
-            wanted_rows = Product.objects.filter(status=Product.Status.READY)
+            wanted_rows = in_lists(Product.objects.filter(status=Product.Status.READY))
             if category is not None:
                 wanted_rows = wanted_rows.filter(category=category)
             ready = wanted_rows.in_bulk([pid for pid, _ in hits])

@@ -7,14 +7,15 @@ from typing import Literal
 
 from django.db.models import QuerySet
 
-from catalog.models import MAX_NEIGHBOURS, Product, ProductNeighbour
+from catalog.models import MAX_NEIGHBOURS, ListRule, Product, ProductNeighbour
 
 NeighboursState = Literal["ready", "computing", "failed"]
 
 
 def product_list(*, category: str | None = None) -> QuerySet[Product]:
-    """Products for the storefront, newest first, optionally of one category."""
-    qs = Product.objects.all()
+    """Listed products for the storefront, newest first, optionally of one category (a product
+    not listed keeps its page, reached by its address, but leaves the catalog's pages)."""
+    qs = Product.objects.filter(listed=True)
     if category:
         qs = qs.filter(category=category)
     return qs.order_by("-created_at", "-id")
@@ -23,7 +24,8 @@ def product_list(*, category: str | None = None) -> QuerySet[Product]:
 def product_categories() -> list[str]:
     """Distinct category names, sorted."""
     return list(
-        Product.objects.order_by("category").values_list("category", flat=True).distinct()
+        Product.objects.filter(listed=True).order_by("category")
+        .values_list("category", flat=True).distinct()
     )
 
 
@@ -36,9 +38,11 @@ def product_get(*, product_id: int) -> Product | None:
 
 
 def product_neighbours(*, product: Product) -> list[ProductNeighbour]:
-    """The stored top-10 of ``product``, by rank, each with its ``neighbour`` loaded."""
+    """The stored top-10 of ``product``, by rank, each with its ``neighbour`` loaded. A
+    neighbour just taken out of lists is left out until the index writer refills the list."""
     return list(
-        ProductNeighbour.objects.filter(product=product)
+        ProductNeighbour.objects.filter(product=product, neighbour__listed=True)
+        .exclude(neighbour__rules_naming__kind=ListRule.Kind.EXCLUDE_EVERYWHERE)
         .select_related("neighbour")
         .order_by("rank")[:MAX_NEIGHBOURS]
     )

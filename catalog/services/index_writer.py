@@ -91,13 +91,13 @@ def matrix_open(target: SpaceStore) -> NeighbourIndex:
     except StaleMatrixError as exc:
         logger.warning("matrix in %s is stale (%s): rebuilding from the database",
                        store.directory, exc)
-        matrix = store.rebuild(*products_indexable_vectors(space=target.space))
+        matrix = store.rebuild(*products_indexable_vectors(space=target.space, candidates=True))
         # Products embedded by the old model are left out until re-embedded: do it now.
         queue.rebuild_enqueue(trigger="stale-matrix")
     except MatrixError as exc:
         aside = _quarantine(store)
         logger.error("matrix in %s unreadable (%s): files moved to %s, rebuilding from the "
                      "database", store.directory, exc, aside)
-        matrix = store.rebuild(*products_indexable_vectors(space=target.space))
+        matrix = store.rebuild(*products_indexable_vectors(space=target.space, candidates=True))
     matrix_remember(store, matrix)
     return matrix

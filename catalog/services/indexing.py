@@ -25,6 +25,7 @@ from catalog.selectors.index_membership import (
     product_ids_existing,
     product_ids_keepable,
     products_awaiting_index,
+    products_candidates,
     products_indexable,
     products_indexable_vectors,
     products_indexed,
@@ -40,6 +41,7 @@ from catalog.services.neighbour_sync import (
     products_mark_ready,
 )
 from catalog.services.product_embedding import warn_unknown
+from catalog.services.ruled_lists import ruled_affected
 from catalog.space import Space
 from similarity import MatrixFullError, MatrixStore, NeighbourIndex, failpoint
 
@@ -64,7 +66,8 @@ def _plan(matrix: NeighbourIndex, product_ids: set[int], space: Space | None = N
     """What to upsert and remove (of ``product_ids``: reads only their rows); products in
     ``settled`` (lists committed for their current vector, ``products_indexed``) whose vector
     the matrix holds are left out."""
-    up_ids, up_vecs = products_indexable_vectors(product_ids=product_ids, space=space)
+    up_ids, up_vecs = products_indexable_vectors(product_ids=product_ids, space=space,
+                                                  candidates=True)
     unmoved = {pid for pid, vec in zip(up_ids.tolist(), up_vecs, strict=True)
                if pid in matrix and np.array_equal(matrix.vector(pid), vec)}
     keep_rows = [i for i, pid in enumerate(up_ids.tolist())
@@ -77,7 +80,7 @@ def _plan(matrix: NeighbourIndex, product_ids: set[int], space: Space | None = N
 
 def _holds(matrix: NeighbourIndex, ids: set[int], space: Space) -> bool:
     """Whether the matrix holds every one of ``ids`` with its current vector."""
-    up_ids, up_vecs = products_indexable_vectors(product_ids=ids, space=space)
+    up_ids, up_vecs = products_indexable_vectors(product_ids=ids, space=space, candidates=True)
     return up_ids.size == len(ids) and not matrix.plan_upsert(up_ids, up_vecs)[0].size
 
 
@@ -150,15 +153,19 @@ def _index_locked(target: SpaceStore, matrix: NeighbourIndex, asked: set[int],
     (retried if a neighbour is deleted meanwhile)."""
     plan = _plan(matrix, asked, target.space, settled)
     changed, upserted = _apply_plan(target.store, matrix, plan)
-    to_sync = changed | upserted | plan.remove_ids
+    # ``asked``: a product kept out of lists has no row of the matrix but a list of its own.
+    to_sync = asked | changed | upserted | plan.remove_ids
     to_sync |= neighbour_lists_touching(matrix=matrix, product_ids=asked | upserted | plan.remove_ids,
                                         unmoved=plan.unmoved)
+    to_sync |= ruled_affected(matrix=matrix, space=target.space, new_ids=plan.upsert_ids,
+                              new_vectors=plan.upsert_vectors, removed=bool(plan.remove_ids))
+    ready = upserted | {pid for pid in asked if pid not in matrix}
     for attempt in range(_ATTEMPTS):
         to_sync, existing, lists = _without_ghosts(target.store, matrix, to_sync)
         failpoint("index.before_neighbours")
         try:
             return neighbours_sync(matrix=matrix, product_ids=to_sync, existing=existing,
-                                   fence=lock.check, ready=upserted, read=lists)
+                                   fence=lock.check, ready=ready, read=lists, space=target.space)
         except IntegrityError:
             # A neighbour was deleted between reading the ids and writing: look again.
             if attempt == _ATTEMPTS - 1:
@@ -224,13 +231,15 @@ def index_repair() -> dict[str, int]:
         in_matrix = set(matrix.ids.tolist())
         indexable = set(products_indexable().values_list("pk", flat=True))
         keep = product_ids_keepable()
-        missing = indexable - in_matrix
+        missing = set(products_candidates().values_list("pk", flat=True)) - in_matrix
         extra = in_matrix - keep
-        ids, vecs = products_indexable_vectors(product_ids=missing, space=target.space)
+        ids, vecs = products_indexable_vectors(product_ids=missing, space=target.space,
+                                               candidates=True)
         _apply_plan(store, matrix, _Plan(ids, vecs, extra, set()))
         existing = product_ids_all()
         rewritten = neighbours_sync_chunked(
-            matrix=matrix, product_ids=sorted(existing), existing=existing, fence=lock.check
+            matrix=matrix, product_ids=sorted(existing), existing=existing, fence=lock.check,
+            space=target.space,
         )
-        products_mark_ready(product_ids=indexable & set(matrix.ids.tolist()), fence=lock.check)
+        products_mark_ready(product_ids=indexable, fence=lock.check)
     return {"added": len(missing), "removed": len(extra), "lists_rewritten": len(rewritten)}

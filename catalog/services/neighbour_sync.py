@@ -18,8 +18,11 @@ from django.utils import timezone
 from catalog.models import MAX_NEIGHBOURS, Product, ProductNeighbour
 from catalog.plain_sql import quoted_table, vector_current_sql
 from catalog.selectors.index_membership import product_hashes_and_vectors, products_awaiting_reembed
+from catalog.selectors.list_rules import ruled_rows
 from catalog.selectors.neighbour_rows import StoredRow, neighbour_lists_stored
 from catalog.services.locking import Fence
+from catalog.services.ruled_lists import ruled_final, ruled_nearest
+from catalog.space import Space
 from catalog.vectors import vector_from_bytes, vector_key_current
 from similarity import NeighbourIndex, chunked, duplicate_groups
 
@@ -56,12 +59,14 @@ def _wanted_list(matrix: NeighbourIndex, pid: int, existing: Collection[int], k:
 
 def _wanted_lists(
     matrix: NeighbourIndex, product_ids: Iterable[int], existing: Collection[int],
-    read: Mapping[int, Neighbours] | None = None,
+    read: Mapping[int, Neighbours] | None = None, space: Space | None = None,
 ) -> dict[int, Neighbours]:
     """Each existing product's top-10 from the matrix, skipping neighbours gone from the DB
-    (``read``: lists already read from this matrix, ``matrix_lists``)."""
+    (``read``: lists already read from this matrix, ``matrix_lists``); with ``space`` (the
+    matrix's), ruled products' lists under the shop's rules (catalog.services.ruled_lists)."""
     product_ids = list(product_ids)
     migrating = products_awaiting_reembed(product_ids=[pid for pid in product_ids if pid not in matrix])
+    ruled = ruled_rows(product_ids=product_ids, space=space) if space is not None else {}
     k = _list_k(matrix)
     wanted: dict[int, Neighbours] = {}
     for pid in product_ids:
@@ -69,9 +74,15 @@ def _wanted_lists(
             continue  # deleted: its rows went with it
         if pid in migrating:
             continue  # its old list stays visible until the rebuild re-embeds it
-        wanted[pid] = _wanted_list(matrix, pid, existing, k, read) if pid in matrix else []
+        if pid in ruled:
+            wanted[pid] = ruled_nearest(matrix, pid, ruled[pid], existing, k or MAX_NEIGHBOURS)
+        else:
+            wanted[pid] = _wanted_list(matrix, pid, existing, k, read) if pid in matrix else []
     if settings.LOOKALIKE_COLLAPSE_DUPLICATES:
         _collapse_duplicates(wanted)
+    for pid, row in ruled.items():
+        if pid in wanted:
+            wanted[pid] = ruled_final(matrix, pid, row, wanted[pid])
     return wanted
 
 
@@ -192,19 +203,20 @@ def products_mark_ready(*, product_ids: Collection[int], fence: Fence | None = N
 def neighbours_sync(
     *, matrix: NeighbourIndex, product_ids: Iterable[int], existing: Collection[int],
     fence: Fence | None = None, ready: Collection[int] = (),
-    read: Mapping[int, Neighbours] | None = None,
+    read: Mapping[int, Neighbours] | None = None, space: Space | None = None,
 ) -> set[int]:
     """Rewrite, in one transaction, the stored lists of ``product_ids`` that differ from the
     matrix (missing neighbours skipped); return the ids rewritten. ``ready``: products to
     mark ready in the same transaction (``products_mark_ready``), so that a product turns
     ready together with its list, for one commit and one fence. ``read``: the matrix's lists
-    of these products, if the caller has them already.
+    of these products, if the caller has them already. ``space``: the matrix's, so that ruled
+    products' lists follow the shop's rules (every writer passes it).
 
     ``fence`` (the writer lock's check) is called right before the commit: if it raises, the
     transaction rolls back and nothing is written.
     """
     with transaction.atomic():
-        wanted = _wanted_lists(matrix, sorted(set(product_ids)), existing, read)
+        wanted = _wanted_lists(matrix, sorted(set(product_ids)), existing, read, space)
         stored = neighbour_lists_stored(product_ids=wanted)
         differ = {}
         for pid, lst in wanted.items():
@@ -221,14 +233,14 @@ def neighbours_sync(
 def neighbours_sync_chunked(
     *, matrix: NeighbourIndex, product_ids: Sequence[int], existing: Collection[int],
     chunk: int = _CHUNK, progress: Callable[[int, int], None] | None = None,
-    fence: Fence | None = None,
+    fence: Fence | None = None, space: Space | None = None,
 ) -> set[int]:
     """Like ``neighbours_sync`` but one transaction per ``chunk`` products, with progress."""
     rewritten: set[int] = set()
     ids = sorted(set(product_ids))
     for done, part in enumerate(chunked(ids, chunk), start=1):
         rewritten |= neighbours_sync(matrix=matrix, product_ids=part, existing=existing,
-                                     fence=fence)
+                                     fence=fence, space=space)
         if progress is not None:
             progress(min(done * chunk, len(ids)), len(ids))
     return rewritten

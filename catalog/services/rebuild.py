@@ -16,6 +16,7 @@ from catalog.engine import follow_layout, layout_for, matrix_remember, matrix_st
 from catalog.models import Product, RebuildRun
 from catalog.selectors.index_membership import (
     product_ids_all,
+    products_candidates,
     products_indexable,
     products_indexable_vectors,
 )
@@ -25,7 +26,7 @@ from catalog.services.locking import Fence
 from catalog.services.neighbour_sync import neighbours_sync_chunked, products_mark_ready
 from catalog.services.product_embedding import products_embed_batch
 from catalog.services.rebuild_blocks import rebuild_blocks_collect, rebuild_blocks_plan
-from catalog.space import AugmentedViews, projection_refit, space_name
+from catalog.space import AugmentedViews, Space, projection_refit, space_name
 from catalog.vectors import vector_key_current
 from similarity import MatrixStore, NeighbourIndex, discard_input
 
@@ -101,7 +102,7 @@ def _views(report: Report) -> AugmentedViews | None:
 
 
 def _rebuild_matrix(run: RebuildRun, report: Report, fence: Fence,
-                    views: AugmentedViews | None, result: _Rebuilt) -> NeighbourIndex:
+                    views: AugmentedViews | None, result: _Rebuilt) -> tuple[NeighbourIndex, Space]:
     """Refit the projection (lda-blend space: here and only here, on the catalog plus
     augmented views of it) and, with ``LOOKALIKE_COLOUR_WEIGHT="auto"``, choose the colour
     weight by catalog CV (recorded in the run's message), then build the index in the new
@@ -113,18 +114,20 @@ def _rebuild_matrix(run: RebuildRun, report: Report, fence: Fence,
     space = refit.space
     if refit.colour is not None:
         result.colour = refit.colour.summary()
+    # Fitted on every product; the matrix holds those allowed in lists (the others are ruled).
+    keep = np.isin(ids, np.fromiter(products_candidates().values_list("pk", flat=True), np.int64))
+    ids, mapped = ids[keep], space.apply(vectors[keep], colours[keep])
     store = matrix_store(space).store
     store.fence = fence
     store.layout = layout_for(int(ids.size))
     follow_layout(store)
-    mapped = space.apply(vectors, colours)
     if store.layout == "topk":
         matrix = _rebuild_in_blocks(run, store, ids, mapped, report, fence)
     else:
         matrix = store.rebuild(ids, mapped)
     matrix_remember(store, matrix)
     report(step="matrix", done=int(ids.size), total=int(ids.size))
-    return matrix
+    return matrix, space
 
 
 def _rebuild_in_blocks(run: RebuildRun, store: MatrixStore, ids: np.ndarray, vectors: np.ndarray,
@@ -143,14 +146,15 @@ def _rebuild_in_blocks(run: RebuildRun, store: MatrixStore, ids: np.ndarray, vec
         discard_input(input_dir)
 
 
-def _rewrite_lists(report: Report, matrix: NeighbourIndex, fence: Fence) -> int:
+def _rewrite_lists(report: Report, matrix: NeighbourIndex, space: Space, fence: Fence) -> int:
     existing = product_ids_all()
     report(step="neighbours", done=0, total=len(existing))
     rewritten = neighbours_sync_chunked(
         matrix=matrix, product_ids=sorted(existing), existing=existing,
-        progress=lambda done, total: report(done=done, total=total), fence=fence,
+        progress=lambda done, total: report(done=done, total=total), fence=fence, space=space,
     )
-    products_mark_ready(product_ids=set(matrix.ids.tolist()), fence=fence)
+    products_mark_ready(product_ids=set(products_indexable().values_list("pk", flat=True)),
+                        fence=fence)
     return len(rewritten)
 
 
@@ -185,9 +189,9 @@ def similarity_rebuild(
         _reembed_stale(report, result)
         views = _views(report)
         with index_writer(matrix_store()) as lock:
-            matrix = _rebuild_matrix(run, report, lock.check, views, result)
+            matrix, space = _rebuild_matrix(run, report, lock.check, views, result)
             result.indexed = len(matrix)
-            result.rewritten = _rewrite_lists(report, matrix, lock.check)
+            result.rewritten = _rewrite_lists(report, matrix, space, lock.check)
     except Exception as exc:
         _finish(run, RebuildRun.State.FAILED, f"{type(exc).__name__}: {exc}", [])
         raise

@@ -18,6 +18,8 @@ from the first to the second as it grows:
   ``inplace``: adopting a rebuilt state in place.
 - ``block_knn``, ``block_files``: the all-pairs top-k in blocks, which many workers can share.
 - ``dedup``: groups of near-duplicates in a list.
+- ``rules``: a list under a shop's rules (exclusions, pins), for products inside the index
+  or outside it (not listed).
 - ``store``: ``MatrixStore``, the index on disk as ``.npz`` generations and fenced deltas,
   composed of ``store_listing`` (file names, directory scan), ``store_format`` (what each file
   holds), ``store_loader`` and ``store_replay`` (loading a base, replaying deltas),

@@ -1,0 +1,132 @@
+"""A list under a shop's rules: the exact nearest allowed products, with pinned products at
+their ranks.
+
+The index (either layout) holds only the products that may appear in lists. A product's own
+rules narrow its list further: products excluded from it, and products pinned at a rank. Its
+list is then, rank by rank from 1 to ``limit``: the product pinned at that rank if there is
+one, otherwise the nearest remaining allowed product, ordered by (distance, id) like every
+list. Pins past ``limit`` do not apply. Pins of products the index does not hold (not listed,
+excluded everywhere, deleted) wait until it holds them again. Pins placed past the end of a
+short list close it up in rank order, so a list has no holes.
+
+The same function serves products outside the index (not listed themselves: they keep a list
+of listed products) and products inside it with rules of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from similarity.errors import MatrixError
+from similarity.index.exact import canonical, raw_sq, work_vectors
+from similarity.index.layout import NeighbourIndex
+
+Neighbours = list[tuple[int, float]]
+
+
+@dataclass(frozen=True)
+class ListRules:
+    """One product's own rules: ``exclude`` never appear in its list, ``pins`` maps a rank
+    (1-based) to the product shown there."""
+
+    exclude: frozenset[int] = frozenset()
+    pins: Mapping[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if any(rank < 1 for rank in self.pins):
+            raise MatrixError(f"pin ranks start at 1, got {sorted(self.pins)}")
+        if len(set(self.pins.values())) != len(self.pins):
+            raise MatrixError("a product can be pinned at one rank only")
+        if set(self.pins.values()) & self.exclude:
+            raise MatrixError("a product cannot be both pinned and excluded")
+
+    def __bool__(self) -> bool:
+        return bool(self.exclude or self.pins)
+
+    def depth(self, limit: int) -> int:
+        """How many nearest products a list of ``limit`` may need before its rules apply."""
+        return limit + len(self.exclude) + len(self.pins)
+
+
+def pair_distances(vector: Any, vectors: np.ndarray, metric: str) -> np.ndarray:
+    """The canonical float32 distances (``similarity.index.exact``) of one vector to each row
+    of ``vectors``: the very values the index's lists and queries report."""
+    a = np.asarray(vector, np.float32).reshape(1, -1)
+    b = np.asarray(vectors, np.float32).reshape(-1, a.shape[1])
+    wa = work_vectors(a, raw_sq(a), metric)
+    wb = work_vectors(b, raw_sq(b), metric)
+    return canonical(np.repeat(wa, len(wb), axis=0), wb, metric)
+
+
+def _pinned(index: NeighbourIndex, vector: Any, own_id: int, rules: ListRules,
+            limit: int) -> dict[int, tuple[int, float]]:
+    """rank -> (id, distance) of the pins that apply now: ranks within ``limit``, products the
+    index holds, never the product itself."""
+    live = sorted((rank, pid) for rank, pid in rules.pins.items()
+                  if rank <= limit and pid != own_id and pid in index)
+    if not live:
+        return {}
+    vectors = np.stack([index.vector(pid) for _, pid in live])
+    dist = pair_distances(vector, vectors, index.metric)
+    return {rank: (pid, float(d)) for (rank, pid), d in zip(live, dist, strict=True)}
+
+
+def place_pins(nearest: Neighbours, pinned: Mapping[int, tuple[int, float]],
+               limit: int) -> Neighbours:
+    """Ranks 1..``limit``: the pin of that rank, else the next of ``nearest``; pins left over
+    when ``nearest`` runs out follow in rank order."""
+    out: Neighbours = []
+    rest = iter(nearest)
+    waiting = dict(sorted(pinned.items()))
+    for rank in range(1, limit + 1):
+        if rank in waiting:
+            out.append(waiting.pop(rank))
+            continue
+        entry = next(rest, None)
+        if entry is None:
+            break
+        out.append(entry)
+    out.extend(waiting.values())
+    return out[:limit]
+
+
+def nearest_allowed(index: NeighbourIndex, vector: Any, *, own_id: int, rules: ListRules,
+                    k: int, limit: int) -> Neighbours:
+    """The ``k`` nearest products of the index to ``vector``, leaving out the product itself,
+    the ones it excludes and the ones it pins within ``limit`` (they take their own ranks)."""
+    pinned = (pid for rank, pid in rules.pins.items() if rank <= limit)
+    skip = {own_id, *rules.exclude, *pinned}
+    return [(int(pid), float(d)) for pid, d in index.query(vector, k=k, exclude=sorted(skip))]
+
+
+def ruled_list(index: NeighbourIndex, vector: Any, *, own_id: int, rules: ListRules,
+               limit: int) -> Neighbours:
+    """The product's list of ``limit`` under its rules (see the module's docstring)."""
+    nearest = nearest_allowed(index, vector, own_id=own_id, rules=rules, k=limit, limit=limit)
+    return place_pins(nearest, _pinned(index, vector, own_id, rules, limit), limit)
+
+
+def pins_applied(index: NeighbourIndex, vector: Any, *, own_id: int, rules: ListRules,
+                 nearest: Neighbours, limit: int) -> Neighbours:
+    """``place_pins`` for a caller that chose ``nearest`` itself (e.g. after collapsing
+    near-duplicates among them)."""
+    return place_pins(nearest, _pinned(index, vector, own_id, rules, limit), limit)
+
+
+def enters(vector: Any, threshold: tuple[float, int] | None, new_ids: np.ndarray,
+           new_vectors: np.ndarray, metric: str, skip: Collection[int] = ()) -> bool:
+    """Whether any new product (``new_ids``, ``new_vectors``; none in ``skip``) ranks before
+    ``threshold`` = (distance, id) of the last entry a list chose by distance. ``None``: the
+    list has room, so any new product enters."""
+    ids = [int(pid) for pid in np.asarray(new_ids).tolist()]
+    keep = [i for i, pid in enumerate(ids) if pid not in skip]
+    if not keep:
+        return False
+    if threshold is None:
+        return True
+    dist = pair_distances(vector, np.asarray(new_vectors)[keep], metric)
+    return any((float(d), ids[i]) < threshold for d, i in zip(dist, keep, strict=True))

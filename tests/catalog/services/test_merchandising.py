@@ -1,0 +1,155 @@
+"""The shop's rules through the services and the real index writer, in both layouts: random
+sequences of creates, vector changes, deletes, availability flips, pins, exclusions and lifted
+rules; after each step every stored list equals the brute force that applies the rules, and no
+list holds a product kept out of lists. Ties are frequent (vectors drawn from a small pool)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from catalog.models import ListRule, Product, ProductNeighbour
+from catalog.services import merchandising
+from catalog.services.indexing import index_apply
+from catalog.services.products import products_delete
+from catalog.task_names import INDEX, REMOVE
+from catalog.vectors import vector_key_current
+from similarity import ListRules
+from tests.pipeline.helpers import stored_lists
+from tests.rules_reference import brute
+
+pytestmark = pytest.mark.django_db
+
+LIMIT = 10
+
+
+def _vector(rng: np.random.Generator, pool: np.ndarray) -> bytes:
+    return pool[int(rng.integers(len(pool)))].astype("<f4").tobytes()
+
+
+def _create(rng: np.random.Generator, pool: np.ndarray, n: int) -> list[int]:
+    key, made = vector_key_current(), []
+    for _ in range(n):
+        tag = f"{int(rng.integers(1 << 60)):064d}"
+        made.append(Product.objects.create(
+            name=f"p{tag[-6:]}", slug=f"p-{tag}", sku=f"s{tag[-20:]}", category="c",
+            image=f"x/{tag}.png", image_sha256=tag, embedded_image_sha256=tag,
+            status=Product.Status.PROCESSING, status_changed_at=timezone.now(), vector_key=key,
+            vector=_vector(rng, pool),
+        ).pk)
+    return made
+
+
+def _run_queued(callbacks) -> None:
+    """What the index worker would do with the tasks the services queued."""
+    for send in callbacks:
+        if getattr(send, "task", None) in (INDEX, REMOVE):
+            index_apply(product_ids=send.kwargs["product_ids"])
+
+
+def _rules_of(pid: int) -> ListRules:
+    rows = ListRule.objects.filter(product_id=pid)
+    return ListRules(
+        exclude=frozenset(r.target_id for r in rows if r.kind == ListRule.Kind.EXCLUDE),
+        pins={r.rank: r.target_id for r in rows if r.kind == ListRule.Kind.PIN},
+    )
+
+
+def expected_lists() -> dict[int, list[tuple[int, float]]]:
+    """Every ready product's list under the rules, from scratch."""
+    ready = list(Product.objects.filter(status=Product.Status.READY))
+    vectors = {p.pk: np.frombuffer(bytes(p.vector), "<f4") for p in ready}
+    everywhere = set(ListRule.objects.filter(kind=ListRule.Kind.EXCLUDE_EVERYWHERE)
+                     .values_list("target_id", flat=True))
+    candidates = {p.pk for p in ready if p.listed and p.pk not in everywhere}
+    return {pid: brute(vectors, candidates, vec, pid, _rules_of(pid), "euclidean", LIMIT)
+            for pid, vec in vectors.items()}
+
+
+def mismatches() -> list[str]:
+    want = expected_lists()
+    have = {pid: [(nid, dist) for _, nid, dist in rows] for pid, rows in stored_lists().items()}
+    out = [f"{pid}: stored {have.get(pid, [])}, want {lst}"
+           for pid, lst in want.items() if have.get(pid, []) != lst]
+    extra = set(have) - set(want)
+    return out + ([f"lists of products not ready: {sorted(extra)}"] if extra else [])
+
+
+def _random_step(rng: np.random.Generator, pool: np.ndarray) -> None:
+    ids = list(Product.objects.values_list("pk", flat=True))
+    op = str(rng.choice(["create", "create", "vector", "delete", "listed", "listed", "pin",
+                         "pin", "exclude", "everywhere", "lift"]))
+    if op == "create" or len(ids) < 4:
+        index_apply(product_ids=_create(rng, pool, int(rng.integers(1, 4))))
+        return
+    a, b = (Product.objects.get(pk=int(x)) for x in rng.choice(ids, size=2, replace=False))
+    if op == "vector":
+        tag = f"{int(rng.integers(1 << 60)):064d}"
+        Product.objects.filter(pk=a.pk).update(vector=_vector(rng, pool), image_sha256=tag,
+                                               embedded_image_sha256=tag)
+        index_apply(product_ids=[a.pk])
+    elif op == "delete":
+        products_delete(product_ids=[a.pk])
+    elif op == "listed":
+        merchandising.products_set_listed(product_ids=[a.pk], listed=not a.listed)
+    elif op == "pin":
+        merchandising.list_pin(product=a, target=b, rank=int(rng.integers(1, LIMIT + 1)))
+    elif op == "exclude":
+        merchandising.list_exclude(product=a, target=b)
+    elif op == "everywhere":
+        merchandising.list_exclude_everywhere(target=a)
+    elif ListRule.objects.exists():
+        merchandising.list_rule_delete(rule=ListRule.objects.order_by("?").first())
+
+
+@pytest.mark.parametrize("layout", ["dense", "topk"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_random_rule_sequences_keep_every_list_exact(settings, django_capture_on_commit_callbacks,
+                                                     layout, seed):
+    settings.LOOKALIKE_INDEX_LAYOUT = layout
+    rng = np.random.default_rng(seed)
+    pool = rng.integers(-2, 3, (9, 1280)).astype(np.float32)
+    for step in range(45):
+        with django_capture_on_commit_callbacks() as callbacks:
+            _random_step(rng, pool)
+        _run_queued(callbacks)
+        assert mismatches() == [], f"step {step}"
+    out = set(Product.objects.filter(listed=False).values_list("pk", flat=True)) | set(
+        ListRule.objects.filter(kind=ListRule.Kind.EXCLUDE_EVERYWHERE).values_list("target_id", flat=True))
+    assert not ProductNeighbour.objects.filter(neighbour_id__in=out).exists()
+    assert Product.objects.filter(listed=False).exists()  # the sequence did flip some
+    assert ListRule.objects.filter(kind=ListRule.Kind.PIN).exists()
+
+
+def test_a_sold_out_product_leaves_lists_and_keeps_its_own(settings, django_capture_on_commit_callbacks):
+    rng = np.random.default_rng(3)
+    ids = _create(rng, rng.normal(size=(40, 1280)).astype(np.float32), 30)
+    index_apply(product_ids=ids)
+    holders = set(ProductNeighbour.objects.filter(neighbour_id=ids[0]).values_list("product_id", flat=True))
+    assert holders
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert merchandising.products_set_listed(product_ids=[ids[0]], listed=False) == 1
+    _run_queued(callbacks)
+    assert not ProductNeighbour.objects.filter(neighbour_id=ids[0]).exists()
+    assert ProductNeighbour.objects.filter(product_id=ids[0]).count() == LIMIT
+    assert mismatches() == []
+    with django_capture_on_commit_callbacks() as callbacks:
+        merchandising.products_set_listed(product_ids=[ids[0]], listed=True)
+    _run_queued(callbacks)
+    again = set(ProductNeighbour.objects.filter(neighbour_id=ids[0]).values_list("product_id", flat=True))
+    assert again == holders
+    assert mismatches() == []
+
+
+def test_rules_that_contradict_themselves_are_refused():
+    rng = np.random.default_rng(4)
+    a, b = (Product.objects.get(pk=pid) for pid in _create(rng, np.ones((1, 1280), np.float32), 2))
+    with pytest.raises(ValidationError, match="own list"):
+        merchandising.list_pin(product=a, target=a, rank=1)
+    with pytest.raises(ValidationError, match="rank must be 1 to 10"):
+        merchandising.list_pin(product=a, target=b, rank=11)
+    merchandising.list_pin(product=a, target=b, rank=3)
+    merchandising.list_exclude(product=a, target=b)  # replaces the pin of the pair
+    assert list(ListRule.objects.values_list("kind", flat=True)) == [ListRule.Kind.EXCLUDE]
