@@ -83,7 +83,7 @@ class ProductAdmin(admin.ModelAdmin):
     change_list_template = "admin/catalog/product/change_list.html"
 
     def get_fieldsets(self, request: HttpRequest, obj: Product | None = None) -> list:
-        main = (None, {"fields": ["name", "sku", "slug", "category", "image", "listed"]})
+        main = (None, {"fields": ["name", "sku", "slug", "category", "image"]})
         if obj is None:
             return [main]
         return [

@@ -57,6 +57,8 @@ def rules_save_formset(request: HttpRequest, product: Product, formset: Any) -> 
     """The inline's changes, each through the services (new pins replace old ones)."""
     from catalog.services.merchandising import list_exclude, list_pin, list_rule_delete
 
+    # What the admin's change message reads of a saved formset (formset.save() is not called).
+    formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
     for form in formset.deleted_forms:
         if form.instance.pk is not None:
             list_rule_delete(rule=form.instance)

@@ -168,3 +168,9 @@ def read_side_defaults(request, settings) -> None:
     settings.LOOKALIKE_SEARCH_RATE = "1000/m"
 
 
+
+
+# What the admin's change form posts besides the product's fields: the listed checkbox (ticked)
+# and the empty inline of its pins and exclusions.
+ADMIN_CHANGE_EXTRA = {"listed": "on", "list_rules-TOTAL_FORMS": "0",
+                      "list_rules-INITIAL_FORMS": "0"}

@@ -5,7 +5,7 @@ from django.urls import reverse
 from catalog.models import Product, RebuildRun
 from catalog.services.queue import EMBED, REBUILD, REMOVE
 from tests.catalog import readside
-from tests.catalog.readside import link_neighbours, make_product, png_bytes
+from tests.catalog.readside import ADMIN_CHANGE_EXTRA, link_neighbours, make_product, png_bytes
 
 media_root = readside.media_root
 fresh_caches = readside.fresh_caches
@@ -155,7 +155,7 @@ def test_an_uploaded_image_is_checked_once(staff, image_checks):
     response = staff.post(
         reverse("admin:catalog_product_change", args=[product.pk]),
         {"name": "Blue shirt", "category": "Shirts", "slug": product.slug,
-         "image": png_upload(colour=(1, 2, 3))},
+         "image": png_upload(colour=(1, 2, 3)), **ADMIN_CHANGE_EXTRA},
     )
     assert response.status_code == 302
     assert len(image_checks) == 2
@@ -166,7 +166,7 @@ def test_change_without_a_new_image_queues_nothing(staff, django_capture_on_comm
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = staff.post(
             reverse("admin:catalog_product_change", args=[product.pk]),
-            {"name": "New name", "category": "Tops", "slug": product.slug},
+            {"name": "New name", "category": "Tops", "slug": product.slug, **ADMIN_CHANGE_EXTRA},
         )
     assert response.status_code == 302, response.context["adminform"].form.errors
     product.refresh_from_db()
@@ -181,7 +181,7 @@ def test_change_with_a_new_image_makes_it_pending_again(staff, django_capture_on
         response = staff.post(
             reverse("admin:catalog_product_change", args=[product.pk]),
             {"name": "Shirt", "category": product.category, "slug": product.slug,
-             "image": png_upload(colour=(1, 2, 3))},
+             "image": png_upload(colour=(1, 2, 3)), **ADMIN_CHANGE_EXTRA},
         )
     assert response.status_code == 302
     product.refresh_from_db()

@@ -9,6 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from catalog.models import Product, ProductNeighbour
+from tests.catalog.readside import ADMIN_CHANGE_EXTRA
 from tests.e2e.dom import parse
 from tests.e2e.support import (
     assert_lists_equal_brute_force,
@@ -160,7 +161,7 @@ def test_admin_delete_and_image_change_are_repaired(worker, staff, garments):
     response = staff.post(
         change_url,
         {"name": target.name, "slug": target.slug, "category": target.category,
-         "image": upload(replacement, "replacement.png"), "_save": "Save"},
+         "image": upload(replacement, "replacement.png"), "_save": "Save", **ADMIN_CHANGE_EXTRA},
     )
     assert response.status_code == 302, form_errors(response)
     changed = Product.objects.get(pk=target.pk)

@@ -185,3 +185,21 @@ def test_search_is_rate_limited_per_client(client, settings, monkeypatch):
     )
     assert other.status_code == 400
     assert client.get(reverse("catalog:search")).status_code == 200
+
+
+# -- products not listed ---------------------------------------------------------------------------
+
+
+def test_a_product_not_listed_leaves_the_catalog_pages_and_keeps_its_own(client):
+    shown = make_product("Blue coat", category="Coats")
+    sold = make_product("Red coat", category="Coats")
+    Product.objects.filter(pk=sold.pk).update(listed=False)
+    link_neighbours(sold, [shown])
+    link_neighbours(shown, [sold])  # a stale row, before the index writer refilled it
+    listing = client.get(reverse("catalog:product-list"))
+    assert "Blue coat" in listing.text and "Red coat" not in listing.text
+    page = client.get(sold.get_absolute_url())
+    assert page.status_code == 200
+    assert 'data-testid="sold-out"' in page.text and "Blue coat" in page.text
+    other = client.get(shown.get_absolute_url())
+    assert "Red coat" not in other.text
