@@ -64,10 +64,10 @@ from similarity.index.dedup import duplicate_groups
 from similarity.index.layout import LAYOUTS, NeighbourIndex
 from similarity.index.rules import (
     ListRules,
-    enters,
     nearest_allowed,
     pair_distances,
     pins_applied,
+    rows_entered,
     ruled_list,
 )
 from similarity.index.store import TEMP_PREFIX, TEMP_SUFFIX, ConcurrentWriterError, MatrixMeta, MatrixStore
@@ -118,7 +118,6 @@ __all__ = [
     "draw_sheet",
     "duplicate_groups",
     "ensure_model",
-    "enters",
     "evaluate",
     "failpoint",
     "fit_blend",
@@ -139,6 +138,7 @@ __all__ = [
     "pins_applied",
     "read_blend",
     "reshoot",
+    "rows_entered",
     "ruled_list",
     "save_blend",
     "save_block",

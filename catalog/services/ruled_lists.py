@@ -20,7 +20,7 @@ from catalog.selectors.index_membership import product_ids_existing
 from catalog.selectors.list_rules import RuledRow, ruled_pinning, ruled_product_ids, ruled_rows
 from catalog.selectors.neighbour_rows import StoredRow, neighbour_lists_stored
 from catalog.space import Space
-from similarity import ListRules, NeighbourIndex, enters, nearest_allowed, pins_applied
+from similarity import ListRules, NeighbourIndex, nearest_allowed, pins_applied, rows_entered
 
 Neighbours = list[tuple[int, float]]
 
@@ -68,9 +68,11 @@ def ruled_affected(*, matrix: NeighbourIndex, space: Space, new_ids: np.ndarray,
     short = {pid for pid in rows if len(stored.get(pid, [])) < MAX_NEIGHBOURS} if removed else set()
     if not new_ids.size:
         return short
-    entering = {
-        pid for pid, row in rows.items()
-        if enters(row.vector, _threshold(stored.get(pid, []), row.rules), new_ids, new_vectors,
-                  matrix.metric, skip={pid, *row.rules.exclude})
-    }
+    order = sorted(rows)
+    hit = rows_entered(
+        np.stack([rows[pid].vector for pid in order]) if order else np.empty((0, matrix.dim)),
+        [_threshold(stored.get(pid, []), rows[pid].rules) for pid in order],
+        new_ids, new_vectors, matrix.metric,
+        [{pid, *rows[pid].rules.exclude} for pid in order])
+    entering = {pid for pid, entered in zip(order, hit.tolist(), strict=True) if entered}
     return short | entering | ruled_pinning(target_ids=new_ids.tolist())

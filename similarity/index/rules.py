@@ -15,7 +15,7 @@ of listed products) and products inside it with rules of their own.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,16 +117,26 @@ def pins_applied(index: NeighbourIndex, vector: Any, *, own_id: int, rules: List
     return place_pins(nearest, _pinned(index, vector, own_id, rules, limit), limit)
 
 
-def enters(vector: Any, threshold: tuple[float, int] | None, new_ids: np.ndarray,
-           new_vectors: np.ndarray, metric: str, skip: Collection[int] = ()) -> bool:
-    """Whether any new product (``new_ids``, ``new_vectors``; none in ``skip``) ranks before
-    ``threshold`` = (distance, id) of the last entry a list chose by distance. ``None``: the
-    list has room, so any new product enters."""
-    ids = [int(pid) for pid in np.asarray(new_ids).tolist()]
-    keep = [i for i, pid in enumerate(ids) if pid not in skip]
-    if not keep:
-        return False
-    if threshold is None:
-        return True
-    dist = pair_distances(vector, np.asarray(new_vectors)[keep], metric)
-    return any((float(d), ids[i]) < threshold for d, i in zip(dist, keep, strict=True))
+def rows_entered(row_vectors: np.ndarray, thresholds: Sequence[tuple[float, int] | None],
+                 new_ids: np.ndarray, new_vectors: np.ndarray, metric: str,
+                 skips: Sequence[Collection[int]] = ()) -> np.ndarray:
+    """For each row (a list made under rules), whether any new product ranks before its
+    threshold = (distance, id) of the last entry it chose by distance; ``None``: the list has
+    room, so any new product enters. ``skips[i]``: ids that never enter row i (the product
+    itself, the ones it excludes). One pass of canonical distances per new vector."""
+    out = np.zeros(len(thresholds), bool)
+    if not thresholds:
+        return out
+    rows = np.asarray(row_vectors, np.float32).reshape(len(thresholds), -1)
+    t_dist = np.array([np.inf if t is None else t[0] for t in thresholds], np.float64)
+    t_id = np.array([np.iinfo(np.int64).max if t is None else t[1] for t in thresholds], np.int64)
+    work = work_vectors(rows, raw_sq(rows), metric)
+    for pid, vec in zip(np.asarray(new_ids).tolist(), np.asarray(new_vectors, np.float32),
+                        strict=True):
+        one = vec[None, :]
+        d = canonical(work, np.broadcast_to(work_vectors(one, raw_sq(one), metric), work.shape),
+                      metric).astype(np.float64)
+        hit = (d < t_dist) | ((d == t_dist) & (pid < t_id))
+        for i in np.flatnonzero(hit & ~out).tolist():
+            out[i] = not skips or pid not in skips[i]
+    return out

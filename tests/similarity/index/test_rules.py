@@ -10,7 +10,7 @@ import pytest
 
 from similarity.errors import MatrixError
 from similarity.index.layout import LAYOUTS, layout_class
-from similarity.index.rules import ListRules, pair_distances, place_pins, ruled_list
+from similarity.index.rules import ListRules, pair_distances, place_pins, rows_entered, ruled_list
 from tests.rules_reference import brute
 
 
@@ -87,3 +87,25 @@ def test_pair_distances_are_the_lists_distances():
 def test_contradictory_rules_are_refused(bad):
     with pytest.raises(MatrixError):
         ListRules(**bad)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_rows_entered_is_the_brute_force_comparison(metric):
+    """A row is entered when a new product ranks before its threshold (distance, then id),
+    unless the row skips it; a row with room takes any product."""
+    rng = np.random.default_rng(11)
+    rows = rng.integers(-1, 2, (40, 6)).astype(np.float32) + 0.5
+    new_ids = np.array([7, 3, 12])
+    new = rng.integers(-1, 2, (3, 6)).astype(np.float32) + 0.5
+    dist = np.stack([pair_distances(r, new, metric) for r in rows])
+    thresholds = []
+    for i in range(len(rows)):
+        pick = int(rng.integers(0, 3))
+        thresholds.append(None if i % 9 == 0 else (float(dist[i, pick]), int(rng.integers(0, 15))))
+    skips = [{3} if i % 5 == 0 else set() for i in range(len(rows))]
+    got = rows_entered(rows, thresholds, new_ids, new, metric, skips)
+    for i, t in enumerate(thresholds):
+        allowed = [(float(dist[i, j]), int(pid)) for j, pid in enumerate(new_ids) if pid not in skips[i]]
+        want = bool(allowed) if t is None else any(c < t for c in allowed)
+        assert bool(got[i]) == want, i
+    assert got.any() and not got.all()
