@@ -19,6 +19,7 @@ from bench import (
     int8_bench,
     matrix_bench,
     pipeline_bench,
+    rules_bench,
     scale_bench,
     search_bench,
 )
@@ -31,7 +32,9 @@ def all_rows(quick: bool) -> list[dict]:
     """Every benchmark's rows, in the table's order."""
     return (inference_bench.run(quick) + int8_bench.run(quick, log=False)
             + matrix_bench.run(quick) + search_bench.run(quick)
-            + pipeline_bench.run_isolated(quick) + scale_bench.run(quick))
+            + pipeline_bench.run_isolated(quick) + scale_bench.run(quick)
+            # last: its catalog half sets Django up in this process
+            + rules_bench.run(quick))
 
 
 def write_readme(readme: Path, text: str) -> None:

@@ -1,0 +1,224 @@
+"""The cost of the shop's rules (products not listed, pins, exclusions).
+
+    python -m bench.rules_bench [--n N] [--catalog-n M] [--quick]
+
+**Engine** (top-k layout, pruned, ``--n`` products, default 100,000; the scale bench's vectors:
+real Fashion-MNIST embeddings repeated with noise, lists from each row's family): 1 % of the
+catalog (at most 1,000) is kept out of lists with a list of its own, 100 products pin one
+product and 100 exclude one. Measured, in memory (persistence is the scale bench's business):
+
+- an availability flip, off (the product leaves the index: every list that held it is
+  recomputed, and it gets its own list under the rules) and on again (it re-enters every list
+  it beats, including the ruled lists): median and p95;
+- the rules' share of an add and of a removal: the index's own work and the ruled lists' work
+  (which ruled lists a new product enters, and making those again; making again the ruled
+  lists that held a removed product), timed separately on the same operations. Search by photo
+  is untouched by the rules: the index holds only products allowed in lists.
+
+**Catalog** (``--catalog-n`` products, default 10,000, a fresh SQLite database, random vectors,
+the index worker's task run in this process): from ``products_set_listed`` to every affected
+list rewritten in the database (``index_apply`` of the queued task), off and on, median and p95;
+and the time of an index task adding one product with and without 200 ruled products. The
+index writer's lock needs Redis: ``LOOKALIKE_LOCK_URL`` (default here: db 14).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import REPO
+from bench.scale_bench import bench_vectors, lists_index
+from similarity.index.rules import ListRules, ruled_list, rows_entered
+from similarity.index.topk import TopKIndex
+
+K = 10
+
+
+def _stats(seconds: list[float]) -> dict[str, float]:
+    ms = sorted(s * 1e3 for s in seconds)
+    return {"median_ms": statistics.median(ms), "p95_ms": ms[min(len(ms) - 1, int(0.95 * len(ms)))]}
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+class RuledSet:
+    """The ruled lists of the bench: products with a vector and rules, and their lists."""
+
+    def __init__(self, index: TopKIndex) -> None:
+        self.index = index
+        self.vectors: dict[int, np.ndarray] = {}
+        self.rules: dict[int, ListRules] = {}
+        self.lists: dict[int, list[tuple[int, float]]] = {}
+
+    def put(self, pid: int, vector: np.ndarray, rules: ListRules) -> None:
+        self.vectors[pid], self.rules[pid] = vector, rules
+        self.remake([pid])
+
+    def drop(self, pid: int) -> None:
+        for table in (self.vectors, self.rules, self.lists):
+            table.pop(pid, None)
+
+    def remake(self, ids: list[int]) -> None:
+        for pid in ids:
+            self.lists[pid] = ruled_list(self.index, self.vectors[pid], own_id=pid,
+                                         rules=self.rules[pid], limit=K)
+
+    def after_add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        order = sorted(self.vectors)
+        thresholds = [self._threshold(pid) for pid in order]
+        hit = rows_entered(np.stack([self.vectors[p] for p in order]), thresholds, ids, vectors,
+                           self.index.metric, [{p, *self.rules[p].exclude} for p in order])
+        self.remake([p for p, h in zip(order, hit.tolist(), strict=True) if h])
+
+    def after_remove(self, removed: set[int]) -> None:
+        self.remake([p for p, lst in self.lists.items() if any(n in removed for n, _ in lst)])
+
+    def _threshold(self, pid: int) -> tuple[float, int] | None:
+        lst, pins = self.lists[pid], set(self.rules[pid].pins.values())
+        if len(lst) < K:
+            return None
+        chosen = [(d, n) for n, d in lst if n not in pins]
+        return max(chosen) if chosen else (float("-inf"), -1)
+
+
+def _ruled_catalog(index: TopKIndex, vecs: np.ndarray, rng: np.random.Generator) -> RuledSet:
+    """1 % (at most 1,000) of fresh products out of lists, 100 pins, 100 exclusions."""
+    ruled = RuledSet(index)
+    n = vecs.shape[0]
+    outside = min(max(n // 100, 10), 1000)
+    base = 10**9
+    for i in range(outside):
+        ruled.put(base + i, vecs[int(rng.integers(n))] + np.float32(0.001), ListRules())
+    for pid in rng.choice(n, 200, replace=False).tolist():
+        target = int(rng.integers(n))
+        if target == pid:
+            continue
+        rules = (ListRules(pins={int(rng.integers(1, K + 1)): target}) if len(ruled.rules) % 2
+                 else ListRules(exclude=frozenset({target})))
+        ruled.put(pid, vecs[pid], rules)
+    return ruled
+
+
+def engine_figures(n: int, flips: int, repeats: int, seed: int = 0) -> dict:
+    vecs, real = bench_vectors(n)
+    index, how = lists_index(vecs, real)
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    ruled = _ruled_catalog(index, vecs, rng)
+    setup_s = time.perf_counter() - t0
+    off, on = [], []
+    for pid in rng.choice(n, flips, replace=False).tolist():
+        vec = np.array(index.vector(pid))
+
+        def flip_off(pid: int = pid, vec: np.ndarray = vec) -> None:
+            index.remove([pid])
+            ruled.after_remove({pid})
+            ruled.put(pid, vec, ListRules())
+
+        def flip_on(pid: int = pid, vec: np.ndarray = vec) -> None:
+            ruled.drop(pid)
+            index.upsert([pid], vec[None, :])
+            ruled.after_add(np.array([pid]), vec[None, :])
+
+        off.append(_timed(flip_off))
+        on.append(_timed(flip_on))
+    return {"n": n, "lists": how["lists"], "ruled": len(ruled.vectors), "setup_s": setup_s,
+            "flip_off": _stats(off), "flip_on": _stats(on),
+            **_rule_shares(index, ruled, vecs, rng, repeats)}
+
+
+def _rule_shares(index: TopKIndex, ruled: RuledSet, vecs: np.ndarray, rng: np.random.Generator,
+                 repeats: int) -> dict:
+    """The index's own time and the ruled lists' time on the same adds and removals."""
+    n = vecs.shape[0]
+    add_index, add_rules, rm_index, rm_rules = [], [], [], []
+    for i in range(repeats):
+        pid, vec = 2 * 10**9 + i, vecs[int(rng.integers(n))][None, :] + np.float32(0.002)
+        add_index.append(_timed(lambda pid=pid, vec=vec: index.upsert([pid], vec)))
+        add_rules.append(_timed(lambda pid=pid, vec=vec: ruled.after_add(np.array([pid]), vec)))
+        victim = int(rng.choice(index.ids))
+        rm_index.append(_timed(lambda victim=victim: index.remove([victim])))
+        rm_rules.append(_timed(lambda victim=victim: ruled.after_remove({victim})))
+
+    def share(own: list[float], extra: list[float]) -> dict:
+        ratios = [(a + b) / a for a, b in zip(own, extra, strict=True)]
+        return {"index_ms": statistics.median(own) * 1e3, "rules_ms": statistics.median(extra) * 1e3,
+                "ratio": statistics.median(ratios)}
+
+    return {"add": share(add_index, add_rules), "remove": share(rm_index, rm_rules)}
+
+
+def catalog_figures(n: int, flips: int, seed: int = 1) -> dict:
+    """In-process Django on a fresh SQLite catalog (see the module docstring)."""
+    from bench.rules_catalog import flip_and_add_times
+
+    with tempfile.TemporaryDirectory(dir=REPO / "var") as tmp:
+        return flip_and_add_times(Path(tmp), n, flips, seed)
+
+
+def rows(engine: dict, catalog: dict | None) -> list[dict]:
+    n = engine["n"]
+    out = [
+        {"benchmark": f"rules: availability flip off, engine (N={n:,})",
+         "figure": f"median {engine['flip_off']['median_ms']:.1f} ms, p95 {engine['flip_off']['p95_ms']:.1f} ms",
+         "ratio": "n/a"},
+        {"benchmark": f"rules: availability flip on, engine (N={n:,})",
+         "figure": f"median {engine['flip_on']['median_ms']:.1f} ms, p95 {engine['flip_on']['p95_ms']:.1f} ms",
+         "ratio": "n/a"},
+    ]
+    for op in ("add", "remove"):
+        s = engine[op]
+        out.append({"benchmark": f"rules: {op} with {engine['ruled']} ruled lists, engine (N={n:,})",
+                    "figure": f"index {s['index_ms']:.1f} ms + rules {s['rules_ms']:.1f} ms",
+                    "ratio": f"{s['ratio']:.2f}x the rule-free {op}"})
+    if catalog:
+        for key in ("flip_off", "flip_on"):
+            out.append({"benchmark": f"rules: {key.replace('_', ' ')} to every list rewritten, "
+                                     f"catalog (N={catalog['n']:,})",
+                        "figure": f"median {catalog[key]['median_ms']:.0f} ms, p95 {catalog[key]['p95_ms']:.0f} ms",
+                        "ratio": "n/a"})
+        out.append({"benchmark": f"rules: index task adding one product, catalog (N={catalog['n']:,})",
+                    "figure": f"{catalog['add_plain_ms']:.0f} ms plain, {catalog['add_ruled_ms']:.0f} ms "
+                              f"with {catalog['ruled']} ruled products",
+                    "ratio": f"{catalog['add_ruled_ms'] / catalog['add_plain_ms']:.2f}x"})
+    return out
+
+
+def run(quick: bool = False) -> list[dict]:
+    engine = engine_figures(5_000 if quick else 100_000, 5 if quick else 30, 5 if quick else 15)
+    catalog = catalog_figures(1_000 if quick else 10_000, 5 if quick else 20)
+    return rows(engine, catalog)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--catalog-n", type=int, default=10_000, help="0: skip the catalog part")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    flips, repeats = (5, 5) if args.quick else (30, 15)
+    engine = engine_figures(args.n, flips, repeats)
+    catalog = catalog_figures(args.catalog_n, max(5, flips * 2 // 3)) if args.catalog_n else None
+    print(json.dumps({"engine": engine, "catalog": catalog, "load": os.getloadavg()}, indent=1))
+    for row in rows(engine, catalog):
+        print(f"| {row['benchmark']} | {row['figure']} | {row['ratio']} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
