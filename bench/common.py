@@ -30,6 +30,12 @@ def median_seconds(fn: Callable[[], object], *, repeats: int, warmup: int = 1) -
     return statistics.median(times)
 
 
+def median_p95_ms(seconds: list[float]) -> dict[str, float]:
+    """Median and 95th percentile, in milliseconds, of timings in seconds."""
+    ms = sorted(s * 1e3 for s in seconds)
+    return {"median_ms": statistics.median(ms), "p95_ms": ms[min(len(ms) - 1, int(0.95 * len(ms)))]}
+
+
 def data_dir() -> Path:
     """The product's data directory, as its settings declare it."""
     return Path(product_settings().LOOKALIKE_DATA_DIR)

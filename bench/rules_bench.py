@@ -32,21 +32,17 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from bench.common import REPO
+from bench.common import REPO, median_p95_ms
 from bench.scale_bench import bench_vectors, lists_index
-from similarity.index.rules import ListRules, ruled_list, rows_entered
+from similarity.index.rules import ListRules, rows_entered, ruled_list
 from similarity.index.topk import TopKIndex
 
 K = 10
-
-
-def _stats(seconds: list[float]) -> dict[str, float]:
-    ms = sorted(s * 1e3 for s in seconds)
-    return {"median_ms": statistics.median(ms), "p95_ms": ms[min(len(ms) - 1, int(0.95 * len(ms)))]}
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -137,7 +133,7 @@ def engine_figures(n: int, flips: int, repeats: int, seed: int = 0) -> dict:
         off.append(_timed(flip_off))
         on.append(_timed(flip_on))
     return {"n": n, "lists": how["lists"], "ruled": len(ruled.vectors), "setup_s": setup_s,
-            "flip_off": _stats(off), "flip_on": _stats(on),
+            "flip_off": median_p95_ms(off), "flip_on": median_p95_ms(on),
             **_rule_shares(index, ruled, vecs, rng, repeats)}
 
 
@@ -145,14 +141,17 @@ def _rule_shares(index: TopKIndex, ruled: RuledSet, vecs: np.ndarray, rng: np.ra
                  repeats: int) -> dict:
     """The index's own time and the ruled lists' time on the same adds and removals."""
     n = vecs.shape[0]
-    add_index, add_rules, rm_index, rm_rules = [], [], [], []
+    add_index: list[float] = []
+    add_rules: list[float] = []
+    rm_index: list[float] = []
+    rm_rules: list[float] = []
     for i in range(repeats):
         pid, vec = 2 * 10**9 + i, vecs[int(rng.integers(n))][None, :] + np.float32(0.002)
-        add_index.append(_timed(lambda pid=pid, vec=vec: index.upsert([pid], vec)))
-        add_rules.append(_timed(lambda pid=pid, vec=vec: ruled.after_add(np.array([pid]), vec)))
+        add_index.append(_timed(partial(index.upsert, [pid], vec)))
+        add_rules.append(_timed(partial(ruled.after_add, np.array([pid]), vec)))
         victim = int(rng.choice(index.ids))
-        rm_index.append(_timed(lambda victim=victim: index.remove([victim])))
-        rm_rules.append(_timed(lambda victim=victim: ruled.after_remove({victim})))
+        rm_index.append(_timed(partial(index.remove, [victim])))
+        rm_rules.append(_timed(partial(ruled.after_remove, {victim})))
 
     def share(own: list[float], extra: list[float]) -> dict:
         ratios = [(a + b) / a for a, b in zip(own, extra, strict=True)]
@@ -170,28 +169,24 @@ def catalog_figures(n: int, flips: int, seed: int = 1) -> dict:
         return flip_and_add_times(Path(tmp), n, flips, seed)
 
 
+def _spread(stats: dict[str, float], digits: int) -> str:
+    return f"median {stats['median_ms']:.{digits}f} ms, p95 {stats['p95_ms']:.{digits}f} ms"
+
+
 def rows(engine: dict, catalog: dict | None) -> list[dict]:
     n = engine["n"]
-    out = [
-        {"benchmark": f"rules: availability flip off, engine (N={n:,})",
-         "figure": f"median {engine['flip_off']['median_ms']:.1f} ms, p95 {engine['flip_off']['p95_ms']:.1f} ms",
-         "ratio": "n/a"},
-        {"benchmark": f"rules: availability flip on, engine (N={n:,})",
-         "figure": f"median {engine['flip_on']['median_ms']:.1f} ms, p95 {engine['flip_on']['p95_ms']:.1f} ms",
-         "ratio": "n/a"},
-    ]
+    out = [{"benchmark": f"rules: availability flip {way}, engine (N={n:,})",
+            "figure": _spread(engine[f"flip_{way}"], 1), "ratio": "n/a"} for way in ("off", "on")]
     for op in ("add", "remove"):
         s = engine[op]
         out.append({"benchmark": f"rules: {op} with {engine['ruled']} ruled lists, engine (N={n:,})",
                     "figure": f"index {s['index_ms']:.1f} ms + rules {s['rules_ms']:.1f} ms",
                     "ratio": f"{s['ratio']:.2f}x the rule-free {op}"})
     if catalog:
-        for key in ("flip_off", "flip_on"):
-            out.append({"benchmark": f"rules: {key.replace('_', ' ')} to every list rewritten, "
-                                     f"catalog (N={catalog['n']:,})",
-                        "figure": f"median {catalog[key]['median_ms']:.0f} ms, p95 {catalog[key]['p95_ms']:.0f} ms",
-                        "ratio": "n/a"})
-        out.append({"benchmark": f"rules: index task adding one product, catalog (N={catalog['n']:,})",
+        cn = catalog["n"]
+        out += [{"benchmark": f"rules: flip {way} to every list rewritten, catalog (N={cn:,})",
+                 "figure": _spread(catalog[f"flip_{way}"], 0), "ratio": "n/a"} for way in ("off", "on")]
+        out.append({"benchmark": f"rules: index task adding one product, catalog (N={cn:,})",
                     "figure": f"{catalog['add_plain_ms']:.0f} ms plain, {catalog['add_ruled_ms']:.0f} ms "
                               f"with {catalog['ruled']} ruled products",
                     "ratio": f"{catalog['add_ruled_ms'] / catalog['add_plain_ms']:.2f}x"})

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import REPO, django_migrated, sqlite_catalog_environment
+from bench.common import REPO, django_migrated, median_p95_ms, sqlite_catalog_environment
 
 _BENCH_LOCK_URL = "redis://127.0.0.1:6379/14"
 
@@ -63,22 +63,18 @@ def _run(sent: list[list[int]]) -> None:
         index_apply(product_ids=sent.pop(0))
 
 
-def _stats(seconds: list[float]) -> dict[str, float]:
-    ms = sorted(s * 1e3 for s in seconds)
-    return {"median_ms": statistics.median(ms), "p95_ms": ms[min(len(ms) - 1, int(0.95 * len(ms)))]}
-
-
 def _flips(ids: list[int], flips: int, rng: np.random.Generator, sent: list[list[int]]) -> dict:
     from catalog.services.merchandising import products_set_listed
 
-    off, on = [], []
+    off: list[float] = []
+    on: list[float] = []
     for pid in rng.choice(ids, flips, replace=False).tolist():
         for listed, times in ((False, off), (True, on)):
             t0 = time.perf_counter()
             products_set_listed(product_ids=[pid], listed=listed)
             _run(sent)
             times.append(time.perf_counter() - t0)
-    return {"flip_off": _stats(off), "flip_on": _stats(on)}
+    return {"flip_off": median_p95_ms(off), "flip_on": median_p95_ms(on)}
 
 
 def _add_ms(n: int, rng: np.random.Generator, repeats: int) -> float:
