@@ -1,8 +1,9 @@
-"""The shop's rules through real workers: a catalog of 300 Fashion-MNIST garments built by an
-embed worker and the index worker on a real Redis, then, while they run, 30 products taken out
-of lists in batches, pins and exclusions set (one product excluded everywhere), photos changed,
-products deleted, and the index worker's pool child SIGKILLed once mid-write; then the 30 put
-back and some rules lifted; then a full rebuild through the worker.
+"""The shop's rules through real workers, in both index layouts: a catalog of 300 Fashion-MNIST
+garments built by an embed worker and the index worker on a real Redis (a rebuild worker
+computes the top-k layout's row blocks), then, while they run, 30 products taken out of lists
+in batches, pins and exclusions set (one product excluded everywhere), photos changed, products
+deleted, and the index worker's pool child SIGKILLed once mid-write; then the 30 put back and
+some rules lifted; then a full rebuild through the workers.
 
 Whenever nothing is left to do (every product ready, no message queued or unacknowledged),
 every stored list equals the brute force that applies the rules (tests/rules_reference.py), no
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 from django.conf import settings
 
+from catalog.engine import matrix_store
 from catalog.models import ListRule, Product, ProductNeighbour, RebuildRun
 from catalog.selectors import broker_state
 from catalog.selectors.photo_search import products_search_by_vector, search_index_clear
@@ -207,9 +209,13 @@ def _rules_applied(rules: list[ListRule]) -> list[str]:
     return out
 
 
-def test_rules_hold_through_workers_a_killed_writer_and_a_rebuild(harness, garments):
-    harness.start_workers("embed", queues="embed")
-    (index_worker,) = harness.start_workers("index", queues="index")
+@pytest.mark.parametrize("layout", ["dense", "topk"])
+def test_rules_hold_through_workers_a_killed_writer_and_a_rebuild(harness, garments, settings, layout):
+    settings.LOOKALIKE_INDEX_LAYOUT = layout
+    env = {"LOOKALIKE_INDEX_LAYOUT": layout}
+    harness.start_workers("embed", queues="embed", env=env)
+    (index_worker,) = harness.start_workers("index", queues="index", env=env)
+    harness.start_workers("blocks", queues="rebuild", env=env)  # the top-k rebuild's row blocks
     catalog, photos = garments[:N], garments[N:]
     timings: dict[str, float] = {}
 
@@ -265,4 +271,5 @@ def test_rules_hold_through_workers_a_killed_writer_and_a_rebuild(harness, garme
         harness, N - len(deleted), "the full rebuild")
     assert list(ListRule.objects.order_by("pk")) == kept
     assert _rules_applied(rules["keep"]) == []
-    print("seconds until settled: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+    assert matrix_store().store.load().layout == layout
+    print(f"{layout}: seconds until settled: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
