@@ -16,6 +16,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -114,15 +115,35 @@ def _list_of(pid: int) -> list[int]:
 # ---------------------------------------------------------------- what the shop does
 
 
-class Roles:
+@dataclass(frozen=True)
+class Cast:
     """Disjoint products for each part of the scenario, drawn from a seeded shuffle."""
 
-    def __init__(self, ids: list[int], seed: int) -> None:
-        self._pool = [int(x) for x in np.random.default_rng(seed).permutation(ids)]
+    sold_out: list[int]
+    everywhere: int
+    deleted: list[int]
+    holders: list[int]  # products given rules of their own
+    far: int  # pinned, far from the lists that pin it
+    near: int
+    changed: list[int]  # new photos: a plain product, a sold-out one, a pin target, a holder
 
-    def take(self, n: int) -> list[int]:
-        taken, self._pool = self._pool[:n], self._pool[n:]
-        return taken
+    @classmethod
+    def draw(cls, ids: list[int], seed: int) -> Cast:
+        pool = iter(int(x) for x in np.random.default_rng(seed).permutation(ids))
+
+        def take(n: int) -> list[int]:
+            return [next(pool) for _ in range(n)]
+
+        sold_out, (everywhere,), deleted, holders = take(SOLD_OUT), take(1), take(3), take(8)
+        (far, near, plain) = take(3)
+        return cls(sold_out, everywhere, deleted, holders, far, near,
+                   changed=[plain, sold_out[2], near, holders[3]])
+
+    @property
+    def avoid(self) -> set[int]:
+        """Products with a part of their own: never chosen from a list as a rule's target."""
+        return {*self.sold_out, self.everywhere, *self.deleted, *self.holders, self.far,
+                self.near, *self.changed}
 
 
 def _get(pid: int) -> Product:
@@ -130,33 +151,30 @@ def _get(pid: int) -> Product:
 
 
 def _in_list(pid: int, rank: int, avoid: set[int]) -> Product:
-    """The product at ``rank`` of ``pid``'s stored list counting only products not in ``avoid``
-    (products with a part of their own in the scenario), or the last of them."""
+    """The product at ``rank`` of ``pid``'s stored list counting only products not in ``avoid``,
+    or the last of them."""
     plain = [nid for nid in _list_of(pid) if nid not in avoid]
     return _get(plain[min(rank, len(plain)) - 1])
 
 
-def _set_rules(roles: Roles, sold_out: list[int], deleted: list[int],
-               avoid: set[int]) -> dict[str, list[ListRule]]:
+def _set_rules(cast: Cast) -> dict[str, list[ListRule]]:
     """Pins and exclusions of several kinds, by what the test does with them later: ``lift``
     them, ``keep`` them, or delete a product they name (``doomed``)."""
-    holders = roles.take(8)
-    far, near = roles.take(2)
-    avoid = avoid | set(holders) | {far, near}
+    holders, sold_out, deleted, avoid = cast.holders, cast.sold_out, cast.deleted, cast.avoid
     pin, exclude = merchandising.list_pin, merchandising.list_exclude
     return {
         "lift": [
-            pin(product=_get(holders[0]), target=_get(far), rank=1),
+            pin(product=_get(holders[0]), target=_get(cast.far), rank=1),
             exclude(product=_get(holders[1]), target=_in_list(holders[1], 1, avoid)),
         ],
         "keep": [
-            pin(product=_get(holders[2]), target=_get(near), rank=LIMIT),
-            # a neighbour moved up its own list
+            pin(product=_get(holders[2]), target=_get(cast.near), rank=LIMIT),
+            # a neighbour moved up its own list (the holder's photo changes later)
             pin(product=_get(holders[3]), target=_in_list(holders[3], 5, avoid), rank=2),
             # a pin of a sold-out product waits for it to be listed again
             pin(product=_get(holders[4]), target=_get(sold_out[0]), rank=4),
             exclude(product=_get(holders[5]), target=_in_list(holders[5], LIMIT, avoid)),
-            pin(product=_get(holders[6]), target=_get(far), rank=3),
+            pin(product=_get(holders[6]), target=_get(cast.far), rank=3),
             exclude(product=_get(holders[6]), target=_in_list(holders[6], 1, avoid)),
             # a sold-out product's own list has rules too
             pin(product=_get(sold_out[1]), target=_get(holders[7]), rank=1),
@@ -225,20 +243,18 @@ def test_rules_hold_through_workers_a_killed_writer_and_a_rebuild(harness, garme
                                     for cls, data in catalog[first:first + 50]], category="Catalog")
     timings["build"] = time.monotonic() - start + _settle_and_check(harness, N, f"{N} products built")
 
-    roles = Roles(sorted(Product.objects.values_list("pk", flat=True)), seed=7)
-    sold_out, (everywhere,), deleted = roles.take(SOLD_OUT), roles.take(1), roles.take(3)
-    changed = [*roles.take(2), sold_out[2]]  # one of them sold out
-    avoid = {*sold_out, everywhere, *deleted, *changed}
+    cast = Cast.draw(sorted(Product.objects.values_list("pk", flat=True)), seed=7)
+    sold_out, deleted = cast.sold_out, cast.deleted
 
     # While the workers run: availability, rules, photos, deletions, and one killed writer.
     start = time.monotonic()
     merchandising.products_set_listed(product_ids=sold_out[:10], listed=False)
-    rules = _set_rules(roles, sold_out, deleted, avoid)
+    rules = _set_rules(cast)
     _kill_the_index_child_mid_write(
         harness, index_worker,
         lambda: merchandising.products_set_listed(product_ids=sold_out[10:20], listed=False))
-    merchandising.list_exclude_everywhere(target=_get(everywhere))
-    for pid, (cls, data) in zip(changed, photos, strict=False):
+    merchandising.list_exclude_everywhere(target=_get(cast.everywhere))
+    for pid, (cls, data) in zip(cast.changed, photos, strict=False):
         product_update(product=_get(pid), image=upload(data, f"{cls.replace('/', '-')}.png"))
     merchandising.products_set_listed(product_ids=sold_out[20:], listed=False)
     products_delete(product_ids=deleted)
