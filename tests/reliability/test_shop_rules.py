@@ -3,7 +3,7 @@ garments built by an embed worker and the index worker on a real Redis (a rebuil
 computes the top-k layout's row blocks), then, while they run, 30 products taken out of lists
 in batches, pins and exclusions set (one product excluded everywhere), photos changed, products
 deleted, and the index worker's pool child SIGKILLed once mid-write; then the 30 put back and
-some rules lifted; then a full rebuild through the workers.
+some rules lifted; then a full rebuild through the workers, and the reconcile sweep.
 
 Whenever nothing is left to do (every product ready, no message queued or unacknowledged),
 every stored list equals the brute force that applies the rules (tests/rules_reference.py), no
@@ -29,9 +29,11 @@ from catalog.selectors.photo_search import products_search_by_vector, search_ind
 from catalog.services import merchandising
 from catalog.services.products import product_update, products_bulk_create, products_delete
 from catalog.services.queue import rebuild_enqueue
+from catalog.task_names import RECONCILE
 from tests.reliability.conftest import Harness, Worker
 from tests.reliability.support import fashion_images, upload, wait_for
 from tests.rules_reference import LIMIT, mismatches, out_of_lists
+from workers.app import app
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -288,4 +290,11 @@ def test_rules_hold_through_workers_a_killed_writer_and_a_rebuild(harness, garme
     assert list(ListRule.objects.order_by("pk")) == kept
     assert _rules_applied(rules["keep"]) == []
     assert matrix_store().store.load().layout == layout
+
+    # So does the reconcile sweep (sent as beat sends it), which rewrites every list that
+    # differs from the index.
+    app.send_task(RECONCILE)
+    _settle_and_check(harness, N - len(deleted), "the reconcile sweep")
+    assert "workers.tasks.reconcile" in index_worker.log()
+    assert _rules_applied(rules["keep"]) == []
     print(f"{layout}: seconds until settled: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
