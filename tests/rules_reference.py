@@ -46,3 +46,57 @@ def brute(vectors: Mapping[int, np.ndarray], candidates: set[int], vector: np.nd
         out.append((nxt[1], nxt[0]))
     out.extend((pid, dist[pid]) for _, pid in sorted(waiting.items()))
     return out[:limit]
+
+
+# --- The same brute force over the catalog's database (the catalog's and the reliability
+# tests). Django is imported inside the functions: the engine's tests use ``brute`` alone.
+
+LIMIT = 10
+
+
+def rules_of(product_id: int) -> ListRules:
+    """The product's own pins and exclusions, as stored."""
+    from catalog.models import ListRule
+
+    rows = ListRule.objects.filter(product_id=product_id)
+    return ListRules(
+        exclude=frozenset(r.target_id for r in rows if r.kind == ListRule.Kind.EXCLUDE),
+        pins={r.rank: r.target_id for r in rows if r.kind == ListRule.Kind.PIN},
+    )
+
+
+def out_of_lists() -> set[int]:
+    """Products that may appear in no list: not listed, or excluded everywhere."""
+    from catalog.models import ListRule, Product
+
+    return set(Product.objects.filter(listed=False).values_list("pk", flat=True)) | set(
+        ListRule.objects.filter(kind=ListRule.Kind.EXCLUDE_EVERYWHERE)
+        .values_list("target_id", flat=True))
+
+
+def expected_lists() -> dict[int, list[tuple[int, float]]]:
+    """Every ready product's list under the rules, from scratch: the candidates are the ready
+    products allowed in lists; every ready product, allowed or not, has its own list."""
+    from django.conf import settings
+
+    from catalog.models import Product
+
+    ready = list(Product.objects.filter(status=Product.Status.READY))
+    vectors = {p.pk: np.frombuffer(bytes(p.vector), "<f4") for p in ready}
+    candidates = set(vectors) - out_of_lists()
+    metric = settings.LOOKALIKE_METRIC
+    return {pid: brute(vectors, candidates, vec, pid, rules_of(pid), metric, LIMIT)
+            for pid, vec in vectors.items()}
+
+
+def mismatches() -> list[str]:
+    """Every stored list that differs from ``expected_lists`` (ids, order and distances), and
+    lists stored for products that are not ready; empty when all agree."""
+    from tests.pipeline.helpers import stored_lists
+
+    want = expected_lists()
+    have = {pid: [(nid, dist) for _, nid, dist in rows] for pid, rows in stored_lists().items()}
+    out = [f"{pid}: stored {have.get(pid, [])}, want {lst}"
+           for pid, lst in want.items() if have.get(pid, []) != lst]
+    extra = set(have) - set(want)
+    return out + ([f"lists of products not ready: {sorted(extra)}"] if extra else [])

@@ -8,44 +8,23 @@ import shutil
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from catalog.models import Product
+from tests.e2e.browser import ALL_LOADED, assert_png, chromium_page, skip_without_chromium
 from tests.e2e.support import build_catalog, embed_query, search_brute_force, stored_ids, wait_settled
 from tests.pipeline.helpers import K
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 HUMAN_COPY = Path("/tmp/lookalike-e2e-product.png")
 N = 20
-TIMEOUT_MS = 15_000
-
-ALL_LOADED = """(selector) => {
-    const imgs = [...document.querySelectorAll(selector)];
-    return imgs.length > 0 && imgs.every((img) => img.complete && img.naturalWidth > 0);
-}"""
-
-
-def assert_png(path: Path) -> None:
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000, path
-    with Image.open(path) as img:
-        assert img.width > 300 and img.height > 300
-        lo, hi = img.convert("L").getextrema()
-        assert hi - lo > 50, f"{path} is blank"
 
 
 def test_shopper_browses_similar_items_and_searches_by_photo(
     worker, live_server, garments, query_garments, tmp_path
 ):
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed")
-    from playwright.sync_api import expect, sync_playwright
+    skip_without_chromium()
+    from playwright.sync_api import expect
 
     # Everything the pages should show is read from the database before the browser starts
     # (Playwright's sync API runs an event loop, in which Django refuses ORM calls).
@@ -64,65 +43,57 @@ def test_shopper_browses_similar_items_and_searches_by_photo(
 
     shots = tmp_path / "screenshots"
     shots.mkdir()
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(TIMEOUT_MS)
-            expect.set_options(timeout=TIMEOUT_MS)
+    with chromium_page() as page:
+        # the catalog list, then a click on one product
+        page.goto(live_server.url + "/")
+        cards = page.locator("a.card")
+        expect(cards).to_have_count(N)
+        page.locator("a.card", has=page.get_by_text(product.name, exact=True)).click()
+        expect(page).to_have_url(live_server.url + product.get_absolute_url())
+        expect(page.locator("h1")).to_have_text(product.name)
 
-            # the catalog list, then a click on one product
-            page.goto(live_server.url + "/")
-            cards = page.locator("a.card")
-            expect(cards).to_have_count(N)
-            page.locator("a.card", has=page.get_by_text(product.name, exact=True)).click()
-            expect(page).to_have_url(live_server.url + product.get_absolute_url())
-            expect(page.locator("h1")).to_have_text(product.name)
+        # its 10 similar items, in rank order, with their images really loaded
+        block = page.locator("section.similar-items")
+        expect(block).to_have_attribute("data-state", "ready")
+        expect(block.locator("h2")).to_have_text("Similar items")
+        expect(block.locator("li")).to_have_count(K)
+        expect(block.locator(".card-name")).to_have_text([p.name for p in neighbours])
+        links = block.locator("a.card")
+        assert [links.nth(i).get_attribute("href") for i in range(K)] == [
+            p.get_absolute_url() for p in neighbours
+        ]
+        images = block.locator("img")
+        for i in range(K):
+            images.nth(i).scroll_into_view_if_needed()  # they are loading="lazy"
+        page.wait_for_function(ALL_LOADED, arg=".product-image img, section.similar-items img")
+        widths = images.evaluate_all("(imgs) => imgs.map((img) => img.naturalWidth)")
+        assert len(widths) == K and all(w > 0 for w in widths), widths
+        page.evaluate("() => window.scrollTo(0, 0)")
+        product_shot = shots / "product.png"
+        page.screenshot(path=str(product_shot), full_page=True)
 
-            # its 10 similar items, in rank order, with their images really loaded
-            block = page.locator("section.similar-items")
-            expect(block).to_have_attribute("data-state", "ready")
-            expect(block.locator("h2")).to_have_text("Similar items")
-            expect(block.locator("li")).to_have_count(K)
-            expect(block.locator(".card-name")).to_have_text([p.name for p in neighbours])
-            links = block.locator("a.card")
-            assert [links.nth(i).get_attribute("href") for i in range(K)] == [
-                p.get_absolute_url() for p in neighbours
-            ]
-            images = block.locator("img")
-            for i in range(K):
-                images.nth(i).scroll_into_view_if_needed()  # they are loading="lazy"
-            page.wait_for_function(ALL_LOADED, arg=".product-image img, section.similar-items img")
-            widths = images.evaluate_all("(imgs) => imgs.map((img) => img.naturalWidth)")
-            assert len(widths) == K and all(w > 0 for w in widths), widths
-            page.evaluate("() => window.scrollTo(0, 0)")
-            product_shot = shots / "product.png"
-            page.screenshot(path=str(product_shot), full_page=True)
+        # a click on the first neighbour lands on its page, with its own similar items
+        links.first.click()
+        expect(page).to_have_url(live_server.url + first.get_absolute_url())
+        expect(page.locator("h1")).to_have_text(first.name)
+        expect(page.locator("section.similar-items .card-name")).to_have_text(first_neighbours)
 
-            # a click on the first neighbour lands on its page, with its own similar items
-            links.first.click()
-            expect(page).to_have_url(live_server.url + first.get_absolute_url())
-            expect(page.locator("h1")).to_have_text(first.name)
-            expect(page.locator("section.similar-items .card-name")).to_have_text(first_neighbours)
-
-            # search by photo: choose a file, submit, see the 10 brute-force nearest products
-            page.get_by_role("link", name="Search by photo").click()
-            expect(page.locator("h1")).to_have_text("Search by photo")
-            page.locator("input[type=file][name=image]").set_input_files(str(query_file))
-            page.get_by_role("button", name="Search").click()
-            results = page.locator("section.search-results")
-            expect(results.locator("li")).to_have_count(K)
-            expect(results.locator(".card-name")).to_have_text(want_search)
-            expect(results.locator("h2").nth(1)).to_have_text("10 most similar products")
-            expect(page.locator("img.query-thumb")).to_be_visible()
-            for i in range(K):
-                results.locator("img").nth(i).scroll_into_view_if_needed()
-            page.wait_for_function(ALL_LOADED, arg="section.search-results img")
-            page.evaluate("() => window.scrollTo(0, 0)")
-            search_shot = shots / "search.png"
-            page.screenshot(path=str(search_shot), full_page=True)
-        finally:
-            browser.close()
+        # search by photo: choose a file, submit, see the 10 brute-force nearest products
+        page.get_by_role("link", name="Search by photo").click()
+        expect(page.locator("h1")).to_have_text("Search by photo")
+        page.locator("input[type=file][name=image]").set_input_files(str(query_file))
+        page.get_by_role("button", name="Search").click()
+        results = page.locator("section.search-results")
+        expect(results.locator("li")).to_have_count(K)
+        expect(results.locator(".card-name")).to_have_text(want_search)
+        expect(results.locator("h2").nth(1)).to_have_text("10 most similar products")
+        expect(page.locator("img.query-thumb")).to_be_visible()
+        for i in range(K):
+            results.locator("img").nth(i).scroll_into_view_if_needed()
+        page.wait_for_function(ALL_LOADED, arg="section.search-results img")
+        page.evaluate("() => window.scrollTo(0, 0)")
+        search_shot = shots / "search.png"
+        page.screenshot(path=str(search_shot), full_page=True)
 
     assert_png(product_shot)
     assert_png(search_shot)

@@ -16,13 +16,9 @@ from catalog.services.indexing import index_apply
 from catalog.services.products import products_delete
 from catalog.task_names import INDEX, REMOVE
 from catalog.vectors import vector_key_current
-from similarity import ListRules
-from tests.pipeline.helpers import stored_lists
-from tests.rules_reference import brute
+from tests.rules_reference import LIMIT, mismatches, out_of_lists
 
 pytestmark = pytest.mark.django_db
-
-LIMIT = 10
 
 
 def _vector(rng: np.random.Generator, pool: np.ndarray) -> bytes:
@@ -47,34 +43,6 @@ def _run_queued(callbacks) -> None:
     for send in callbacks:
         if getattr(send, "task", None) in (INDEX, REMOVE):
             index_apply(product_ids=send.kwargs["product_ids"])
-
-
-def _rules_of(pid: int) -> ListRules:
-    rows = ListRule.objects.filter(product_id=pid)
-    return ListRules(
-        exclude=frozenset(r.target_id for r in rows if r.kind == ListRule.Kind.EXCLUDE),
-        pins={r.rank: r.target_id for r in rows if r.kind == ListRule.Kind.PIN},
-    )
-
-
-def expected_lists() -> dict[int, list[tuple[int, float]]]:
-    """Every ready product's list under the rules, from scratch."""
-    ready = list(Product.objects.filter(status=Product.Status.READY))
-    vectors = {p.pk: np.frombuffer(bytes(p.vector), "<f4") for p in ready}
-    everywhere = set(ListRule.objects.filter(kind=ListRule.Kind.EXCLUDE_EVERYWHERE)
-                     .values_list("target_id", flat=True))
-    candidates = {p.pk for p in ready if p.listed and p.pk not in everywhere}
-    return {pid: brute(vectors, candidates, vec, pid, _rules_of(pid), "euclidean", LIMIT)
-            for pid, vec in vectors.items()}
-
-
-def mismatches() -> list[str]:
-    want = expected_lists()
-    have = {pid: [(nid, dist) for _, nid, dist in rows] for pid, rows in stored_lists().items()}
-    out = [f"{pid}: stored {have.get(pid, [])}, want {lst}"
-           for pid, lst in want.items() if have.get(pid, []) != lst]
-    extra = set(have) - set(want)
-    return out + ([f"lists of products not ready: {sorted(extra)}"] if extra else [])
 
 
 def _random_step(rng: np.random.Generator, pool: np.ndarray) -> None:
@@ -116,9 +84,7 @@ def test_random_rule_sequences_keep_every_list_exact(settings, django_capture_on
             _random_step(rng, pool)
         _run_queued(callbacks)
         assert mismatches() == [], f"step {step}"
-    out = set(Product.objects.filter(listed=False).values_list("pk", flat=True)) | set(
-        ListRule.objects.filter(kind=ListRule.Kind.EXCLUDE_EVERYWHERE).values_list("target_id", flat=True))
-    assert not ProductNeighbour.objects.filter(neighbour_id__in=out).exists()
+    assert not ProductNeighbour.objects.filter(neighbour_id__in=out_of_lists()).exists()
     assert Product.objects.filter(listed=False).exists()  # the sequence did flip some
     assert ListRule.objects.filter(kind=ListRule.Kind.PIN).exists()
 
