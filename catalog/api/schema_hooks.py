@@ -54,8 +54,8 @@ def _error_response(description: str) -> dict[str, Any]:
 def add_error_responses(result: dict[str, Any], generator: Any, request: Any,
                         public: bool) -> dict[str, Any]:
     """Every operation documents every error status with the Error schema (those it declares
-    itself too, such as PUT's 409); reads (GET and
-    search by photo) are open without a key where the setting says so."""
+    itself too, such as PUT's 409); reads (GET and search by photo) are open without a key
+    where the setting says so."""
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
     for path_item in result.get("paths", {}).values():
         for method, operation in path_item.items():
