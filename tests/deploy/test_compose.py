@@ -64,6 +64,20 @@ def test_secrets_come_from_the_environment(compose):
     assert re.search(r"^POSTGRES_PASSWORD=$", example, re.M)
 
 
+def test_the_app_counts_the_stacks_nginx_as_a_proxy(compose):
+    """The search rate limit is per shopper: the app takes the address nginx saw."""
+    for name in APP_SERVICES:
+        env = compose["services"][name]["environment"]
+        assert env["LOOKALIKE_TRUSTED_PROXIES"] == "${LOOKALIKE_TRUSTED_PROXIES:-1}", name
+    assert re.search(r"^LOOKALIKE_TRUSTED_PROXIES=1$", (REPO / ".env.example").read_text(), re.M)
+
+
+def test_env_example_names_every_variable_the_compose_file_reads():
+    read = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", (REPO / "docker-compose.yml").read_text()))
+    example = (REPO / ".env.example").read_text()
+    assert sorted(name for name in read if not re.search(rf"^#?\s*{name}=", example, re.M)) == []
+
+
 def test_nginx_serves_media_read_only(compose):
     nginx = compose["services"]["nginx"]
     assert nginx["volumes"] == ["media:/data/media:ro"]
