@@ -1,5 +1,6 @@
 """The shop through HTTP only, as a browser or an API client would: pages, the admin's forms
-(with its session and CSRF cookies), the JSON API."""
+(with its session and CSRF cookies), the JSON API; and as a TLS-terminating proxy in front of
+the stack passes a browser's HTTPS requests on."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass
+from email.message import Message
 
 TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
@@ -22,6 +24,7 @@ class Answer:
     url: str
     content_type: str
     body: bytes
+    headers: Message
 
     @property
     def text(self) -> str:
@@ -46,22 +49,36 @@ def multipart(fields: dict[str, str], files: list[tuple[str, str, bytes]]) -> tu
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
+class _StayHere(urllib.request.HTTPRedirectHandler):
+    """Answer a redirect as it is instead of following it."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
 class ShopClient:
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, *, follow_redirects: bool = True) -> None:
         self.base_url = base_url
         self.cookies = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies))
+        self.headers: dict[str, str] = {}  # sent with every request
+        handlers: list[urllib.request.BaseHandler] = [urllib.request.HTTPCookieProcessor(self.cookies)]
+        if not follow_redirects:
+            handlers.append(_StayHere())
+        self.opener = urllib.request.build_opener(*handlers)
 
-    def request(self, path: str, data: bytes | None = None, content_type: str | None = None) -> Answer:
-        request = urllib.request.Request(self.base_url + path.removeprefix(self.base_url), data=data)
+    def request(self, path: str, data: bytes | None = None, content_type: str | None = None,
+                headers: dict[str, str] | None = None) -> Answer:
+        request = urllib.request.Request(self.base_url + path.removeprefix(self.base_url), data=data,
+                                         headers={**self.headers, **(headers or {})})
         if content_type:
             request.add_header("Content-Type", content_type)
         try:
             with self.opener.open(request, timeout=120) as response:
                 return Answer(response.status, response.url, response.headers.get("Content-Type", ""),
-                              response.read())
+                              response.read(), response.headers)
         except urllib.error.HTTPError as error:
-            return Answer(error.code, error.url, error.headers.get("Content-Type", ""), error.read())
+            return Answer(error.code, error.url, error.headers.get("Content-Type", ""), error.read(),
+                          error.headers)
 
     def get(self, path: str) -> Answer:
         return self.request(path)
@@ -83,7 +100,11 @@ class ShopClient:
         token = TOKEN.search(self.get(path).text)
         assert token, f"no CSRF token on {path}"
         body, content_type = multipart({"csrfmiddlewaretoken": token.group(1), **fields}, files or [])
-        return self.request(path, body, content_type)
+        return self.request(path, body, content_type, self.form_headers(path))
+
+    def form_headers(self, path: str) -> dict[str, str]:
+        """Headers a browser adds to a form it posts (none over plain HTTP here)."""
+        return {}
 
     def login(self, username: str, password: str) -> Answer:
         return self.post_form("/admin/login/?next=/admin/",
@@ -118,3 +139,29 @@ class ShopClient:
                 return done
             time.sleep(3)
         raise AssertionError(f"{len(ids) - len(done)} of {len(ids)} products not ready in {timeout:.0f} s")
+
+
+class ProxiedShopClient(ShopClient):
+    """A browser on the page ``origin`` (https://host[:port]) reaching the stack through a
+    TLS-terminating proxy: every request carries X-Forwarded-Proto: https and the Host the
+    proxy passes on (``host``, by default the origin's host name without its port, as nginx's
+    ``proxy_set_header Host $host`` sends it); every form post carries the browser's Origin and
+    Referer. The browser holds Secure cookies because it talks HTTPS to the proxy, so this
+    client keeps and returns them over the plain HTTP it uses to reach the stack."""
+
+    def __init__(self, base_url: str, origin: str, *, host: str | None = None) -> None:
+        super().__init__(base_url)
+        self.origin = origin
+        self.headers = {"Host": host or str(urllib.parse.urlsplit(origin).hostname),
+                        "X-Forwarded-Proto": "https"}
+        self.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(secure_protocols=("https", "http")))
+
+    def form_headers(self, path: str) -> dict[str, str]:
+        return {"Origin": self.origin, "Referer": self.origin + path}
+
+    def cookie_flags(self) -> dict[str, set[str]]:
+        """{cookie name: the flags it was set with, of Secure and HttpOnly}."""
+        return {cookie.name: {flag for flag, on in (("Secure", cookie.secure),
+                                                    ("HttpOnly", cookie.has_nonstandard_attr("HttpOnly")))
+                              if on}
+                for cookie in self.cookies}

@@ -64,12 +64,37 @@ def test_secrets_come_from_the_environment(compose):
     assert re.search(r"^POSTGRES_PASSWORD=$", example, re.M)
 
 
+def test_the_app_counts_the_stacks_nginx_as_a_proxy(compose):
+    """The search rate limit is per shopper: the app takes the address nginx saw."""
+    for name in APP_SERVICES:
+        env = compose["services"][name]["environment"]
+        assert env["LOOKALIKE_TRUSTED_PROXIES"] == "${LOOKALIKE_TRUSTED_PROXIES:-1}", name
+    assert re.search(r"^LOOKALIKE_TRUSTED_PROXIES=1$", (REPO / ".env.example").read_text(), re.M)
+
+
+def test_env_example_names_every_variable_the_compose_file_reads():
+    read = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", (REPO / "docker-compose.yml").read_text()))
+    example = (REPO / ".env.example").read_text()
+    assert sorted(name for name in read if not re.search(rf"^#?\s*{name}=", example, re.M)) == []
+
+
 def test_nginx_serves_media_read_only(compose):
     nginx = compose["services"]["nginx"]
     assert nginx["volumes"] == ["media:/data/media:ro"]
     conf = (REPO / "deploy" / "nginx" / "nginx.conf").read_text()
     assert re.search(r"location /media/ \{\s*alias /data/media/;", conf)
-    assert "proxy_pass http://lookalike_web;" in conf
+    assert re.search(r"set \$web http://web:8000;\s*proxy_pass \$web;", conf)
+
+
+def test_nginx_keeps_the_outer_proxys_scheme_and_finds_web_at_request_time():
+    conf = (REPO / "deploy" / "nginx" / "nginx.conf").read_text()
+    forwarded = re.search(r"map \$http_x_forwarded_proto \$forwarded_proto \{([^}]*)\}", conf)
+    assert forwarded, "no map keeping an incoming X-Forwarded-Proto"
+    assert re.search(r"default\s+\$http_x_forwarded_proto;", forwarded.group(1))
+    assert re.search(r'""\s+\$scheme;', forwarded.group(1))
+    assert "proxy_set_header X-Forwarded-Proto $forwarded_proto;" in conf
+    assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in conf
+    assert re.search(r"resolver 127\.0\.0\.11 valid=\d+s", conf)  # Docker's embedded DNS
 
 
 def test_dockerfile_it_builds_exists_and_installs_the_weights_without_deps():

@@ -3,6 +3,8 @@
 Runs with LOOKALIKE_DEPLOY_TEST=1 (`make deploy-test`) where a Docker engine answers; builds
 the images (base images from scripts/build-base-images.sh when none can be pulled), brings
 the stack up under its own project name on a free port, and takes it down with its volumes.
+The stack first serves plain HTTP (the compose defaults); the last tests move it behind a
+TLS-terminating proxy, which the test plays.
 """
 
 from __future__ import annotations
@@ -17,13 +19,26 @@ import pytest
 
 from similarity import CLASS_NAMES, balanced_indices, load_split, to_photo
 from tests.deploy.compose_stack import Stack, base_images, docker_answers, free_port
-from tests.deploy.shop_client import ShopClient, multipart
+from tests.deploy.shop_client import ProxiedShopClient, ShopClient, multipart
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("LOOKALIKE_DEPLOY_TEST") != "1",
     reason="the deployment test runs with LOOKALIKE_DEPLOY_TEST=1 (make deploy-test)",
 )
 STAFF = "deploy-admin"
+# The shop's public address behind a TLS-terminating proxy (the test plays the proxy): its port
+# is not 443, so the Host the proxy passes on (without the port) differs from the browser's
+# Origin, and only CSRF_TRUSTED_ORIGINS lets the form through.
+PUBLIC_HOST = "shop.example.test"
+PUBLIC_ORIGIN = f"https://{PUBLIC_HOST}:8443"
+BEHIND_PROXY_ENV = {  # the .env lines docs/deploy.md gives for HTTPS behind a proxy
+    "ALLOWED_HOSTS": f"localhost,127.0.0.1,{PUBLIC_HOST}",
+    "CSRF_TRUSTED_ORIGINS": PUBLIC_ORIGIN,
+    "SESSION_COOKIE_SECURE": "true",
+    "CSRF_COOKIE_SECURE": "true",
+    "SECURE_SSL_REDIRECT": "true",
+    "LOOKALIKE_TRUSTED_PROXIES": "2",
+}
 
 
 def garment_files(per_class: int, offset: int, classes: int = 10) -> dict[str, list[tuple[str, str, bytes]]]:
@@ -172,6 +187,45 @@ def test_killed_index_worker_and_restarted_redis_lose_nothing(stack, shop):
     ids = shop.product_ids("wave3")
     assert len(ids) == 100
     shop.wait_ready(ids + ids_before)
+
+
+@pytest.fixture(scope="module")
+def behind_proxy(stack, shop):
+    """The stack moved behind a TLS-terminating proxy: web recreated with BEHIND_PROXY_ENV, as
+    `docker compose up -d` does after those lines go into .env. The plain-HTTP logins of the
+    tests above stop working (their cookies become Secure), so the tests using it come last."""
+    stack.env.update(BEHIND_PROXY_ENV)
+    stack.compose("up", "-d", "--no-deps", "web", timeout=900)
+    stack.wait_healthy("web", 1)
+    ShopClient(stack.url).wait_answering("/healthz/")  # through nginx, exempt from the redirect
+    return stack
+
+
+def test_plain_http_is_redirected_and_the_proxy_scheme_reaches_django(behind_proxy):
+    plain = ShopClient(behind_proxy.url, follow_redirects=False)
+    plain.headers = {"Host": PUBLIC_HOST}
+    answer = plain.get("/admin/login/")
+    assert (answer.status, answer.headers["Location"]) == (301, f"https://{PUBLIC_HOST}/admin/login/")
+    # Sent on by nginx, X-Forwarded-Proto: https makes the request secure to Django: no
+    # redirect, and HSTS (which Django adds to secure requests only).
+    proxied = ProxiedShopClient(behind_proxy.url, PUBLIC_ORIGIN).get("/admin/login/")
+    assert proxied.status == 200
+    assert proxied.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_staff_logs_in_over_https_behind_a_proxy(behind_proxy, shop):
+    forged = ProxiedShopClient(behind_proxy.url, "https://evil.example.test", host=PUBLIC_HOST)
+    refused = forged.login(STAFF, shop.password)
+    assert refused.status == 403 and "CSRF verification failed" in refused.text
+    assert "sessionid" not in forged.cookie_flags()
+    browser = ProxiedShopClient(behind_proxy.url, PUBLIC_ORIGIN)
+    answer = browser.login(STAFF, shop.password)
+    assert answer.status == 200 and answer.url.endswith("/admin/"), answer.text[-1000:]
+    flags = browser.cookie_flags()
+    assert flags["sessionid"] == {"Secure", "HttpOnly"}
+    assert flags["csrftoken"] == {"Secure"}  # readable by the admin's scripts, as Django sets it
+    index = browser.get("/admin/")
+    assert index.status == 200 and "Site administration" in index.text
 
 
 def test_down_leaves_no_container_volume_or_network(stack):
