@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from typing import Any
 
+import numpy as np
 from django import forms
 from django.conf import settings
 from django.contrib.admin.widgets import AdminFileWidget
+from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from PIL import Image
 
 from catalog.models import Product
 from catalog.services.products import CheckedImage, image_check
-from catalog.vectors import image_limits
-from similarity import ImageRejected, load_image
+from catalog.vectors import image_limits, vector_key_current
+from similarity import COLOUR_DIM, EMBEDDING_DIM, ImageRejected, load_image
 
 THUMBNAIL_SIDE = 320
 
@@ -71,6 +74,7 @@ def thumbnail_data_url(image: Image.Image, side: int = THUMBNAIL_SIDE) -> str:
 
 
 class SearchByPhotoForm(forms.Form):
+    category = forms.CharField(required=False, max_length=64)  # "": predicted; "all": every one
     image = forms.FileField(
         label="Photo of a garment",
         help_text="JPEG, PNG, WebP or GIF.",
@@ -100,6 +104,14 @@ class SearchByPhotoForm(forms.Form):
         return upload
 
     @classmethod
+    def asking_again(cls) -> SearchByPhotoForm:
+        """An empty form saying the search to repeat cannot be (its photo must come again)."""
+        form = cls(data={}, files={})
+        form.errors.pop("image", None)
+        form.add_error(None, ValidationError(SEARCH_EXPIRED, code="expired"))
+        return form
+
+    @classmethod
     def refused(cls, exc: ImageRejected) -> SearchByPhotoForm:
         """A form whose only error is ``exc`` on the image; no upload is looked at."""
         form = cls(data={}, files={})
@@ -114,6 +126,62 @@ class SearchByPhotoForm(forms.Form):
             code = error.code or "invalid"
             return {"required": "missing", "invalid": "missing"}.get(code, code)
         return None
+
+
+SEARCH_TOKEN_SALT = "catalog.search-again"  # noqa: S105 - a signing namespace, not a secret
+SEARCH_TOKEN_MAX_AGE = 24 * 3600
+SEARCH_EXPIRED = "This search has expired: upload your photo again (reason: expired)."
+_THUMBNAIL_URL = re.compile(r"data:image/jpeg;base64,[A-Za-z0-9+/]+={0,2}")
+_THUMBNAIL_MAX = 200_000
+
+
+def search_token(vector: np.ndarray, colour: np.ndarray | None) -> str:
+    """The embedded query, signed, for searching it again in another category without the
+    photo (which is never stored)."""
+    def b64(a: np.ndarray | None) -> str | None:
+        return None if a is None else base64.b64encode(np.asarray(a, "<f4").tobytes()).decode("ascii")
+
+    return signing.dumps({"v": b64(vector), "c": b64(colour), "k": vector_key_current()},
+                         salt=SEARCH_TOKEN_SALT, compress=True)
+
+
+def _floats(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text, validate=True), dtype="<f4")
+
+
+class SearchAgainForm(forms.Form):
+    """The same photo searched again: its signed query, the category chosen (or "show all")
+    and the thumbnail to show again."""
+
+    query = forms.CharField(max_length=64_000)
+    category = forms.CharField(required=False, max_length=64)
+    show_all = forms.BooleanField(required=False)
+    thumbnail = forms.CharField(required=False, max_length=_THUMBNAIL_MAX)
+
+    def clean_query(self) -> tuple[np.ndarray, np.ndarray | None]:
+        try:
+            data = signing.loads(self.cleaned_data["query"], salt=SEARCH_TOKEN_SALT,
+                                 max_age=SEARCH_TOKEN_MAX_AGE)
+            vector = _floats(data["v"])
+            colour = None if data.get("c") is None else _floats(data["c"])
+            current = (data["k"] == vector_key_current() and vector.size == EMBEDDING_DIM
+                       and (colour is None or colour.size == COLOUR_DIM))
+        except (signing.BadSignature, KeyError, TypeError, ValueError):
+            current = False
+        if not current:  # forged, too old, or made by another model or policy
+            raise ValidationError(SEARCH_EXPIRED, code="expired")
+        return vector, colour
+
+    def clean_thumbnail(self) -> str | None:
+        url = self.cleaned_data["thumbnail"]
+        return url if _THUMBNAIL_URL.fullmatch(url or "") else None
+
+    @property
+    def chosen_category(self) -> str | None:
+        """The category asked for: "all" for "show all categories", None to predict it."""
+        if self.cleaned_data.get("show_all"):
+            return "all"
+        return self.cleaned_data.get("category") or None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -108,6 +108,12 @@ class Space:
             return vector
         return self._map(vector[None], None if colour is None else np.asarray(colour)[None])[0]
 
+    def comparable(self, vectors: np.ndarray, colours: np.ndarray | None = None) -> np.ndarray:
+        """(N, dim) float64 vectors of this space that euclidean distance ranks as the index
+        and search rank them (unit vectors under the cosine metric)."""
+        z = self.apply(vectors, colours).astype(np.float64)
+        return l2_normalise(z) if self.metric == "cosine" else z
+
     def _map(self, vectors: np.ndarray, colours: np.ndarray | None) -> np.ndarray:
         shape = vectors if self.projection is None else self.projection.transform(vectors)
         if not self.colour_weight:

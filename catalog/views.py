@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from django.conf import settings
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -10,8 +12,8 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from catalog.api.throttles import SearchThrottle, rate_describe
-from catalog.forms import SearchByPhotoForm, human_bytes, rejection_error
-from catalog.selectors import health, photo_search, storefront
+from catalog.forms import SearchAgainForm, SearchByPhotoForm, human_bytes, rejection_error, search_token
+from catalog.selectors import category_prediction, health, storefront
 from similarity import ImageRejected
 
 PAGE_SIZE = 24
@@ -98,25 +100,49 @@ def search_by_photo(request: HttpRequest) -> HttpResponse:
 
 @csrf_protect
 def _search_page(request: HttpRequest) -> HttpResponse:
-    context: dict = {"results": None, "rate_limited": False}
+    context: dict = {"results": None, "rate_limited": False,
+                     "categories": storefront.product_categories()}
     if request.method != "POST":
         context["form"] = SearchByPhotoForm()
         return render(request, "catalog/search.html", context)
+    if "query" in request.POST:  # the same photo, in another category
+        return _search_again(request, context)
 
     form = SearchByPhotoForm(request.POST, request.FILES)
     context["form"] = form
     status = 200
     if form.is_valid():
         try:
-            context["results"] = photo_search.products_search_by_image(
-                image_bytes=form.image_bytes or b"", k=SEARCH_RESULTS
+            found = category_prediction.products_search_by_photo(
+                image_bytes=form.image_bytes or b"", k=SEARCH_RESULTS,
+                category=form.cleaned_data.get("category") or None,
             )
-            context["query_thumbnail"] = form.thumbnail_url
+            context.update(_found(found, form.thumbnail_url))
         except ImageRejected as exc:
             form.add_error("image", rejection_error(exc))
     if form.errors:
         status = search_status(form)
     return render(request, "catalog/search.html", context, status=status)
+
+
+def _search_again(request: HttpRequest, context: dict) -> HttpResponse:
+    again = SearchAgainForm(request.POST)
+    if not again.is_valid():
+        return render(request, "catalog/search.html", {**context, "form": SearchByPhotoForm.asking_again()},
+                      status=400)
+    vector, colour = again.cleaned_data["query"]
+    found = category_prediction.products_search_with_category(
+        vector=vector, colour=colour, k=SEARCH_RESULTS, category=again.chosen_category)
+    context.update(_found(replace(found, vector=vector, colour=colour), again.cleaned_data["thumbnail"]))
+    return render(request, "catalog/search.html", {**context, "form": SearchByPhotoForm()})
+
+
+def _found(found: category_prediction.PhotoSearch, thumbnail: str | None) -> dict:
+    """The results page's part of the context: results, the category facet and what it takes
+    to search the same photo again in another category."""
+    return {"results": found.results, "category": found.category,
+            "predicted_category": found.predicted_category, "query_thumbnail": thumbnail,
+            "query_token": search_token(found.vector, found.colour) if found.vector is not None else None}
 
 
 @require_http_methods(["GET", "HEAD"])

@@ -18,11 +18,13 @@ bottom up:
   (``exact``), the choice between them (``layout``), the all-pairs build in blocks for a
   distributed rebuild (``block_knn``, ``block_files``), near-duplicate groups (``dedup``) and
   the on-disk ``.npz`` store with its deltas and writer lock (``store`` and its ``store_*``
-  parts), and a product's own rules applied to its list (``rules``).
+  parts), a product's own rules applied to its list (``rules``), and a query's category
+  predicted by a vote of its nearest products (``category_vote``).
 - ``similarity.evaluation``: how good the lists are. Retrieval metrics (``metrics``),
-  cross-validation inside a catalog (``kfold``) and the colour weight it chooses with it
-  (``colour_cv``), Debian's Fashion-MNIST (``fashion_mnist``), shop-style and shopper-style
-  shots of a garment (``shots``) and contact sheets (``contact_sheet``).
+  cross-validation inside a catalog (``kfold``), the colour weight and the category vote it
+  chooses with it (``colour_cv``, ``category_vote_cv``), Debian's Fashion-MNIST
+  (``fashion_mnist``), shop-style and shopper-style shots of a garment (``shots``) and
+  contact sheets (``contact_sheet``).
 
 Beside them: ``errors``, ``atomic`` (atomic file writes), ``batching``, ``threads`` (math
 thread caps), ``failpoints`` (crash-test hooks, inert unless configured) and ``cli``
@@ -33,7 +35,7 @@ The names below are the surface the catalog uses; it imports nothing else from h
 
 from __future__ import annotations
 
-from similarity.atomic import fsync_dir
+from similarity.atomic import atomic_file, fsync_dir
 from similarity.batching import chunked
 from similarity.embedding.colour import COLOUR_DIM, COLOUR_KEY, blend_colour
 from similarity.embedding.embedder import ImageEmbedder
@@ -50,6 +52,7 @@ from similarity.embedding.projection import (
 )
 from similarity.embedding.runtime import default_threads
 from similarity.errors import ImageRejected, MatrixError, MatrixFullError, SimilarityError, StaleMatrixError
+from similarity.evaluation.category_vote_cv import VoteChoice, choose_category_vote
 from similarity.evaluation.colour_cv import ColourChoice, choose_colour_weight
 from similarity.evaluation.contact_sheet import SheetRow, SheetTile, draw_sheet
 from similarity.evaluation.fashion_mnist import CLASS_NAMES, balanced_indices, load_split, to_photo
@@ -60,6 +63,7 @@ from similarity.failpoints import configure as configure_failpoints
 from similarity.failpoints import failpoint
 from similarity.index.block_files import load_block, save_block
 from similarity.index.block_knn import Block, discard_input, input_size, knn_block
+from similarity.index.category_vote import CategoryVote
 from similarity.index.dedup import duplicate_groups
 from similarity.index.layout import LAYOUTS, NeighbourIndex
 from similarity.index.rules import (
@@ -88,6 +92,7 @@ __all__ = [
     "WEIGHTS_SHA256",
     "BlendProjection",
     "Block",
+    "CategoryVote",
     "ColourChoice",
     "ConcurrentWriterError",
     "ImageEmbedder",
@@ -107,9 +112,12 @@ __all__ = [
     "SimilarityError",
     "StaleMatrixError",
     "Transform",
+    "VoteChoice",
+    "atomic_file",
     "balanced_indices",
     "blend_colour",
     "check_image",
+    "choose_category_vote",
     "choose_colour_weight",
     "chunked",
     "configure_failpoints",

@@ -17,6 +17,7 @@ from catalog.api.serializers import SearchRequest, SearchResultSerializer, produ
 from catalog.api.throttles import ApiKeyThrottle, SearchThrottle
 from catalog.forms import SearchByPhotoForm, read_upload, rejection_error
 from catalog.models import MAX_NEIGHBOURS, Product
+from catalog.selectors.category_prediction import PhotoSearch, products_search_by_photo
 from catalog.selectors.photo_search import products_search_by_image
 from catalog.selectors.storefront import product_get, product_neighbours, product_neighbours_state
 from catalog.vectors import image_limits
@@ -36,11 +37,19 @@ def _photo_bytes(upload: Any) -> bytes:
         raise photo_error(exc) from exc
 
 
-def search_hits(request: Request, *, limit: int,
-                category: str | None = None) -> list[tuple[Product, float]]:
+def search_hits(request: Request, *, limit: int) -> list[tuple[Product, float]]:
+    """Every category searched, nothing predicted (the deprecated endpoint)."""
     data = _photo_bytes(request.FILES.get("image"))
     try:
-        return products_search_by_image(image_bytes=data, k=limit, category=category)
+        return products_search_by_image(image_bytes=data, k=limit)
+    except ImageRejected as exc:
+        raise photo_error(rejection_error(exc)) from exc
+
+
+def search_with_category(request: Request, *, limit: int, category: str | None) -> PhotoSearch:
+    data = _photo_bytes(request.FILES.get("image"))
+    try:
+        return products_search_by_photo(image_bytes=data, k=limit, category=category)
     except ImageRejected as exc:
         raise photo_error(rejection_error(exc)) from exc
 
@@ -52,14 +61,17 @@ class SearchView(ApiView):
     @extend_schema(tags=["search"], request={"multipart/form-data": SearchRequest},
                    responses={200: SearchResultSerializer})
     def post(self, request: Request) -> Response:
-        """The ready products nearest to a photo, nearest first."""
+        """The ready products nearest to a photo, nearest first: of the category asked for,
+        of every category (category=all), or, without a category, of the category predicted
+        from the photo when the prediction is confident."""
         serializer = SearchRequest(data=request.data)
         serializer.is_valid(raise_exception=True)
         query = serializer.validated_data
-        hits = search_hits(request, limit=query["limit"], category=query.get("category"))
+        found = search_with_category(request, limit=query["limit"], category=query.get("category"))
         context = {"request": request}
         return Response({"results": [{**product_card(context, p), "distance": d}
-                                     for p, d in hits]})
+                                     for p, d in found.results],
+                         "category": found.category, "predicted_category": found.predicted_category})
 
 
 # ------------------------------------------------------------------------- deprecated

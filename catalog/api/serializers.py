@@ -98,8 +98,11 @@ class SimilarSerializer(serializers.Serializer):
 class SearchRequest(serializers.Serializer):
     image = serializers.FileField(allow_empty_file=True, help_text="The shopper's photo.")
     limit = serializers.IntegerField(min_value=1, max_value=MAX_NEIGHBOURS, default=MAX_NEIGHBOURS)
-    category = serializers.CharField(required=False, max_length=64,
-                                     help_text="Only products of this category.")
+    category = serializers.CharField(
+        required=False, max_length=64,
+        help_text="Only products of this category; \"all\": every category. Left out: the "
+                  "category predicted from the photo when the prediction is confident (see "
+                  "predicted_category in the answer), else every category.")
 
 
 class SearchHitSerializer(serializers.Serializer):
@@ -113,6 +116,13 @@ class SearchHitSerializer(serializers.Serializer):
 
 class SearchResultSerializer(serializers.Serializer):
     results = SearchHitSerializer(many=True)
+    category = serializers.CharField(
+        allow_null=True, help_text="The category the results are limited to: the one asked for "
+        "or the predicted one; null: every category.")
+    predicted_category = serializers.CharField(
+        allow_null=True, help_text="The category predicted from the photo when none was asked "
+        "for and the prediction is confident (the results are then limited to it: ask again "
+        "with category=all, or another category, to change it); else null.")
 
 
 def product_card(context: Mapping[str, Any], product: Product) -> dict[str, Any]:

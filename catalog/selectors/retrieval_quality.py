@@ -18,8 +18,8 @@ import numpy as np
 from catalog.augmented_views import augmented_views
 from catalog.models import MAX_NEIGHBOURS, Product, ProductNeighbour
 from catalog.selectors.index_membership import products_indexable_vectors
-from catalog.space import AugmentedViews, Space, space_fit, space_name
-from similarity import QualityReport, Transform, evaluate, kfold_report, l2_normalise
+from catalog.space import AugmentedViews, space_fit, space_name
+from similarity import QualityReport, Transform, evaluate, kfold_report
 
 _CHUNK = 2000
 DEFAULT_FOLDS = 4
@@ -68,12 +68,6 @@ def similarity_quality(*, k: int = MAX_NEIGHBOURS) -> QualityReport:
     )
 
 
-def _in_space(space: Space, vectors: np.ndarray, colours: np.ndarray) -> np.ndarray:
-    """Vectors of the space, ranked by euclidean distance as its matrix ranks them."""
-    z = space.apply(vectors, colours).astype(np.float64)
-    return l2_normalise(z) if space.metric == "cosine" else z
-
-
 def similarity_quality_heldout(*, folds: int = DEFAULT_FOLDS, k: int = MAX_NEIGHBOURS,
                                seed: int = 0) -> QualityReport:
     """Precision@k and mAP@k of the READY labelled products, each ranked against the whole
@@ -92,7 +86,7 @@ def similarity_quality_heldout(*, folds: int = DEFAULT_FOLDS, k: int = MAX_NEIGH
             seen = np.isin(views.of, list(train_ids))
             fold_views = AugmentedViews(views.vectors[seen], views.of[seen])
         space = space_fit(ids, vectors, {pid: categories[pid] for pid in train_ids}, fold_views)
-        z = _in_space(space, vectors, colours)
+        z = space.comparable(vectors, colours)
         return lambda rows: z[rows]
 
     return kfold_report(labels, fit, k=k, folds=folds, seed=seed)

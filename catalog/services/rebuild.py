@@ -14,6 +14,7 @@ from django.utils import timezone
 from catalog.augmented_views import augmented_views
 from catalog.engine import follow_layout, layout_for, matrix_remember, matrix_store
 from catalog.models import Product, RebuildRun
+from catalog.search_vote import category_vote_refit
 from catalog.selectors.index_membership import (
     product_ids_all,
     products_candidates,
@@ -67,12 +68,14 @@ class _Rebuilt:
     indexed: int = 0
     rewritten: int = 0
     colour: str = ""
+    vote: str = ""
 
     def message(self) -> str:
         return (
             f"re-embedded {self.stale - self.failed} stale product(s) ({self.failed} failed); "
             f"matrix of {self.indexed} product(s); {self.rewritten} list(s) rewritten"
             + (f"; {self.colour}" if self.colour else "")
+            + (f"; {self.vote}" if self.vote else "")
         )
 
 
@@ -105,15 +108,20 @@ def _rebuild_matrix(run: RebuildRun, report: Report, fence: Fence,
                     views: AugmentedViews | None, result: _Rebuilt) -> tuple[NeighbourIndex, Space]:
     """Refit the projection (lda-blend space: here and only here, on the catalog plus
     augmented views of it) and, with ``LOOKALIKE_COLOUR_WEIGHT="auto"``, choose the colour
-    weight by catalog CV (recorded in the run's message), then build the index in the new
+    weight by catalog CV, choose search's category vote by catalog CV (both recorded in the
+    run's message), then build the index in the new
     space (its meta records the projection key and the colour blend) and publish it under the
     fence: the dense matrix here, the top-k layout in row blocks spread over the rebuild workers."""
     ids, vectors, colours = products_indexable_vectors(with_colours=True)
     report(step="matrix", done=0, total=int(ids.size))
-    refit = projection_refit(ids, vectors, _categories(), vector_key_current(), views, colours)
+    categories = _categories()
+    refit = projection_refit(ids, vectors, categories, vector_key_current(), views, colours)
     space = refit.space
     if refit.colour is not None:
         result.colour = refit.colour.summary()
+    vote = category_vote_refit(ids, vectors, colours, categories, views, space)
+    if vote is not None:
+        result.vote = vote.summary()
     # Fitted on every product; the matrix holds those allowed in lists (the others are ruled).
     keep = np.isin(ids, np.fromiter(products_candidates().values_list("pk", flat=True), np.int64))
     ids, mapped = ids[keep], space.apply(vectors[keep], colours[keep])

@@ -181,6 +181,10 @@ LOOKALIKE_INDEX_LOCK_TTL = float(os.environ.get("LOOKALIKE_INDEX_LOCK_TTL", 30))
 LOOKALIKE_INDEX_LOCK_TIMEOUT = float(os.environ.get("LOOKALIKE_INDEX_LOCK_TIMEOUT", 600))
 LOOKALIKE_STUCK_AFTER_SECONDS = int(os.environ.get("LOOKALIKE_STUCK_AFTER_SECONDS", 15 * 60))
 LOOKALIKE_SEARCH_RATE = os.environ.get("LOOKALIKE_SEARCH_RATE", "30/m")
+# Search by photo without a category shows the category predicted from the photo when the
+# prediction is confident (a vote of the nearest products, its size and confidence chosen by
+# each full rebuild: catalog/search_vote.py); off: it searches every category.
+LOOKALIKE_SEARCH_PREDICT_CATEGORY = env_bool("LOOKALIKE_SEARCH_PREDICT_CATEGORY", True)
 
 
 def default_namespace(database: Mapping[str, Any]) -> str:

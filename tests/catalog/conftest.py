@@ -5,4 +5,5 @@ from tests.catalog.readside import (  # noqa: F401 - fixtures, found by name
     media_root,
     query_photos,
     read_side_defaults,
+    stored_vote,
 )

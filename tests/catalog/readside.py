@@ -160,6 +160,24 @@ def brute_force(query: np.ndarray, products: list[Product], k: int = 10) -> list
     return [(pid, d) for d, pid in rows[:k]]
 
 
+@pytest.fixture
+def stored_vote(settings, tmp_path: Path):
+    """``stored_vote(size, min_share)`` stores a category vote as the full rebuild does (chosen
+    in the current space); removed after the test."""
+    from catalog.search_vote import category_vote_remove, category_vote_save
+    from catalog.space import space_current
+    from similarity import CategoryVote, VoteChoice
+
+    settings.LOOKALIKE_MATRIX_DIR = tmp_path / "matrix"
+
+    def store(size: int, min_share: float) -> None:
+        scores = {(size, min_share): (0.6, 1.0, 0.6)}
+        category_vote_save(VoteChoice(CategoryVote(size, min_share), 0.5, scores, 10, 0.0), space_current())
+
+    yield store
+    category_vote_remove()
+
+
 @pytest.fixture(autouse=True)
 def read_side_defaults(request, settings) -> None:
     """Every read-side test: temp media, empty caches, and a rate limit tests never hit."""

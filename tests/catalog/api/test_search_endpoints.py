@@ -59,3 +59,42 @@ def test_the_reference_page_uses_the_projects_own_static_files(client):
     assert page.status_code == 200
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in page.text
     assert "cdn" not in page.text.lower()
+
+
+def test_search_without_a_category_limits_to_the_predicted_one_and_says_so(
+        client, catalog_of_garments, query_photos, stored_vote):
+    stored_vote(1, 0.0)
+    predicted = client.post("/api/v1/search", {"image": photo(query_photos[1])}).json()
+    assert predicted["predicted_category"] == predicted["category"] == "Trouser"
+    assert {r["category"] for r in predicted["results"]} == {"Trouser"}
+    everything = client.post("/api/v1/search", {"image": photo(query_photos[1]), "category": "all"}).json()
+    assert everything["predicted_category"] is None and everything["category"] is None
+    assert len(everything["results"]) == 10 and len({r["category"] for r in everything["results"]}) > 1
+    given = client.post("/api/v1/search", {"image": photo(query_photos[1]), "category": "Bag"}).json()
+    assert (given["category"], given["predicted_category"]) == ("Bag", None)
+    assert {r["category"] for r in given["results"]} == {"Bag"}
+
+
+def test_without_a_confident_prediction_every_category_is_searched(client, catalog_of_garments, query_photos,
+                                                                   stored_vote):
+    stored_vote(10, 1.0)  # 10 of one category: never, with 4 garments a category
+    answer = client.post("/api/v1/search", {"image": photo(query_photos[1])}).json()
+    assert answer["predicted_category"] is None and answer["category"] is None
+    assert len({r["category"] for r in answer["results"]}) > 1
+
+
+def test_the_deprecated_search_never_predicts(client, catalog_of_garments, query_photos, stored_vote):
+    stored_vote(1, 0.0)
+    answer = client.post("/api/search/", {"image": photo(query_photos[1])}).json()
+    assert set(answer) == {"results"} and len(answer["results"]) == 10
+    assert len({r["category"] for r in answer["results"]}) > 1
+
+
+def test_the_schema_documents_the_category_facet(client):
+    schema = client.get("/api/v1/schema/?format=json").json()
+    result = schema["components"]["schemas"]["SearchResult"]
+    assert {"results", "category", "predicted_category"} <= set(result["required"])
+    for name in ("category", "predicted_category"):
+        assert result["properties"][name]["nullable"] is True
+    request = schema["components"]["schemas"]["SearchRequestRequest"]["properties"]["category"]
+    assert '"all"' in request["description"] and "predicted" in request["description"]
