@@ -15,7 +15,7 @@ help:
 	@echo "make bench  - run the benchmarks and print one table"
 	@echo "make quality - measure retrieval quality (clean and shop-style photos) and draw the sheets"
 	@echo "make base-images - build the Docker base images from Debian packages (no registry needed)"
-	@echo "make deploy-test - build the images, run the whole compose stack and check it over HTTP"
+	@echo "make deploy-test - build the images, run the whole compose stack, check it over HTTP and behind an HTTPS proxy"
 
 system-deps:
 	scripts/install-system-deps.sh base
