@@ -35,18 +35,14 @@ import argparse
 import contextlib
 import json
 import os
-import resource
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -54,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import REPO, model_dir
+from bench.http_load import free_port, get, lua_script, wrk
 from bench.worker_procs import BROKER, stop_group
 
 CONNECTIONS = 20
@@ -61,35 +58,6 @@ SHOPPERS = 1000
 SAMPLE = 2000  # products the requests are spread over, evenly across the catalog
 WEB_WORKERS = 3  # the Dockerfile's and the compose file's default
 SCENARIOS = ("storefront", "api", "api_304")
-# wrk's script: a product drawn at random for every request, from one of SHOPPERS shoppers;
-# answers whose status is not the expected one are counted beside wrk's own errors.
-LUA = """\
-local paths = {%(paths)s}
-local tags = %(tags)s
-local threads = {}
-setup = function(thread) table.insert(threads, thread) end
-init = function(args) unexpected = 0; math.randomseed(7) end
-request = function()
-  local i = math.random(#paths)
-  local headers = {["X-Forwarded-For"] = string.format("2001:db8::%%x", math.random(%(shoppers)d))}
-  if tags then headers["If-None-Match"] = tags[i] end
-  return wrk.format("GET", paths[i], headers)
-end
-response = function(status, headers, body)
-  if status ~= %(expected)d then unexpected = unexpected + 1 end
-end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  local bad = 0
-  for _, thread in ipairs(threads) do bad = bad + thread:get("unexpected") end
-  io.write(string.format('{"requests": %%d, "duration_us": %%d, "p50_us": %%.0f, ' ..
-    '"p99_us": %%.0f, "errors": %%d, "unexpected": %%d}\\n', summary.requests, summary.duration,
-    latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.timeout + e.status, bad))
-end
-"""
-
-
 @dataclass(frozen=True)
 class Catalog:
     skus: list[str]
@@ -201,31 +169,13 @@ def _database(tmp: Path, postgres: str | None) -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    """GET a URL of the bench's own server (http://127.0.0.1:port)."""
-    if not url.startswith("http://127.0.0.1:"):
-        raise ValueError(f"not the bench's server: {url}")
-    request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 - checked above
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
-
-
 def _until_healthy(base: str, proc: subprocess.Popen[Any], log: Path) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"gunicorn exited: {log.read_text()[-2000:]}")
         with contextlib.suppress(OSError):
-            if _get(f"{base}/healthz/")[0] == 200:
+            if get(f"{base}/healthz/")[0] == 200:
                 return
         time.sleep(0.2)
     raise RuntimeError(f"gunicorn not healthy after 120 s: {log.read_text()[-2000:]}")
@@ -234,7 +184,7 @@ def _until_healthy(base: str, proc: subprocess.Popen[Any], log: Path) -> None:
 @contextlib.contextmanager
 def _gunicorn(env: dict[str, str], tmp: Path) -> Iterator[tuple[str, subprocess.Popen[Any]]]:
     """The Dockerfile's gunicorn command on a free loopback port; stopped at the end."""
-    port, log = _free_port(), tmp / "gunicorn.log"
+    port, log = free_port(), tmp / "gunicorn.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind",
@@ -253,33 +203,31 @@ def _gunicorn(env: dict[str, str], tmp: Path) -> Iterator[tuple[str, subprocess.
 
 
 def _etags(base: str, skus: list[str]) -> list[str]:
-    """Every product's similar-items ETag, fetched once (4 at a time); each answer must be a
-    ready list of 10."""
-    def fetch(sku: str) -> str:
-        status, headers, body = _get(f"{base}/api/v1/products/{sku}/similar")
+    """Every product's similar-items ETag, fetched once (4 at a time, each as another shopper,
+    as wrk will ask); each answer must be a ready list of 10."""
+    def fetch(i: int) -> str:
+        sku = skus[i]
+        status, headers, body = get(f"{base}/api/v1/products/{sku}/similar",
+                                     {"X-Forwarded-For": f"2001:db8:1::{i:x}"})
         answer = json.loads(body)
         if status != 200 or answer["state"] != "ready" or len(answer["neighbours"]) != 10:
             raise RuntimeError(f"{sku}: {status} {body[:300]!r}")
         return headers["ETag"]
 
     with ThreadPoolExecutor(4) as pool:
-        return list(pool.map(fetch, skus))
+        return list(pool.map(fetch, range(len(skus))))
 
 
 def _check_answers(base: str, catalog: Catalog, etags: list[str]) -> None:
     """What wrk will ask answers as expected (wrk counts only statuses >= 400 as errors)."""
-    status, _, page = _get(f"{base}/p/{catalog.slugs[0]}/")
+    status, _, page = get(f"{base}/p/{catalog.slugs[0]}/")
     cards = page.count(b'class="card"')
     if status != 200 or cards != 10:
         raise RuntimeError(f"storefront page: {status}, {cards} similar items")
-    status, _, _ = _get(f"{base}/api/v1/products/{catalog.skus[0]}/similar",
+    status, _, _ = get(f"{base}/api/v1/products/{catalog.skus[0]}/similar",
                         {"If-None-Match": etags[0]})
     if status != 304:
         raise RuntimeError(f"If-None-Match answered {status}, not 304")
-
-
-def _lua_text(values: list[str]) -> str:
-    return ", ".join(json.dumps(v) for v in values)  # a JSON string is a Lua string here
 
 
 def _scripts(tmp: Path, catalog: Catalog, etags: list[str]) -> dict[str, Path]:
@@ -287,51 +235,24 @@ def _scripts(tmp: Path, catalog: Catalog, etags: list[str]) -> dict[str, Path]:
              "api": [f"/api/v1/products/{sku}/similar" for sku in catalog.skus]}
     scripts = {}
     for scenario in SCENARIOS:
-        path = tmp / f"{scenario}.lua"
-        tags = f"{{{_lua_text(etags)}}}" if scenario == "api_304" else "nil"
-        path.write_text(LUA % {"paths": _lua_text(paths[scenario.removesuffix("_304")]),
-                               "tags": tags, "shoppers": SHOPPERS,
-                               "expected": 304 if scenario == "api_304" else 200})
-        scripts[scenario] = path
+        conditional = scenario == "api_304"
+        scripts[scenario] = tmp / f"{scenario}.lua"
+        scripts[scenario].write_text(lua_script(
+            paths[scenario.removesuffix("_304")], tags=etags if conditional else None,
+            expected=304 if conditional else 200, shoppers=SHOPPERS))
     return scripts
-
-
-def _server_cpu(proc: subprocess.Popen[Any]) -> float:
-    """CPU seconds (user + system) of gunicorn's master and workers so far."""
-    tick = os.sysconf("SC_CLK_TCK")
-    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-    total = 0.0
-    for pid in [proc.pid, *map(int, children)]:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
-
-
-def _wrk(base: str, script: Path, seconds: float, server: subprocess.Popen[Any]) -> dict[str, float]:
-    """One wrk run: requests/s, p50 and p99 (ms), errors, server and wrk CPU per request."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = _server_cpu(server)
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--timeout", "10s", "-s",
-         str(script), base], capture_output=True, text=True, check=True)
-    cpu = _server_cpu(server) - cpu
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    r = json.loads(out.stdout.strip().splitlines()[-1])
-    requests = max(1, r["requests"])
-    wrk_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"rps": r["requests"] / (r["duration_us"] / 1e6), "p50": r["p50_us"] / 1000,
-            "p99": r["p99_us"] / 1000, "errors": r["errors"] + r["unexpected"],
-            "requests": r["requests"],
-            "cpu_ms": cpu * 1000 / requests, "wrk_cpu_ms": wrk_cpu * 1000 / requests}
 
 
 def _rounds(base: str, server: subprocess.Popen[Any], scripts: dict[str, Path], rounds: int,
             seconds: float) -> list[dict[str, dict[str, float]]]:
     for scenario in SCENARIOS:  # warm-up: every code path in every gunicorn worker
-        _wrk(base, scripts[scenario], min(seconds, 5), server)
+        wrk(base, scripts[scenario], seconds=min(seconds, 5), connections=CONNECTIONS,
+            server=server)
     measured = []
     for _ in range(rounds):
-        measured.append({s: _wrk(base, scripts[s], seconds, server) for s in SCENARIOS})
+        measured.append({s: wrk(base, scripts[s], seconds=seconds, connections=CONNECTIONS,
+                                   server=server) for s in SCENARIOS})
+        measured[-1]["machine"] = {"load": os.getloadavg()[0]}  # this machine may be shared
     return measured
 
 
@@ -409,7 +330,9 @@ def rows_from(result: dict[str, Any]) -> list[dict[str, str]]:
                f"{len(rounds)} rounds")
     rows = []
     for scenario in SCENARIOS:
-        ratio = "1.00x" if scenario == "storefront" else (
+        load = statistics.median(r["machine"]["load"] for r in rounds)
+        ratio = f"1.00x (load average {load:.1f} on {os.cpu_count()} cores)" if (
+            scenario == "storefront") else (
             f"{_ratio(rounds, scenario, 'rps'):.2f}x storefront req/s; p99 "
             f"{_ratio(rounds, scenario, 'p99'):.2f}x; server CPU/request "
             f"{_ratio(rounds, scenario, 'cpu_ms'):.2f}x")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -93,7 +94,8 @@ def _scenario(kind: str, per_class: int) -> dict[str, Any]:
             broker_forget(env["LOOKALIKE_NAMESPACE"], tmp / "matrix")
         ready = Product.objects.filter(status=Product.Status.READY).count()
         return {"kind": kind, "n": len(paths), "queued_s": queued, "ready_s": settled,
-                "ready": ready, "products": Product.objects.count()}
+                "ready": ready, "products": Product.objects.count(),
+                "load": os.getloadavg()[0]}  # this machine may be shared
 
 
 class _Discard:
@@ -155,9 +157,11 @@ def rows_from(rounds: list[dict[str, dict[str, Any]]]) -> list[dict[str, str]]:
         manifest, folder = _rates(rounds, "manifest", key), _rates(rounds, "folder", key)
         ratios = [m / f for m, f in zip(manifest, folder, strict=True)]
         unit = " rows/s" if key == "queued_s" else " products/s"
+        load = statistics.median(r[kind]["load"] for r in rounds for kind in KINDS)
         rows += [
             {"benchmark": f"import_garments DIR (baseline), {what}, {setting}",
-             "figure": _spread(folder, "{:.0f}", unit), "ratio": "1.00x"},
+             "figure": _spread(folder, "{:.0f}", unit),
+             "ratio": f"1.00x (load average {load:.1f} on {os.cpu_count()} cores)"},
             {"benchmark": f"import_catalog manifest.csv --images DIR, {what}, the same photos",
              "figure": _spread(manifest, "{:.0f}", unit),
              "ratio": f"{_spread(ratios, '{:.2f}', 'x')} of import_garments"},
