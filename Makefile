@@ -55,6 +55,7 @@ quality: venv model
 	$(PY) -m bench.experiments.clean_quality --sheet docs/quality_sheet.png $(QUALITY_ARGS)
 	$(PY) -m bench.experiments.shop_quality --sheet docs/shop_sheet.png $(QUALITY_ARGS)
 	$(PY) -m bench.experiments.shop_quality --product $(QUALITY_ARGS)
+	$(PY) -m bench.experiments.shop_category_prediction $(filter --quick,$(QUALITY_ARGS))
 
 demo: venv model
 	$(PY) scripts/demo.py $(DEMO_ARGS)

@@ -72,3 +72,16 @@ def lookalike_storage_dirs(tmp_path_factory) -> dict[str, Path]:
     override.enable()
     yield dirs
     override.disable()
+
+
+@pytest.fixture(autouse=True)
+def no_stored_category_vote(lookalike_storage_dirs):
+    """A category vote a full rebuild stored in the session's matrix directory (a rebuild of
+    one test's catalog) would make later tests' searches predict a category: every test starts
+    and ends without one. Tests that want one store it themselves."""
+    path = lookalike_storage_dirs.get("LOOKALIKE_MATRIX_DIR")
+    if path is not None:
+        (path / "category_vote.json").unlink(missing_ok=True)
+    yield
+    if path is not None:
+        (path / "category_vote.json").unlink(missing_ok=True)

@@ -110,7 +110,9 @@ def measure(config: Config, data: ShopData, inp: Inputs, choice: VoteChoice) -> 
     """Held-out figures without and with the prediction (see the module)."""
     y = data.catalog.labels
     weight = float(config.params.get("colour_weight", 0.0))
+    fit_started = time.perf_counter()
     transform = _fitted(config, inp, y, np.arange(y.size))
+    fit_seconds = time.perf_counter() - fit_started
     g = in_space(transform(inp.catalog), inp.catalog_colour, weight)
     d = sq_distances(in_space(transform(inp.queries), inp.queries_colour, weight), g)
     d_re = sq_distances(in_space(transform(inp.reshots), inp.reshots_colour, weight), g)
@@ -131,7 +133,7 @@ def measure(config: Config, data: ShopData, inp: Inputs, choice: VoteChoice) -> 
             "accuracy_where_confident": float((predicted[sure] == yq[sure]).mean()) if sure.any() else None,
             "reshots_coverage": float((predicted_re >= 0).mean()),
             "held_out_grid": {f"{s}/{t:g}": p for (s, t), (p, _, _) in grid.items()},
-            "held_out_baseline": baseline, "per_category": per_category}
+            "held_out_baseline": baseline, "per_category": per_category, "fit_seconds": fit_seconds}
 
 
 def run(sizes: Sizes, *, seed: int = 0, log: Log | None = None) -> dict:
@@ -148,10 +150,13 @@ def run(sizes: Sizes, *, seed: int = 0, log: Log | None = None) -> dict:
     choice = choose_vote(config, data, inp)
     log(f"  {choice.summary()}")
     result = measure(config, data, inp, choice)
+    log(f"  the choice took {choice.seconds:.1f} s, {choice.seconds / result['fit_seconds']:.1f}x the "
+        f"projection's one fit on the whole catalog ({result['fit_seconds']:.1f} s)")
     result |= {"vote": None if choice.vote is None else asdict(choice.vote),
                "catalog_cv": {"baseline": choice.baseline, "queries": choice.queries,
                               "grid": {f"{s}/{t:g}": v for (s, t), v in choice.scores.items()}},
                "sizes": asdict(sizes), "seed": seed, "params": config.params,
+               "choice_seconds": choice.seconds,
                "seconds": time.perf_counter() - started}
     return result
 

@@ -63,15 +63,14 @@ class VoteChoice:
     seconds: float
 
     def summary(self) -> str:
-        chosen = "no prediction" if self.vote is None else self.vote.describe()
-        if self.vote is None:
-            cv = ""
-        else:
+        if not self.queries:
+            return "category prediction: none (too few labelled products to cross-validate)"
+        chosen = "none" if self.vote is None else self.vote.describe()
+        cv = f"catalog CV over {self.queries} queries: category P@10 {self.baseline:.3f} without it"
+        if self.vote is not None:
             p10, coverage, accuracy = self.scores[(self.vote.size, self.vote.min_share)]
-            cv = (f" (category P@10 {p10:.3f}, coverage {coverage:.3f}, accuracy where "
-                  f"confident {accuracy:.3f})")
-        return (f"category prediction: {chosen} chosen by catalog CV over {self.queries} queries, "
-                f"category P@10 without it {self.baseline:.3f}{cv}; {self.seconds:.1f} s")
+            cv += f", {p10:.3f} with it (coverage {coverage:.3f}, accuracy where confident {accuracy:.3f})"
+        return f"category prediction: {chosen} ({cv}); {self.seconds:.1f} s"
 
 
 def _labels(items: Sequence[Hashable | None]) -> np.ndarray:
@@ -171,8 +170,8 @@ def choose_category_vote(labels: Sequence[Hashable | None], query_of: np.ndarray
     started = time.perf_counter()
     named = _labels(labels)
     queries, ranked = cv_rankings(labels, query_of, fold_space, k=max(K, *sizes), folds=folds, seed=seed)
-    if queries.size == 0:
-        raise ValueError("choosing the category vote needs labelled products in at least two folds")
+    if queries.size == 0:  # too few labelled products for any fold to be scored
+        return VoteChoice(None, 0.0, {}, 0, time.perf_counter() - started)
     truth = named[np.asarray(query_of, dtype=np.int64)[queries]]
     padded = np.empty(named.size + 1, dtype=object)  # ranked's -1 (an empty place) reads None
     padded[:-1] = named

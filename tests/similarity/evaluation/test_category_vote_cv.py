@@ -38,7 +38,7 @@ def test_clear_categories_are_predicted_and_lift_category_precision():
     p10, coverage, accuracy = choice.scores[(choice.vote.size, choice.vote.min_share)]
     assert p10 > choice.baseline + CV_TIE and coverage > 0.9 and accuracy > 0.95
     assert choice.queries == len(labels)
-    assert "category prediction: vote of the" in choice.summary()
+    assert "category prediction: vote of the" in choice.summary() and "with it (coverage" in choice.summary()
 
 
 def test_two_categories_that_cannot_be_told_apart_are_filtered_less_often_than_the_rest():
@@ -63,7 +63,7 @@ def test_categories_that_are_noise_are_never_predicted():
     labels = [f"c{c}" for c in rng.integers(0, 4, size=400).tolist()]
     choice = choose_category_vote(labels, np.arange(len(labels)), fixed(rng.normal(size=(400, DIM))))
     assert choice.vote is None
-    assert "no prediction" in choice.summary()
+    assert "category prediction: none (catalog CV over 400 queries" in choice.summary()
 
 
 def test_each_fold_is_ranked_in_a_space_fitted_without_it_against_the_other_folds():
@@ -114,3 +114,9 @@ def test_a_catalog_smaller_than_the_vote_leaves_empty_places():
     assert ranked.shape == (len(labels), 40) and (ranked[:, -1] == -1).all() and (ranked[:, :32] >= 0).all()
     choice = choose_category_vote(labels, np.arange(len(labels)), fixed(x))
     assert choice.scores[(30, 0.0)][1] == 1.0  # the missing places vote for nothing
+
+
+def test_too_few_products_to_cross_validate_predict_nothing():
+    choice = choose_category_vote(["a", "b"], np.arange(2), fixed(np.eye(2)))
+    assert choice.vote is None and choice.queries == 0
+    assert "too few labelled products" in choice.summary()
