@@ -4,7 +4,6 @@ delete) and each one's list of similar items."""
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 from django.conf import settings
@@ -27,10 +26,15 @@ from catalog.api.serializers import (
     ProductSerializer,
     ProductWriteSerializer,
     SimilarSerializer,
-    product_card,
+    card_of,
 )
 from catalog.models import Product
-from catalog.selectors.api_reads import product_get_by_sku, product_similar_list, products_filter
+from catalog.selectors.api_reads import (
+    SimilarList,
+    product_get_by_sku,
+    product_similar_list,
+    products_filter,
+)
 from catalog.services.merchandising import products_set_listed
 from catalog.services.product_sync import SKU_CONFLICT, product_put
 from catalog.services.products import CheckedImage, image_check, product_delete, product_update
@@ -42,10 +46,14 @@ SKU_PARAM = OpenApiParameter("sku", OpenApiTypes.STR, OpenApiParameter.PATH,
                              description="The shop's product id: letters, digits, '.', '_', '-'.")
 
 
+def _not_found(sku: str) -> ApiError:
+    return ApiError(404, "not_found", f"no product with SKU {sku[:80]!r}")
+
+
 def _product_or_404(sku: str) -> Product:
     product = product_get_by_sku(sku=sku)
     if product is None:
-        raise ApiError(404, "not_found", f"no product with SKU {sku[:80]!r}")
+        raise _not_found(sku)
     return product
 
 
@@ -155,8 +163,22 @@ class ProductDetailView(ApiView):
         return Response(status=204)
 
 
-def _etag(body: dict[str, Any]) -> str:
-    return quote_etag(hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32])
+def _etag(request: Request, found: SimilarList, limit: int) -> str:
+    """A tag of everything the answer is made of, computed before it is built: the stored
+    values (the product's SKU, status and list state, each shown row and its neighbour's
+    fields), ``limit`` and the address the URLs are made absolute with."""
+    made_of = repr((request.build_absolute_uri("/"), limit, found))
+    return quote_etag(hashlib.sha256(made_of.encode()).hexdigest()[:32])
+
+
+def _similar_body(request: Request, found: SimilarList) -> dict[str, Any]:
+    context = {"request": request}
+    return {
+        "sku": found.sku, "status": found.status, "state": found.state,
+        "neighbours": [{"rank": card.rank, "distance": card.distance,
+                        **card_of(context, sku=card.sku, name=card.name, category=card.category,
+                                  slug=card.slug, image=card.image)} for card in found.cards],
+    }
 
 
 def _matches(header: str, etag: str) -> bool:
@@ -178,17 +200,12 @@ class ProductSimilarView(ApiView):
 
     def get(self, request: Request, sku: str) -> Response:
         limit = _validated(LimitQuery, request.query_params)["limit"]
-        product = _product_or_404(sku)
-        found = product_similar_list(product=product, limit=limit)
-        context = {"request": request}
-        body = {
-            "sku": product.sku, "status": product.status, "state": found.state,
-            "neighbours": [{"rank": link.rank, "distance": link.distance,
-                            **product_card(context, link.neighbour)} for link in found.neighbours],
-        }
-        etag = _etag(body)
+        found = product_similar_list(sku=sku, limit=limit)
+        if found is None:
+            raise _not_found(sku)
+        etag = _etag(request, found, limit)
         matched = _matches(request.META.get("HTTP_IF_NONE_MATCH", ""), etag)
-        response = Response(status=304) if matched else Response(body)
+        response = Response(status=304) if matched else Response(_similar_body(request, found))
         response["ETag"] = etag
         scope = "public" if settings.LOOKALIKE_API_OPEN_READS else "private"
         response["Cache-Control"] = f"{scope}, max-age={settings.LOOKALIKE_API_CACHE_SECONDS}"

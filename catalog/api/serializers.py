@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -12,6 +13,7 @@ from rest_framework.fields import empty
 
 from catalog.models import MAX_NEIGHBOURS, Product
 
+_IMAGE_STORAGE = Product._meta.get_field("image").storage
 STATES = ("ready", "computing", "refreshing", "failed")
 
 
@@ -127,11 +129,18 @@ class SearchResultSerializer(serializers.Serializer):
 
 def product_card(context: Mapping[str, Any], product: Product) -> dict[str, Any]:
     """The neighbour/hit fields shared by a list entry and a search result."""
-    return {
-        "sku": product.sku,
-        "name": product.name,
-        "category": product.category,
-        "url": _absolute(context, product.get_absolute_url()),
-        "image_url": _absolute(context, product.image.url) if product.image else None,
-    }
+    return card_of(context, sku=product.sku, name=product.name, category=product.category,
+                   slug=product.slug, image=product.image.name or "")
 
+
+def card_of(context: Mapping[str, Any], *, sku: str, name: str, category: str, slug: str,
+            image: str) -> dict[str, Any]:
+    """``product_card`` from the product's stored values (no model instance)."""
+    path = reverse("catalog:product-detail", kwargs={"slug": slug})
+    return {
+        "sku": sku,
+        "name": name,
+        "category": category,
+        "url": _absolute(context, path),
+        "image_url": _absolute(context, _IMAGE_STORAGE.url(image)) if image else None,
+    }

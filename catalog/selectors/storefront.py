@@ -37,35 +37,47 @@ def product_get(*, product_id: int) -> Product | None:
     return Product.objects.filter(pk=product_id).first()
 
 
-def product_neighbours(*, product: Product) -> list[ProductNeighbour]:
-    """The stored top-10 of ``product``, by rank, each with its ``neighbour`` loaded. A
-    neighbour just taken out of lists is left out until the index writer refills the list."""
-    return list(
-        ProductNeighbour.objects.filter(product=product, neighbour__listed=True)
+def neighbours_shown(*, product_id: int) -> QuerySet[ProductNeighbour]:
+    """The stored rows of the product's list that may be shown, by rank. A neighbour just taken
+    out of lists is left out until the index writer refills the list."""
+    return (
+        ProductNeighbour.objects.filter(product_id=product_id, neighbour__listed=True)
         .exclude(neighbour__rules_naming__kind=ListRule.Kind.EXCLUDE_EVERYWHERE)
-        .select_related("neighbour")
-        .order_by("rank")[:MAX_NEIGHBOURS]
+        .order_by("rank")
     )
 
 
-def product_neighbours_state(
-    *, product: Product, neighbours: list[ProductNeighbour] | None = None
-) -> NeighboursState:
-    """"ready", "computing" or "failed" for the product's neighbour list.
+def product_neighbours(*, product: Product) -> list[ProductNeighbour]:
+    """The stored top-10 of ``product`` that may be shown, by rank, each with its ``neighbour``
+    loaded."""
+    return list(neighbours_shown(product_id=product.pk).select_related("neighbour")[:MAX_NEIGHBOURS])
+
+
+def neighbours_state(*, product_id: int, status: str, has_any: bool) -> NeighboursState:
+    """"ready", "computing" or "failed" for the list of a product in ``status`` whose list
+    shows rows (``has_any``) or not.
 
     A ready product without any neighbour row is still "computing" while other ready products
     exist (the index task has not written its list yet); alone in the catalog it is "ready"
     with an empty list.
     """
-    if product.status == Product.Status.FAILED:
+    if status == Product.Status.FAILED:
         return "failed"
-    if product.status != Product.Status.READY:
+    if status != Product.Status.READY:
         return "computing"
-    if neighbours is None:
-        has_any = ProductNeighbour.objects.filter(product=product).exists()
-    else:
-        has_any = bool(neighbours)
     if has_any:
         return "ready"
-    others = Product.objects.filter(status=Product.Status.READY).exclude(pk=product.pk).exists()
+    others = Product.objects.filter(status=Product.Status.READY).exclude(pk=product_id).exists()
     return "computing" if others else "ready"
+
+
+def product_neighbours_state(
+    *, product: Product, neighbours: list[ProductNeighbour] | None = None
+) -> NeighboursState:
+    """``neighbours_state`` of ``product``, given its shown ``neighbours`` or reading its rows."""
+    if neighbours is not None:
+        has_any = bool(neighbours)
+    else:
+        has_any = (product.status == Product.Status.READY
+                   and ProductNeighbour.objects.filter(product=product).exists())
+    return neighbours_state(product_id=product.pk, status=product.status, has_any=has_any)
