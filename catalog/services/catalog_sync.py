@@ -11,16 +11,24 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from catalog.models import Product
 from catalog.services import queue
 from catalog.services.manifest_rows import ParsedRows, RowFailure, RowRefused, SyncRow
-from catalog.services.product_sync import product_put
-from catalog.services.products import image_check, product_update, products_delete
+from catalog.services.product_sync import product_create_new, product_put
+from catalog.services.products import (
+    CheckedImage,
+    NewProduct,
+    image_check,
+    product_update,
+    products_create_by_sku,
+    products_delete,
+)
 from catalog.services.skus import sku_validate
 from catalog.vectors import sha256_hex
 from similarity import ImageRejected, chunked
@@ -84,6 +92,8 @@ def _fields_check(row: SyncRow) -> None:
                                ("category", row.category, _CATEGORY_MAX)):
         if len(value) > limit:
             raise RowRefused("invalid", f"{name} is {len(value)} characters, over {limit}")
+        if "\x00" in value:  # PostgreSQL refuses the whole statement
+            raise RowRefused("invalid", f"{name} holds a NUL character")
 
 
 def _photo_bytes(row: SyncRow) -> bytes:
@@ -111,20 +121,31 @@ def _keep_photo(row: SyncRow, before: Fingerprint | None) -> RowOutcome:
     return RowOutcome(row.line, row.sku, "changed")
 
 
-def _put(row: SyncRow, before: Fingerprint | None, result: SyncResult) -> RowOutcome:
+def _refused(exc: ValidationError) -> RowRefused:
+    """A service's refusal as the row's: its code (a field check's has none: "invalid")."""
+    return RowRefused(str(getattr(exc, "code", None) or "invalid"), " ".join(exc.messages))
+
+
+def _photo_checked(row: SyncRow, data: bytes, sha: str) -> CheckedImage:
+    try:
+        return image_check(ContentFile(data, name=row.photo_label or "photo"), sha256=sha)
+    except ValidationError as exc:
+        raise _refused(exc) from exc
+
+
+def _put(row: SyncRow, before: Fingerprint, result: SyncResult) -> RowOutcome:
+    """A row of a product that exists: replaced, or unchanged without decoding the photo."""
     data = _photo_bytes(row)
     sha = sha256_hex(data)
-    if before is not None and before[1:] == (row.name, row.category, sha):
+    if before[1:] == (row.name, row.category, sha):
         return RowOutcome(row.line, row.sku, "unchanged")  # nothing to decode or write
+    checked = _photo_checked(row, data, sha)
     try:
-        checked = image_check(ContentFile(data, name=row.photo_label or "photo"), sha256=sha)
         product, outcome = product_put(sku=row.sku, name=row.name, category=row.category,
                                        image=checked)
     except ValidationError as exc:
-        raise RowRefused(str(exc.code or "invalid"), " ".join(exc.messages)) from exc
-    # A product another request created meanwhile with this photo ("unchanged") is queued
-    # by that request.
-    if outcome != "unchanged" and (before is None or before[3] != sha):
+        raise _refused(exc) from exc
+    if outcome != "unchanged" and before[3] != sha:
         result.queued.append(product.pk)
     return RowOutcome(row.line, row.sku, outcome)
 
@@ -137,31 +158,87 @@ def _fingerprints(rows: Sequence[SyncRow]) -> dict[str, Fingerprint]:
 
 @transaction.atomic
 def _sync_batch(rows: Sequence[SyncRow], result: SyncResult) -> None:
-    """One transaction per batch, a savepoint per row; the batch's new photos are queued to be
-    embedded together on its commit (only rows whose savepoint committed count)."""
+    """One transaction per batch: the products it names read in one query, the new ones
+    inserted in one statement, a savepoint for each existing one that changes; the batch's
+    new photos are queued to be embedded together on its commit."""
     known = _fingerprints(rows)
     already = len(result.queued)
     with queue.embeds_held():
-        _sync_rows(rows, known, result)
+        fresh = _sync_rows(rows, known, result)
+        _create(fresh, result)
     queue.embed_enqueue(product_ids=result.queued[already:])
 
 
-def _sync_rows(rows: Sequence[SyncRow], known: dict[str, Fingerprint], result: SyncResult) -> None:
-    # In SKU order: two batches naming the same new SKUs lock them in one order, so neither
-    # waits for the other in a cycle (PostgreSQL would abort one as a deadlock).
+def _row_outcome(row: SyncRow, work: Callable[[], RowOutcome | None]) -> RowOutcome | None:
+    """``work()``'s outcome for the row, or the row's failure with its reason."""
+    try:
+        _fields_check(row)
+        return work()
+    except ValidationError as exc:
+        refused = _refused(exc)
+        return RowOutcome(row.line, row.sku, "failed", refused.reason, refused.message)
+    except RowRefused as exc:
+        logger.info("sync: line %s (%s) failed: %s", row.line, row.sku, exc.message)
+        return RowOutcome(row.line, row.sku, "failed", exc.reason, exc.message)
+
+
+def _sync_rows(rows: Sequence[SyncRow], known: dict[str, Fingerprint],
+               result: SyncResult) -> list[tuple[SyncRow, NewProduct]]:
+    """Every row of an existing product synced, each in a savepoint; the rows of new products
+    read and checked, returned to be created together."""
+    fresh: list[tuple[SyncRow, NewProduct]] = []
+
+    def sync(row: SyncRow) -> RowOutcome | None:
+        before = known.get(row.sku)
+        if before is None and row.photo:
+            data = _photo_bytes(row)
+            checked = _photo_checked(row, data, sha256_hex(data))
+            fresh.append((row, NewProduct(row.sku, row.name, row.category, checked)))
+            return None
+        with transaction.atomic():
+            return _put(row, before, result) if before and row.photo else _keep_photo(row, before)
+
+    # In SKU order: two batches naming the same SKUs lock them in one order, so neither waits
+    # for the other in a cycle (PostgreSQL would abort one as a deadlock).
     for row in sorted(rows, key=lambda r: r.sku):
-        try:
-            _fields_check(row)
-            with transaction.atomic():
-                before = known.get(row.sku)
-                outcome = _put(row, before, result) if row.photo else _keep_photo(row, before)
-        except ValidationError as exc:
-            outcome = RowOutcome(row.line, row.sku, "failed", str(exc.code or "invalid"),
-                                 " ".join(exc.messages))
-        except RowRefused as exc:
-            outcome = RowOutcome(row.line, row.sku, "failed", exc.reason, exc.message)
-            logger.info("sync: line %s (%s) failed: %s", row.line, row.sku, exc.message)
-        result.outcomes.append(outcome)
+        outcome = _row_outcome(row, partial(sync, row))
+        if outcome is not None:
+            result.outcomes.append(outcome)
+    return fresh
+
+
+def _create(fresh: list[tuple[SyncRow, NewProduct]], result: SyncResult) -> None:
+    """The new products in one INSERT. If another transaction created one of their SKUs or
+    slugs meanwhile, each row again on its own, as a PUT that lost that race would be."""
+    if not fresh:
+        return
+    try:
+        products, refused = products_create_by_sku(items=[item for _, item in fresh])
+    except IntegrityError:
+        for row, item in fresh:
+            outcome = _row_outcome(row, partial(_create_one, row, item, result))
+            assert outcome is not None
+            result.outcomes.append(outcome)
+        return
+    pks = {p.sku: p.pk for p in products}
+    for row, _ in fresh:
+        error = refused.get(row.sku)
+        if error is not None:
+            why = _refused(error)
+            result.outcomes.append(RowOutcome(row.line, row.sku, "failed", why.reason, why.message))
+            continue
+        result.queued.append(pks[row.sku])
+        result.outcomes.append(RowOutcome(row.line, row.sku, "created"))
+
+
+def _create_one(row: SyncRow, item: NewProduct, result: SyncResult) -> RowOutcome:
+    """A new product on its own: "created", or "unchanged" (another request created the same)
+    or ``sku_conflict`` (it created something else)."""
+    product, outcome = product_create_new(sku=item.sku, name=item.name, category=item.category,
+                                          checked=item.checked)  # in a savepoint of its own
+    if outcome == "created":  # the other request queued its own
+        result.queued.append(product.pk)
+    return RowOutcome(row.line, row.sku, outcome)
 
 
 def _prune(keep: set[str]) -> list[str]:

@@ -37,6 +37,20 @@ def _created_meanwhile(*, sku: str, name: str, category: str,
 
 
 @transaction.atomic
+def product_create_new(*, sku: str, name: str, category: str,
+                       checked: CheckedImage) -> tuple[Product, PutOutcome]:
+    """Create ``sku``, which no product had when the caller looked. If another transaction
+    created it since: "unchanged" when that one wrote the same name, category and photo,
+    else ``ValidationError`` code ``sku_conflict`` (nothing written)."""
+    try:
+        return product_create(name=name, category=category, image=checked, sku=sku), "created"
+    except ValidationError as exc:
+        if exc.code != "sku_taken":
+            raise
+    return _created_meanwhile(sku=sku, name=name, category=category, checked=checked)
+
+
+@transaction.atomic
 def product_put(*, sku: str, name: str, category: str,
                 image: File | CheckedImage) -> tuple[Product, PutOutcome]:
     """Create the product ``sku`` or replace its name, category and photo. The same name,
@@ -50,12 +64,7 @@ def product_put(*, sku: str, name: str, category: str,
     checked = image if isinstance(image, CheckedImage) else image_check(image)
     product = Product.objects.select_for_update().filter(sku=sku).first()
     if product is None:
-        try:
-            return product_create(name=name, category=category, image=checked, sku=sku), "created"
-        except ValidationError as exc:
-            if exc.code != "sku_taken":
-                raise
-        return _created_meanwhile(sku=sku, name=name, category=category, checked=checked)
+        return product_create_new(sku=sku, name=name, category=category, checked=checked)
     before = _fingerprint(product)
     product_update(product=product, name=name, category=category, image=checked)
     return product, "unchanged" if _fingerprint(product) == before else "changed"

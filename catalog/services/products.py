@@ -135,7 +135,11 @@ def _product(*, name: str, category: str, checked: CheckedImage, slug: str, sku:
     )
     product.image.save(f"upload{checked.suffix}", ContentFile(checked.data), save=False)
     # The slug is free (checked by the caller; the unique constraint settles a race).
-    product.full_clean(exclude=["image"], validate_unique=False)
+    try:
+        product.full_clean(exclude=["image"], validate_unique=False)
+    except ValidationError:
+        product.image.delete(save=False)
+        raise
     return product
 
 
@@ -340,6 +344,45 @@ def products_bulk_create_checked(
     products = Product.objects.bulk_create(products)
     queue.embed_enqueue(product_ids=[p.pk for p in products])
     return products
+
+
+@dataclass(frozen=True)
+class NewProduct:
+    """A product to create under the shop's SKU, its photo checked (``image_check``)."""
+
+    sku: str
+    name: str
+    category: str
+    checked: CheckedImage
+
+
+@transaction.atomic
+def products_create_by_sku(
+    *, items: Sequence[NewProduct]
+) -> tuple[list[Product], dict[str, ValidationError]]:
+    """Create one pending product per item, with the item's SKU, in one INSERT (slugs derived
+    from the names in one query); embedding queued on commit. An item that fails its field
+    check is left out and returned by SKU with its error; the others go in.
+
+    Raises ``IntegrityError`` when another transaction took one of the SKUs or slugs after
+    the caller looked: then none of the items is kept and their files are deleted."""
+    slugs = _slugs_unique([item.name for item in items])
+    products: list[Product] = []
+    refused: dict[str, ValidationError] = {}
+    for item, slug in zip(items, slugs, strict=True):
+        try:
+            products.append(_product(name=item.name, category=item.category,
+                                     checked=item.checked, slug=slug, sku=item.sku))
+        except ValidationError as exc:
+            refused[item.sku] = exc
+    try:
+        Product.objects.bulk_create(products)
+    except IntegrityError:  # re-raised: this function's savepoint is rolled back
+        for product in products:
+            product.image.delete(save=False)
+        raise
+    queue.embed_enqueue(product_ids=[p.pk for p in products])
+    return products, refused
 
 
 def products_recompute(*, product_ids: Sequence[int]) -> None:

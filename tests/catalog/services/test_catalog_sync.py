@@ -8,7 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from catalog.models import Product
 from catalog.services import queue
@@ -133,3 +136,52 @@ def test_prune_keeps_failed_rows_products_and_refuses_an_empty_export(
     with pytest.raises(ValueError, match="refusing to prune the whole catalog"):
         catalog_sync(parsed=ParsedRows(), prune=True)
     assert Product.objects.count() == 2
+
+
+def _new_rows(tmp_path: Path, name: str, n: int) -> list[dict]:
+    return [{"sku": f"{name}{i}", "name": f"{name} {i}", "category": "Top",
+             "photo": f"{i % 4}.png"} for i in range(n)]
+
+
+def test_new_rows_go_in_together_in_as_many_queries_for_40_rows_as_for_5(tmp_path, images):
+    counts = []
+    for name, n in (("few", 5), ("many", 40)):
+        parsed = manifest_rows(path=jsonl(tmp_path / f"{name}.jsonl", *_new_rows(tmp_path, name, n)),
+                               images=images)
+        with CaptureQueriesContext(connection) as queries:
+            result = catalog_sync(parsed=parsed)
+        assert {o.outcome for o in result.outcomes} == {"created"} and len(result.queued) == n
+        counts.append(len(queries))
+    assert counts[0] == counts[1]
+    assert Product.objects.count() == 45
+
+
+def test_a_row_with_a_nul_character_fails_alone(tmp_path, images):
+    rows = _new_rows(tmp_path, "n", 3)
+    rows[1]["name"] = "Nul\u0000name"
+    result = catalog_sync(parsed=manifest_rows(path=jsonl(tmp_path / "a.jsonl", *rows),
+                                               images=images))
+    assert outcomes(result) == [(1, "created", ""), (2, "failed", "invalid"), (3, "created", "")]
+    assert sorted(Product.objects.values_list("sku", flat=True)) == ["n0", "n2"]
+
+
+def test_a_new_row_the_models_check_refuses_fails_alone_and_leaves_no_file(
+        tmp_path, images, settings, monkeypatch, django_capture_on_commit_callbacks):
+    check = Product.clean_fields
+
+    def refuse_one(product, exclude=None):
+        if product.sku == "d1":
+            raise ValidationError({"name": ["refused here"]})
+        check(product, exclude=exclude)
+
+    monkeypatch.setattr(Product, "clean_fields", refuse_one)
+    parsed = manifest_rows(path=jsonl(tmp_path / "a.jsonl", *_new_rows(tmp_path, "d", 3)),
+                           images=images)
+    with django_capture_on_commit_callbacks() as callbacks:
+        result = catalog_sync(parsed=parsed)
+    assert outcomes(result) == [(1, "created", ""), (2, "failed", "invalid"), (3, "created", "")]
+    assert result.outcomes[1].message == "refused here"
+    stored = sorted(Product.objects.values_list("sku", flat=True))
+    assert stored == ["d0", "d2"] and sends(callbacks) == [{"product_ids": result.queued}]
+    files = sorted(p.name for p in (Path(settings.MEDIA_ROOT) / "products").iterdir())
+    assert files == sorted(Path(p.image.name).name for p in Product.objects.all())
