@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, NamedTuple
 
+from django.db import connection
 from django.db.models import QuerySet
 
-from catalog.models import ApiKey, Product
-from catalog.selectors.storefront import neighbours_shown, neighbours_state
+from catalog.models import ApiKey, ListRule, Product, ProductNeighbour
+from catalog.plain_sql import quoted_table
+from catalog.selectors.storefront import neighbours_state
 
 ListState = Literal["ready", "computing", "refreshing", "failed"]
 
@@ -58,18 +60,34 @@ def products_filter(*, category: str | None = None, status: str | None = None,
     return qs
 
 
+def _similar_sql() -> str:
+    """The product (by SKU) with each row of its list that may be shown, by rank: the rule of
+    ``storefront.neighbours_shown`` (the neighbour listed, not excluded everywhere) in one
+    statement. A product without such rows gives one row of NULLs after its id and status."""
+    product, links, rules = (quoted_table(m) for m in (Product, ProductNeighbour, ListRule))
+    # Table names only (quoted): every value is a parameter.
+    shown = (f"EXISTS (SELECT 1 FROM {product} s WHERE s.id = n.neighbour_id AND s.listed) "  # noqa: S608
+             f"AND NOT EXISTS (SELECT 1 FROM {rules} r WHERE r.target_id = n.neighbour_id "
+             "AND r.kind = %s)")
+    return (
+        "SELECT p.id, p.status, n.rank, n.distance, m.sku, m.name, m.category, m.slug, m.image "  # noqa: S608
+        f"FROM {product} p LEFT JOIN {links} n ON n.product_id = p.id AND {shown} "
+        f"LEFT JOIN {product} m ON m.id = n.neighbour_id "
+        "WHERE p.sku = %s ORDER BY n.rank LIMIT %s"
+    )
+
+
 def product_similar_list(*, sku: str, limit: int) -> SimilarList | None:
     """The product's stored list (at most ``limit``) and its state, None for an unknown SKU:
-    two small queries, no model instances. While the product is re-embedded (pending or
-    processing) its last stored list stays valid: "refreshing"."""
-    head = Product.objects.filter(sku=sku).values_list("pk", "status").first()
-    if head is None:
+    one plain query (the ORM's work was most of the answer's time). While the product is
+    re-embedded (pending or processing) its last stored list stays valid: "refreshing"."""
+    with connection.cursor() as cursor:
+        cursor.execute(_similar_sql(), [ListRule.Kind.EXCLUDE_EVERYWHERE.value, sku, limit])
+        rows = cursor.fetchall()
+    if not rows:
         return None
-    pk, status = head
-    rows = neighbours_shown(product_id=pk).values_list(
-        "rank", "distance", "neighbour__sku", "neighbour__name", "neighbour__category",
-        "neighbour__slug", "neighbour__image")[:limit]
-    cards = tuple(SimilarCard(*row) for row in rows)
+    pk, status = rows[0][:2]
+    cards = tuple(SimilarCard(*row[2:]) for row in rows if row[2] is not None)
     state: ListState = neighbours_state(product_id=pk, status=status, has_any=bool(cards))
     if state == "computing" and cards:
         state = "refreshing"
