@@ -79,3 +79,47 @@ def test_cors_for_an_allowed_and_a_foreign_origin(client, settings):
     assert foreign.status_code == 200 and "Access-Control-Allow-Origin" not in foreign
     storefront = client.get("/", HTTP_ORIGIN="https://shop.example")
     assert "Access-Control-Allow-Origin" not in storefront  # only /api/
+
+
+@pytest.fixture(params=["memory", "redis"])
+def throttle_cache(request, settings):
+    """The limits on a process's memory, or on Redis (the suite's database) as in production,
+    where a request is one round trip."""
+    if request.param == "memory":
+        yield
+        return
+    import redis
+
+    url = settings.LOOKALIKE_LOCK_URL
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": url}}
+    client = redis.Redis.from_url(url)
+
+    def forget() -> None:
+        for key in client.scan_iter("*lookalike:throttle:*"):
+            client.delete(key)
+
+    forget()
+    yield
+    forget()
+
+
+def test_the_window_slides_and_retry_after_is_the_same_on_either_cache(client, settings,
+                                                                        monkeypatch,
+                                                                        throttle_cache):
+    settings.LOOKALIKE_TRUSTED_PROXIES = 1
+    settings.LOOKALIKE_API_CLIENT_RATE = "3/m"
+    clock = {"now": 1_000_000.0}
+    monkeypatch.setattr("catalog.api.throttles._SettingRateThrottle.timer",
+                        staticmethod(lambda: clock["now"]))
+    alice = {"REMOTE_ADDR": PROXY, "HTTP_X_FORWARDED_FOR": "203.0.113.7"}
+    seen = []
+    for at in (0, 10, 20, 30, 61, 62, 75):
+        clock["now"] = 1_000_000.0 + at
+        response = client.get("/api/v1/products", **alice)
+        seen.append((at, response.status_code, response.get("Retry-After")))
+    # At 61 the request of 0 has left the window; at 62 the oldest is the one of 10.
+    assert seen == [(0, 200, None), (10, 200, None), (20, 200, None), (30, 429, "30"),
+                    (61, 200, None), (62, 429, "8"), (75, 200, None)]
+    bob = {"REMOTE_ADDR": PROXY, "HTTP_X_FORWARDED_FOR": "198.51.100.9"}
+    assert client.get("/api/v1/products", **bob).status_code == 200
