@@ -153,7 +153,8 @@ EXAMPLE_ROWS = [{"sku": "4711", "name": "Red dress", "category": "Dress", "photo
                 "row and photo again change nothing and queue nothing. Each row's result is "
                 "given by its position; a failed row (bad SKU, refused photo with its reason, "
                 "duplicate SKU, photo_missing, photo_required, unknown_field, sku_conflict when "
-                "another request created the SKU at the same moment with other content) does "
+                "another request created the SKU at the same moment with other content, "
+                "deleted_meanwhile when another request deleted it) does "
                 "not stop the others. At most LOOKALIKE_API_BATCH_MAX_ROWS rows a request (413 "
                 "too_many_rows).",
 )

@@ -1,8 +1,10 @@
-"""Syncing the catalog with a shop's export (``import_catalog`` and the API's batch): every row
-goes through :func:`product_put`, so a row is idempotent by SKU and photo hash. A re-run of the
-same export changes nothing and queues nothing; a new photo queues exactly that product; a
-failed row is reported with its line and reason while the others go in; ``prune`` deletes the
-products the export no longer names (their lists are refilled by the workers).
+"""Syncing the catalog with a shop's export (``import_catalog`` and the API's batch): each row is
+kept as :func:`product_put` keeps one product, idempotent by SKU and photo hash, but a batch of
+rows is written together (one read, one locked read and UPDATE of the changed products, one
+INSERT of the new ones, in one transaction). A re-run of the same export changes nothing and
+queues nothing; a new photo queues exactly that product; a failed row is reported with its
+line and reason while the others go in; ``prune`` deletes the products the export no longer
+names (their lists are refilled by the workers).
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from django.db import IntegrityError, transaction
 from catalog.models import Product
 from catalog.services import queue
 from catalog.services.manifest_rows import ParsedRows, RowFailure, RowRefused, SyncRow
-from catalog.services.product_sync import product_create_new, product_put
+from catalog.services.product_sync import product_create_new
 from catalog.services.products import (
     CheckedImage,
     NewProduct,
+    ProductChange,
     image_check,
-    product_update,
+    products_change_by_sku,
     products_create_by_sku,
     products_delete,
 )
@@ -109,18 +112,6 @@ def _photo_bytes(row: SyncRow) -> bytes:
                                        f"{exc.strerror or exc}") from exc
 
 
-def _keep_photo(row: SyncRow, before: Fingerprint | None) -> RowOutcome:
-    """A row without a photo: the stored photo must be the one ``photo_sha256`` names."""
-    if before is None or before[3] != row.photo_sha256:
-        raise RowRefused("photo_required", "send the photo: no product with this SKU has the "
-                                           "photo photo_sha256 names")
-    if (before[1], before[2]) == (row.name, row.category):
-        return RowOutcome(row.line, row.sku, "unchanged")
-    product = Product.objects.get(pk=before[0])
-    product_update(product=product, name=row.name, category=row.category)
-    return RowOutcome(row.line, row.sku, "changed")
-
-
 def _refused(exc: ValidationError) -> RowRefused:
     """A service's refusal as the row's: its code (a field check's has none: "invalid")."""
     return RowRefused(str(getattr(exc, "code", None) or "invalid"), " ".join(exc.messages))
@@ -133,39 +124,37 @@ def _photo_checked(row: SyncRow, data: bytes, sha: str) -> CheckedImage:
         raise _refused(exc) from exc
 
 
-def _put(row: SyncRow, before: Fingerprint, result: SyncResult) -> RowOutcome:
-    """A row of a product that exists: replaced, or unchanged without decoding the photo."""
-    data = _photo_bytes(row)
-    sha = sha256_hex(data)
-    if before[1:] == (row.name, row.category, sha):
-        return RowOutcome(row.line, row.sku, "unchanged")  # nothing to decode or write
-    checked = _photo_checked(row, data, sha)
-    try:
-        product, outcome = product_put(sku=row.sku, name=row.name, category=row.category,
-                                       image=checked)
-    except ValidationError as exc:
-        raise _refused(exc) from exc
-    if outcome != "unchanged" and before[3] != sha:
-        result.queued.append(product.pk)
-    return RowOutcome(row.line, row.sku, outcome)
-
-
 def _fingerprints(rows: Sequence[SyncRow]) -> dict[str, Fingerprint]:
     found = Product.objects.filter(sku__in=[r.sku for r in rows]).values_list(
         "sku", "pk", "name", "category", "image_sha256")
     return {sku: (pk, name, category, sha) for sku, pk, name, category, sha in found}
 
 
+@dataclass
+class _Plan:
+    """What a batch writes: new products, and changes of existing ones (photos checked)."""
+
+    fresh: list[tuple[SyncRow, NewProduct]] = field(default_factory=list)
+    changes: list[tuple[SyncRow, ProductChange]] = field(default_factory=list)
+
+
 @transaction.atomic
 def _sync_batch(rows: Sequence[SyncRow], result: SyncResult) -> None:
-    """One transaction per batch: the products it names read in one query, the new ones
-    inserted in one statement, a savepoint for each existing one that changes; the batch's
-    new photos are queued to be embedded together on its commit."""
+    """One transaction per batch: the products it names read in one query, the changed ones
+    written by one locked read and one UPDATE, the new ones by one INSERT; the batch's new
+    photos are queued to be embedded together on its commit."""
     known = _fingerprints(rows)
     already = len(result.queued)
+    plan = _Plan()
+    # In SKU order: two batches naming the same SKUs lock them in one order, so neither waits
+    # for the other in a cycle (PostgreSQL would abort one as a deadlock).
+    for row in sorted(rows, key=lambda r: r.sku):
+        outcome = _row_outcome(row, partial(_planned, row, known.get(row.sku), plan))
+        if outcome is not None:
+            result.outcomes.append(outcome)
     with queue.embeds_held():
-        fresh = _sync_rows(rows, known, result)
-        _create(fresh, result)
+        _change(plan.changes, result)
+        _create(plan.fresh, result)
     queue.embed_enqueue(product_ids=result.queued[already:])
 
 
@@ -182,29 +171,45 @@ def _row_outcome(row: SyncRow, work: Callable[[], RowOutcome | None]) -> RowOutc
         return RowOutcome(row.line, row.sku, "failed", exc.reason, exc.message)
 
 
-def _sync_rows(rows: Sequence[SyncRow], known: dict[str, Fingerprint],
-               result: SyncResult) -> list[tuple[SyncRow, NewProduct]]:
-    """Every row of an existing product synced, each in a savepoint; the rows of new products
-    read and checked, returned to be created together."""
-    fresh: list[tuple[SyncRow, NewProduct]] = []
+def _planned(row: SyncRow, before: Fingerprint | None, plan: _Plan) -> RowOutcome | None:
+    """"unchanged" for a row that writes nothing (its photo hashed, not decoded); else None,
+    the row added to ``plan``. A row without a photo keeps the stored one, which its
+    ``photo_sha256`` must name."""
+    if row.photo is None:
+        if before is None or before[3] != row.photo_sha256:
+            raise RowRefused("photo_required", "send the photo: no product with this SKU has "
+                                               "the photo photo_sha256 names")
+        sha, data = row.photo_sha256, b""
+    else:
+        data = _photo_bytes(row)
+        sha = sha256_hex(data)
+    if before is not None and before[1:] == (row.name, row.category, sha):
+        return RowOutcome(row.line, row.sku, "unchanged")
+    if before is None:
+        plan.fresh.append((row, NewProduct(row.sku, row.name, row.category,
+                                           _photo_checked(row, data, sha))))
+    else:
+        checked = None if before[3] == sha else _photo_checked(row, data, sha)
+        plan.changes.append((row, ProductChange(row.sku, row.name, row.category, checked)))
+    return None
 
-    def sync(row: SyncRow) -> RowOutcome | None:
-        before = known.get(row.sku)
-        if before is None and row.photo:
-            data = _photo_bytes(row)
-            checked = _photo_checked(row, data, sha256_hex(data))
-            fresh.append((row, NewProduct(row.sku, row.name, row.category, checked)))
-            return None
-        with transaction.atomic():
-            return _put(row, before, result) if before and row.photo else _keep_photo(row, before)
 
-    # In SKU order: two batches naming the same SKUs lock them in one order, so neither waits
-    # for the other in a cycle (PostgreSQL would abort one as a deadlock).
-    for row in sorted(rows, key=lambda r: r.sku):
-        outcome = _row_outcome(row, partial(sync, row))
-        if outcome is not None:
-            result.outcomes.append(outcome)
-    return fresh
+def _change(changes: list[tuple[SyncRow, ProductChange]], result: SyncResult) -> None:
+    if not changes:
+        return
+    applied = products_change_by_sku(changes=[change for _, change in changes])
+    result.queued.extend(applied.queued)
+    for row, _ in changes:
+        if row.sku in applied.refused:
+            why = _refused(applied.refused[row.sku])
+            result.outcomes.append(RowOutcome(row.line, row.sku, "failed", why.reason, why.message))
+        elif row.sku in applied.missing:
+            result.outcomes.append(RowOutcome(
+                row.line, row.sku, "failed", "deleted_meanwhile",
+                "the product was deleted while this row was written: send the row again"))
+        else:
+            outcome = "changed" if row.sku in applied.changed else "unchanged"
+            result.outcomes.append(RowOutcome(row.line, row.sku, outcome))
 
 
 def _create(fresh: list[tuple[SyncRow, NewProduct]], result: SyncResult) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePath
 
 from django.core.exceptions import ValidationError
@@ -213,17 +213,23 @@ def product_create(*, name: str, category: str, image: File | CheckedImage,
     return product
 
 
-@transaction.atomic
-def _set_text_fields(product: Product, *, name: str | None, category: str | None,
-                     slug: str | None) -> list[str]:
-    """Set the given text fields that differ; return their names."""
+def _set_name_category(product: Product, *, name: str | None, category: str | None) -> list[str]:
+    """Set the name and category where given and different; return their names."""
     fields: list[str] = []
-    if name is not None and name != product.name:
+    if name is not None and name[:_NAME_MAX] != product.name:
         product.name = name[:_NAME_MAX]
         fields.append("name")
     if category is not None and category != product.category:
         product.category = category
         fields.append("category")
+    return fields
+
+
+@transaction.atomic
+def _set_text_fields(product: Product, *, name: str | None, category: str | None,
+                     slug: str | None) -> list[str]:
+    """Set the given text fields that differ; return their names."""
+    fields = _set_name_category(product, name=name, category=category)
     if slug and slug != product.slug:
         if Product.objects.filter(slug=slug).exclude(pk=product.pk).exists():
             raise ValidationError(f"the slug {slug!r} is already used", code="slug_taken")
@@ -383,6 +389,74 @@ def products_create_by_sku(
         raise
     queue.embed_enqueue(product_ids=[p.pk for p in products])
     return products, refused
+
+
+@dataclass(frozen=True)
+class ProductChange:
+    """New values for the product with ``sku``; ``checked`` None keeps its photo."""
+
+    sku: str
+    name: str
+    category: str
+    checked: CheckedImage | None = None
+
+
+@dataclass
+class ChangesApplied:
+    changed: set[str] = field(default_factory=set)  # SKUs written
+    unchanged: set[str] = field(default_factory=set)  # already as asked when locked
+    missing: set[str] = field(default_factory=set)  # no such product (deleted meanwhile)
+    refused: dict[str, ValidationError] = field(default_factory=dict)
+    queued: list[int] = field(default_factory=list)  # new photos, embedding queued on commit
+
+
+_CHANGE_FIELDS = ["name", "category", "image", "image_sha256", "status", "error_message",
+                  "status_changed_at", "updated_at"]
+
+
+def _apply_change(product: Product, change: ProductChange) -> bool:
+    """Set the change on ``product`` (a new photo stored); False if it holds it already.
+    Raises ``ValidationError`` before any file is written."""
+    fields = _set_name_category(product, name=change.name, category=change.category)
+    if fields:
+        product.full_clean(exclude=["image"], validate_unique=False)
+    image_changed = change.checked is not None and _set_image(product, change.checked)
+    return bool(fields) or image_changed
+
+
+@transaction.atomic
+def products_change_by_sku(*, changes: Sequence[ProductChange]) -> ChangesApplied:
+    """Change many existing products at once: one locked read (in SKU order, as every
+    writer locks), one UPDATE statement; a new photo makes its product pending and queues it
+    on commit. A change its field check refuses is left out, with its error."""
+    applied = ChangesApplied()
+    skus = [change.sku for change in changes]
+    locked = {p.sku: p for p in Product.objects.select_for_update().filter(sku__in=skus)
+              .order_by("sku")}
+    written: list[Product] = []
+    now = timezone.now()
+    for change in changes:
+        product = locked.get(change.sku)
+        if product is None:
+            applied.missing.add(change.sku)
+            continue
+        sha_before = product.image_sha256
+        try:
+            changed = _apply_change(product, change)
+        except ValidationError as exc:
+            applied.refused[change.sku] = exc
+            continue
+        if not changed:
+            applied.unchanged.add(change.sku)
+            continue
+        product.updated_at = now
+        written.append(product)
+        applied.changed.add(change.sku)
+        if product.image_sha256 != sha_before:
+            applied.queued.append(product.pk)
+    Product.objects.bulk_update(written, _CHANGE_FIELDS)
+    queue.embed_enqueue(product_ids=applied.queued)
+    return applied
 
 
 def products_recompute(*, product_ids: Sequence[int]) -> None:

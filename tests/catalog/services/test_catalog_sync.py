@@ -17,6 +17,7 @@ from catalog.models import Product
 from catalog.services import queue
 from catalog.services.catalog_sync import catalog_sync
 from catalog.services.manifest_rows import ManifestError, ParsedRows, manifest_rows
+from catalog.services.products import ProductChange, products_change_by_sku
 from catalog.vectors import sha256_hex
 from tests.pipeline.helpers import drawn_image
 
@@ -185,3 +186,49 @@ def test_a_new_row_the_models_check_refuses_fails_alone_and_leaves_no_file(
     assert stored == ["d0", "d2"] and sends(callbacks) == [{"product_ids": result.queued}]
     files = sorted(p.name for p in (Path(settings.MEDIA_ROOT) / "products").iterdir())
     assert files == sorted(Path(p.image.name).name for p in Product.objects.all())
+
+
+def _changes(tmp_path: Path, name: str, n: int) -> list[dict]:
+    """Rows for ``n`` products made by ``_new_rows``: a third renamed, a third with another
+    photo, a third as they were."""
+    rows = _new_rows(tmp_path, name, n)
+    for i, row in enumerate(rows):
+        if i % 3 == 0:
+            row["name"] += " renamed"
+        elif i % 3 == 1:
+            row["photo"] = f"{(i + 1) % 4}.png"
+    return rows
+
+
+def test_changed_rows_go_in_together_and_queue_only_new_photos(
+        tmp_path, images, django_capture_on_commit_callbacks):
+    counts = []
+    for name, n in (("few", 3), ("many", 30)):
+        catalog_sync(parsed=manifest_rows(path=jsonl(tmp_path / f"{name}.jsonl",
+                                                     *_new_rows(tmp_path, name, n)),
+                                          images=images))
+        parsed = manifest_rows(path=jsonl(tmp_path / f"{name}-2.jsonl", *_changes(tmp_path, name, n)),
+                               images=images)
+        with CaptureQueriesContext(connection) as queries, \
+                django_capture_on_commit_callbacks() as callbacks:
+            result = catalog_sync(parsed=parsed)
+        counts.append(len(queries))
+        expected = ["changed", "changed", "unchanged"] * (n // 3)
+        assert [o.outcome for o in result.outcomes] == expected
+        new_photos = Product.objects.filter(sku__in=[f"{name}{i}" for i in range(1, n, 3)])
+        assert sorted(result.queued) == sorted(new_photos.values_list("pk", flat=True))
+        assert set(new_photos.values_list("status", flat=True)) == {Product.Status.PENDING}
+        assert sends(callbacks) == [{"product_ids": sorted(result.queued)}]
+        assert Product.objects.get(sku=f"{name}0").name == f"{name} 0 renamed"
+        assert outcomes(catalog_sync(parsed=parsed)) == [(i + 1, "unchanged", "") for i in range(n)]
+    assert counts[0] == counts[1]
+
+
+def test_a_change_of_a_product_deleted_meanwhile_is_reported_missing(tmp_path, images):
+    catalog_sync(parsed=manifest_rows(path=jsonl(tmp_path / "a.jsonl", *_new_rows(tmp_path, "g", 2)),
+                                      images=images))
+    Product.objects.filter(sku="g1").delete()
+    applied = products_change_by_sku(changes=[ProductChange("g0", "Renamed", "Top"),
+                                              ProductChange("g1", "Renamed", "Top")])
+    assert (applied.changed, applied.missing) == ({"g0"}, {"g1"})
+    assert Product.objects.get(sku="g0").name == "Renamed"
