@@ -20,9 +20,21 @@ def canonical_to(vector: np.ndarray, rows: np.ndarray, metric: str) -> np.ndarra
     return final(np.einsum("ij,ij->i", diff, diff), metric)
 
 
+def same_category(candidates: set[int], category_of: Mapping[int, str] | None,
+                  category: str | None) -> set[int]:
+    """The candidates of ``category`` (all of them when lists span the catalog: None)."""
+    if category_of is None or category is None:
+        return set(candidates)
+    return {pid for pid in candidates if category_of.get(pid, "") == category}
+
+
 def brute(vectors: Mapping[int, np.ndarray], candidates: set[int], vector: np.ndarray,
-          own_id: int, rules: ListRules, metric: str, limit: int) -> list[tuple[int, float]]:
-    """The list the rules define, from scratch."""
+          own_id: int, rules: ListRules, metric: str, limit: int,
+          category_of: Mapping[int, str] | None = None) -> list[tuple[int, float]]:
+    """The list the rules define, from scratch; with ``category_of`` (id -> category, "" for
+    none), only products of the product's own category are candidates."""
+    if category_of is not None:
+        candidates = same_category(candidates, category_of, category_of.get(own_id, ""))
     pinned_here = {pid for rank, pid in rules.pins.items() if rank <= limit}
     allowed = sorted(pid for pid in candidates
                      if pid != own_id and pid not in rules.exclude and pid not in pinned_here)
