@@ -88,16 +88,19 @@ def out_of_lists() -> set[int]:
 
 def expected_lists() -> dict[int, list[tuple[int, float]]]:
     """Every ready product's list under the rules, from scratch: the candidates are the ready
-    products allowed in lists; every ready product, allowed or not, has its own list."""
+    products allowed in lists (of the product's own category with
+    ``LOOKALIKE_LISTS_WITHIN_CATEGORY``); every ready product, allowed or not, has its own list."""
     from django.conf import settings
 
     from catalog.models import Product
 
     ready = list(Product.objects.filter(status=Product.Status.READY))
     vectors = {p.pk: np.frombuffer(bytes(p.vector), "<f4") for p in ready}
+    category_of = ({p.pk: p.category for p in ready}
+                   if settings.LOOKALIKE_LISTS_WITHIN_CATEGORY else None)
     candidates = set(vectors) - out_of_lists()
     metric = settings.LOOKALIKE_METRIC
-    return {pid: brute(vectors, candidates, vec, pid, rules_of(pid), metric, LIMIT)
+    return {pid: brute(vectors, candidates, vec, pid, rules_of(pid), metric, LIMIT, category_of)
             for pid, vec in vectors.items()}
 
 

@@ -153,13 +153,42 @@ class PartitionedIndex:
         return (part is not None and product_id in part
                 and np.array_equal(part.vector(product_id), np.asarray(vector, np.float32)))
 
+    def top_k_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        tables = [part.top_k_table() for part in self.parts.values()]
+        if not tables:
+            return (np.empty(0, np.int64), np.empty((0, self.k), np.int64),
+                    np.empty((0, self.k), np.float32))
+        ids, nbr_ids, nbr_dist = (np.concatenate(cols) for cols in zip(*tables, strict=True))
+        return ids, nbr_ids, nbr_dist
+
     # ------------------------------------------------------------------ in memory
 
+    def plan_upsert(self, ids: Sequence[int] | np.ndarray,
+                    vectors: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Of ``ids``, those not held with exactly these vectors (in any partition)."""
+        ids_arr = np.asarray(ids, np.int64).reshape(-1)
+        vecs = np.asarray(vectors, np.float32).reshape(ids_arr.size, -1)
+        keep = [i for i, pid in enumerate(ids_arr.tolist())
+                if pid not in self or not np.array_equal(self.vector(pid), vecs[i])]
+        return ids_arr[keep], vecs[keep]
+
+    def apply_upsert(self, ids: np.ndarray, vecs: np.ndarray) -> set[int]:
+        raise MatrixError("a partitioned index needs each product's category: use upsert")
+
+    def plan_remove(self, ids: Iterable[int] | np.ndarray) -> np.ndarray:
+        return np.unique(np.asarray([pid for pids in self.locate(ids).values() for pid in pids],
+                                    np.int64))
+
+    def apply_remove(self, present: np.ndarray) -> set[int]:
+        return self.remove(present)
+
     def upsert(self, ids: Sequence[int] | np.ndarray, vectors: Any,
-               categories: Sequence[str], *, make: Callable[[], NeighbourIndex] | None = None,
-               ) -> set[int]:
+               categories: Sequence[str] | None = None, *,
+               make: Callable[[], NeighbourIndex] | None = None) -> set[int]:
         """Add or move products (not persisted: ``PartitionedStore.upsert`` is); returns the
         products whose lists may have changed. ``make`` builds an empty partition (dense)."""
+        if categories is None:
+            raise MatrixError("a partitioned index needs each product's category")
         changed: set[int] = set()
         for category, (pids, vecs) in group_by_category(ids, vectors, categories).items():
             changed |= self.remove(pid for pid in pids if self.category_of(pid) not in
@@ -185,6 +214,10 @@ class PartitionedIndex:
                 found.setdefault(category, []).append(pid)
         return found
 
+    def within(self, category: str) -> NeighbourIndex:
+        """The partition of ``category`` (an empty index when it holds no product)."""
+        return self.parts.get(category) or self._empty_dense()
+
     def replace_state(self, other: Any) -> None:
         if not isinstance(other, PartitionedIndex):
             raise MatrixError(f"cannot replace a partitioned index with {type(other).__name__}")
@@ -192,6 +225,13 @@ class PartitionedIndex:
 
     def _empty_dense(self) -> NeighbourIndex:
         return DistanceMatrix(dim=self.dim, metric=self.metric, k=self.k)
+
+
+def partitioned(matrix: NeighbourIndex) -> PartitionedIndex:
+    """``matrix`` as the partitioned index it must be."""
+    if not isinstance(matrix, PartitionedIndex):
+        raise MatrixError(f"expected a partitioned index, got {type(matrix).__name__}")
+    return matrix
 
 
 def group_by_category(ids: Sequence[int] | np.ndarray, vectors: Any, categories: Sequence[str],
@@ -275,9 +315,10 @@ class PartitionedStore:
         index.version = (0, 0)
         return index
 
-    def refresh(self, matrix: PartitionedIndex) -> set[int]:
+    def refresh(self, matrix: NeighbourIndex) -> set[int]:
         """Bring every partition to the newest state on disk (new partitions loaded, removed
         ones dropped); returns the products whose lists may have changed."""
+        matrix = partitioned(matrix)
         self._check_not_plain()
         changed: set[int] = set()
         on_disk = set(self.categories_on_disk())
@@ -294,14 +335,21 @@ class PartitionedStore:
         return changed
 
     def stored_layout(self) -> str | None:
-        return "partitioned" if self.categories_on_disk() else None
+        """The partitions' layout on disk: "dense" or "topk" when all share it, "mixed", or
+        None without any partition."""
+        layouts = {self.part_store(cat).stored_layout() for cat in self.categories_on_disk()}
+        layouts.discard(None)
+        if not layouts:
+            return None
+        return layouts.pop() if len(layouts) == 1 else "mixed"
 
     # ------------------------------------------------------------------ writing
 
-    def upsert(self, matrix: PartitionedIndex, ids: Sequence[int] | np.ndarray, vectors: Any,
+    def upsert(self, matrix: NeighbourIndex, ids: Sequence[int] | np.ndarray, vectors: Any,
                categories: Sequence[str]) -> set[int]:
         """Durably add or move products; a product whose category changed leaves its old
         partition first. Returns the products whose lists may have changed."""
+        matrix = partitioned(matrix)
         self.refresh(matrix)
         changed: set[int] = set()
         for category, (pids, vecs) in group_by_category(ids, vectors, categories).items():
@@ -327,8 +375,9 @@ class PartitionedStore:
             store = self.part_store(category, layout="topk")
         return store, part
 
-    def remove(self, matrix: PartitionedIndex, ids: Iterable[int] | np.ndarray) -> set[int]:
+    def remove(self, matrix: NeighbourIndex, ids: Iterable[int] | np.ndarray) -> set[int]:
         """Durably remove products from their partitions; unknown ids are ignored."""
+        matrix = partitioned(matrix)
         self.refresh(matrix)
         changed: set[int] = set()
         for category, pids in matrix.locate(ids).items():
@@ -336,7 +385,8 @@ class PartitionedStore:
             changed |= self.part_store(category, layout=part.layout).remove(part, pids)
         return changed
 
-    def compact(self, matrix: PartitionedIndex) -> None:
+    def compact(self, matrix: NeighbourIndex) -> None:
+        matrix = partitioned(matrix)
         self.refresh(matrix)
         for category, part in matrix.parts.items():
             self.part_store(category, layout=part.layout).compact(part)
