@@ -269,6 +269,7 @@ class PartitionedStore:
         self.fence, self.layout, self.engine = fence, layout, engine
         #: max_deltas of a partition's store by its layout (compaction rewrites top-k vectors)
         self.max_deltas = max_deltas or (lambda layout: 500)
+        self._stores: dict[str, MatrixStore] = {}
 
     def __repr__(self) -> str:
         return f"PartitionedStore({str(self.directory)!r}, meta={self.meta!r})"
@@ -282,15 +283,22 @@ class PartitionedStore:
             return self.layout
         return "topk" if n > self.max_items else "dense"
 
-    def part_store(self, category: str, *, layout: str = "dense") -> MatrixStore:
-        """The store of ``category``'s partition (what is on disk keeps its own layout)."""
-        store = MatrixStore(self.root / partition_name(category), meta=self.meta, k=self.k,
-                            max_items=self.max_items, dim=self.dim,
-                            max_deltas=self.max_deltas(layout), fence=self.fence,
-                            layout=layout, engine=self.engine)
-        if store.stored_layout() == "topk":
-            store.layout = "topk"
-            store.max_deltas = self.max_deltas("topk")
+    def part_store(self, category: str, *, layout: str | None = None) -> MatrixStore:
+        """The store of ``category``'s partition (one object per category, given this store's
+        settings). ``layout``: what its rebuild or an empty partition gets; what is on disk
+        keeps its own layout."""
+        store = self._stores.get(category)
+        if store is None:
+            store = MatrixStore(self.root / partition_name(category), meta=self.meta, k=self.k,
+                                layout=self.layout_for(0))
+            if store.stored_layout() == "topk":
+                store.layout = "topk"
+            self._stores[category] = store
+        if layout is not None:
+            store.layout = layout
+        store.meta, store.k, store.max_items, store.dim = self.meta, self.k, self.max_items, self.dim
+        store.fence, store.engine = self.fence, self.engine
+        store.max_deltas = self.max_deltas(store.layout)
         return store
 
     def categories_on_disk(self) -> list[str]:
@@ -309,7 +317,7 @@ class PartitionedStore:
     def load(self, *, allow_stale: bool = False) -> PartitionedIndex:
         if not allow_stale:
             self._check_not_plain()
-        parts = {cat: self.part_store(cat, layout=self.layout_for(0)).load(allow_stale=allow_stale)
+        parts = {cat: self.part_store(cat).load(allow_stale=allow_stale)
                  for cat in self.categories_on_disk()}
         index = PartitionedIndex(parts, dim=self.dim, metric=self.meta.metric, k=self.k)
         index.version = (0, 0)
@@ -324,8 +332,9 @@ class PartitionedStore:
         on_disk = set(self.categories_on_disk())
         for category in set(matrix.parts) - on_disk:
             changed |= set(matrix.parts.pop(category).ids.tolist())
+            self._stores.pop(category, None)
         for category in sorted(on_disk):
-            store = self.part_store(category, layout=self.layout_for(0))
+            store = self.part_store(category)
             part = matrix.parts.get(category)
             if part is None:
                 matrix.parts[category] = part = store.load()
@@ -355,7 +364,7 @@ class PartitionedStore:
         for category, (pids, vecs) in group_by_category(ids, vectors, categories).items():
             moving = [pid for pid in pids.tolist()
                       if matrix.category_of(pid) not in (None, category)]
-            changed |= self.remove(matrix, moving)
+            changed |= self._remove_held(matrix, moving)
             store, part = self._writable(matrix, category, pids)
             changed |= store.upsert(part, pids, vecs)
         return changed
@@ -367,7 +376,7 @@ class PartitionedStore:
         part = matrix.parts.get(category)
         size = 0 if part is None else len(part)
         grown = size + sum(1 for pid in incoming.tolist() if part is None or pid not in part)
-        store = self.part_store(category, layout=self.layout_for(grown))
+        store = self.part_store(category, layout=None if part else self.layout_for(grown))
         if part is None:
             part = matrix.parts[category] = store.load()
         if part.layout == "dense" and self.layout_for(grown) == "topk":
@@ -379,17 +388,19 @@ class PartitionedStore:
         """Durably remove products from their partitions; unknown ids are ignored."""
         matrix = partitioned(matrix)
         self.refresh(matrix)
+        return self._remove_held(matrix, ids)
+
+    def _remove_held(self, matrix: PartitionedIndex, ids: Iterable[int] | np.ndarray) -> set[int]:
         changed: set[int] = set()
         for category, pids in matrix.locate(ids).items():
-            part = matrix.parts[category]
-            changed |= self.part_store(category, layout=part.layout).remove(part, pids)
+            changed |= self.part_store(category).remove(matrix.parts[category], pids)
         return changed
 
     def compact(self, matrix: NeighbourIndex) -> None:
         matrix = partitioned(matrix)
         self.refresh(matrix)
         for category, part in matrix.parts.items():
-            self.part_store(category, layout=part.layout).compact(part)
+            self.part_store(category).compact(part)
 
     def rebuild(self, ids: Sequence[int] | np.ndarray, vectors: Any,
                 categories: Sequence[str]) -> PartitionedIndex:
@@ -403,6 +414,7 @@ class PartitionedStore:
         for category in set(self.categories_on_disk()) - set(groups):
             self._check_fence()
             shutil.rmtree(self.root / partition_name(category))
+            self._stores.pop(category, None)
         plain_files_remove(self.directory, self._check_fence)
         index = PartitionedIndex(parts, dim=self.dim, metric=self.meta.metric, k=self.k)
         index.version = (0, 0)
