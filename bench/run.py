@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bench import (
     api_load_bench,
+    category_bench,
     inference_bench,
     int8_bench,
     manifest_bench,
@@ -35,7 +36,7 @@ def all_rows(quick: bool) -> list[dict]:
     return (inference_bench.run(quick) + int8_bench.run(quick, log=False)
             + matrix_bench.run(quick) + search_bench.run(quick)
             + pipeline_bench.run_isolated(quick) + manifest_bench.run(quick)
-            + api_load_bench.run(quick) + scale_bench.run(quick)
+            + api_load_bench.run(quick) + scale_bench.run(quick) + category_bench.run(quick)
             # last: its catalog half sets Django up in this process
             + rules_bench.run(quick))
 

@@ -25,6 +25,7 @@ from similarity import (
     MatrixMeta,
     MatrixStore,
     NeighbourIndex,
+    PartitionedStore,
     default_threads,
     limit_math_threads,
 )
@@ -37,6 +38,9 @@ _embedders: dict[tuple[object, ...], ImageEmbedder] = {}
 _matrices: dict[tuple[object, ...], NeighbourIndex] = {}
 
 
+IndexStore = MatrixStore | PartitionedStore
+
+
 @dataclass
 class SpaceStore:
     """A matrix store and the similarity space whose vectors it holds.
@@ -45,7 +49,7 @@ class SpaceStore:
     a new projection while the writer waited for its lock.
     """
 
-    store: MatrixStore
+    store: IndexStore
     space: Space
 
     def follow(self, other: SpaceStore) -> None:
@@ -114,9 +118,12 @@ def matrix_store(space: Space | None = None) -> SpaceStore:
     """
     space = space_current() if space is None else space
     policy = policy_key() if not space.key else f"{policy_key()}+{space.key}"
+    meta = MatrixMeta(weights_sha256=WEIGHTS_SHA256, policy=policy, metric=space.metric)
+    if lists_within_category():
+        return SpaceStore(store=_partitioned_store(meta, space.dim), space=space)
     store = MatrixStore(
         Path(settings.LOOKALIKE_MATRIX_DIR),
-        meta=MatrixMeta(weights_sha256=WEIGHTS_SHA256, policy=policy, metric=space.metric),
+        meta=meta,
         k=MAX_NEIGHBOURS,
         max_items=settings.LOOKALIKE_MAX_ITEMS,
         dim=space.dim,
@@ -127,6 +134,25 @@ def matrix_store(space: Space | None = None) -> SpaceStore:
         store.layout = "topk"  # what is on disk: a catalog that already moved past the bound
     follow_layout(store)
     return SpaceStore(store=store, space=space)
+
+
+def lists_within_category() -> bool:
+    """Whether lists stay inside their product's category (``LOOKALIKE_LISTS_WITHIN_CATEGORY``)."""
+    return bool(settings.LOOKALIKE_LISTS_WITHIN_CATEGORY)
+
+
+def _partitioned_store(meta: MatrixMeta, dim: int) -> PartitionedStore:
+    """One index per category (similarity.index.partitions), each in the layout its own size
+    calls for under ``LOOKALIKE_INDEX_LAYOUT``."""
+    layout = settings.LOOKALIKE_INDEX_LAYOUT
+    if layout not in ("auto", *LAYOUTS):
+        raise ValueError(f"LOOKALIKE_INDEX_LAYOUT must be auto, dense or topk, got {layout!r}")
+    return PartitionedStore(
+        Path(settings.LOOKALIKE_MATRIX_DIR), meta=meta, k=MAX_NEIGHBOURS,
+        max_items=settings.LOOKALIKE_MAX_ITEMS, dim=dim, layout=layout,
+        engine=settings.LOOKALIKE_KNN_ENGINE,
+        max_deltas=lambda part: TOPK_MAX_DELTAS if part == "topk" else DENSE_MAX_DELTAS,
+    )
 
 
 def stored_layout(store: MatrixStore) -> str | None:
@@ -159,15 +185,16 @@ def layout_for(n: int) -> str:
     return "topk" if n > settings.LOOKALIKE_MAX_ITEMS else "dense"
 
 
-def _matrix_cache_key(store: MatrixStore) -> tuple[object, ...]:
-    return (os.getpid(), str(store.directory.resolve()), store.meta, store.max_items, store.dim)
+def _matrix_cache_key(store: IndexStore) -> tuple[object, ...]:
+    return (os.getpid(), str(store.directory.resolve()), type(store).__name__, store.meta,
+            store.max_items, store.dim)
 
 
-def matrix_cached(store: MatrixStore) -> NeighbourIndex | None:
+def matrix_cached(store: IndexStore) -> NeighbourIndex | None:
     return _matrices.get(_matrix_cache_key(store))
 
 
-def matrix_remember(store: MatrixStore, matrix: NeighbourIndex) -> None:
+def matrix_remember(store: IndexStore, matrix: NeighbourIndex) -> None:
     with _lock:
         _matrices.clear()
         _matrices[_matrix_cache_key(store)] = matrix

@@ -18,8 +18,9 @@ bottom up:
   (``exact``), the choice between them (``layout``), the all-pairs build in blocks for a
   distributed rebuild (``block_knn``, ``block_files``), near-duplicate groups (``dedup``) and
   the on-disk ``.npz`` store with its deltas and writer lock (``store`` and its ``store_*``
-  parts), a product's own rules applied to its list (``rules``), and a query's category
-  predicted by a vote of its nearest products (``category_vote``).
+  parts), one index per category for lists inside it (``partitions``), a product's own
+  rules applied to its list (``rules``), and a query's category predicted by a vote of its
+  nearest products (``category_vote``).
 - ``similarity.evaluation``: how good the lists are. Retrieval metrics (``metrics``),
   cross-validation inside a catalog (``kfold``), the colour weight and the category vote it
   chooses with it (``colour_cv``, ``category_vote_cv``), Debian's Fashion-MNIST
@@ -66,6 +67,13 @@ from similarity.index.block_knn import Block, discard_input, input_size, knn_blo
 from similarity.index.category_vote import CategoryVote
 from similarity.index.dedup import duplicate_groups
 from similarity.index.layout import LAYOUTS, NeighbourIndex
+from similarity.index.partitions import (
+    NO_CATEGORY,
+    PartitionedIndex,
+    PartitionedStore,
+    partitions_present,
+    partitions_remove,
+)
 from similarity.index.rules import (
     ListRules,
     nearest_allowed,
@@ -86,6 +94,7 @@ __all__ = [
     "COLOUR_KEY",
     "EMBEDDING_DIM",
     "LAYOUTS",
+    "NO_CATEGORY",
     "PRECISIONS",
     "TEMP_PREFIX",
     "TEMP_SUFFIX",
@@ -105,6 +114,8 @@ __all__ = [
     "MatrixStore",
     "ModelIdentity",
     "NeighbourIndex",
+    "PartitionedIndex",
+    "PartitionedStore",
     "Precision",
     "QualityReport",
     "SheetRow",
@@ -143,6 +154,8 @@ __all__ = [
     "load_split",
     "nearest_allowed",
     "pair_distances",
+    "partitions_present",
+    "partitions_remove",
     "pins_applied",
     "read_blend",
     "reshoot",

@@ -20,9 +20,21 @@ def canonical_to(vector: np.ndarray, rows: np.ndarray, metric: str) -> np.ndarra
     return final(np.einsum("ij,ij->i", diff, diff), metric)
 
 
+def same_category(candidates: set[int], category_of: Mapping[int, str] | None,
+                  category: str | None) -> set[int]:
+    """The candidates of ``category`` (all of them when lists span the catalog: None)."""
+    if category_of is None or category is None:
+        return set(candidates)
+    return {pid for pid in candidates if category_of.get(pid, "") == category}
+
+
 def brute(vectors: Mapping[int, np.ndarray], candidates: set[int], vector: np.ndarray,
-          own_id: int, rules: ListRules, metric: str, limit: int) -> list[tuple[int, float]]:
-    """The list the rules define, from scratch."""
+          own_id: int, rules: ListRules, metric: str, limit: int,
+          category_of: Mapping[int, str] | None = None) -> list[tuple[int, float]]:
+    """The list the rules define, from scratch; with ``category_of`` (id -> category, "" for
+    none), only products of the product's own category are candidates."""
+    if category_of is not None:
+        candidates = same_category(candidates, category_of, category_of.get(own_id, ""))
     pinned_here = {pid for rank, pid in rules.pins.items() if rank <= limit}
     allowed = sorted(pid for pid in candidates
                      if pid != own_id and pid not in rules.exclude and pid not in pinned_here)
@@ -76,16 +88,19 @@ def out_of_lists() -> set[int]:
 
 def expected_lists() -> dict[int, list[tuple[int, float]]]:
     """Every ready product's list under the rules, from scratch: the candidates are the ready
-    products allowed in lists; every ready product, allowed or not, has its own list."""
+    products allowed in lists (of the product's own category with
+    ``LOOKALIKE_LISTS_WITHIN_CATEGORY``); every ready product, allowed or not, has its own list."""
     from django.conf import settings
 
     from catalog.models import Product
 
     ready = list(Product.objects.filter(status=Product.Status.READY))
     vectors = {p.pk: np.frombuffer(bytes(p.vector), "<f4") for p in ready}
+    category_of = ({p.pk: p.category for p in ready}
+                   if settings.LOOKALIKE_LISTS_WITHIN_CATEGORY else None)
     candidates = set(vectors) - out_of_lists()
     metric = settings.LOOKALIKE_METRIC
-    return {pid: brute(vectors, candidates, vec, pid, rules_of(pid), metric, LIMIT)
+    return {pid: brute(vectors, candidates, vec, pid, rules_of(pid), metric, LIMIT, category_of)
             for pid, vec in vectors.items()}
 
 

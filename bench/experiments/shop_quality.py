@@ -64,7 +64,15 @@ from bench.experiments.shop_pictures import (
     make_shop_data,
     product_views,
 )
-from bench.experiments.shop_spaces import Config, Inputs, K, format_params, load_inputs, measure
+from bench.experiments.shop_spaces import (
+    Config,
+    Inputs,
+    K,
+    format_params,
+    load_inputs,
+    measure,
+    measure_product_pages,
+)
 from similarity.evaluation.fashion_mnist import CLASS_NAMES
 from similarity.evaluation.shots import DYE_NAMES
 
@@ -83,6 +91,7 @@ def run(sizes: Sizes, *, seed: int = 0, sheet: Path | None = None, clean: bool =
         f"views {len(data.views)} x {len(data.catalog)}; cache {cache}")
     inputs: dict[str, Inputs] = {}
     rows, ranked_by = [], {}
+    pages: list[dict] = []  # --product: the product-page lists, across and inside categories
     configs = product_configurations() if product else configurations()
     for config in configs:
         n_views = len(data.views) if config.space.startswith("robust") else 1
@@ -96,11 +105,15 @@ def run(sizes: Sizes, *, seed: int = 0, sheet: Path | None = None, clean: bool =
         row, ranked = measure(config, used, inp)
         rows.append(row)
         ranked_by[config.name] = ranked
+        if is_product:
+            pages = [measure_product_pages(config, used, inp, within=w) for w in (False, True)]
         log(f"  {config.name}: P@10 {row['precision_at_10']:.3f}, colour@10 {row['colour_at_10']:.3f}, "
             f"cat+colour@10 {row['category_colour_at_10']:.3f}, re-find@1 {row['recall_at_1']:.3f} "
             f"(catalog CV {row['catalog_cv']}) [{time.perf_counter() - started:.0f} s]")
     chosen = rows[-1]
     result: dict = {"rows": rows, "sizes": asdict(sizes), "seed": seed}
+    if pages:
+        result["product_pages"] = pages
     if clean:
         measured = [-1] if product else [1, -1]  # the default and the combined configuration
         result["clean"] = clean_rows(photos, sizes, seed, [configs[i] for i in measured],
@@ -186,6 +199,13 @@ def table(result: dict) -> str:
         lines.append(f"| {name} | {_f(s['precision_at_10'])} | {_f(s['map_at_10'])} "
                      f"| {_f(s['colour_at_10'])} "
                      f"| {_f(s['category_colour_at_10'])} | {_f(s.get('recall_at_1'))} |")
+    if "product_pages" in result:
+        lines += ["", "Product-page lists (each catalog garment's 10 nearest; re-shots searched "
+                  "across the catalog or inside their garment's category):", "",
+                  "| lists | category P@10 | colour@10 | re-shot recall@1 |", "|---|---|---|---|"]
+        for r in result["product_pages"]:
+            lines.append(f"| {r['lists']} | **{_f(r['precision_at_10'])}** | **{_f(r['colour_at_10'])}** "
+                         f"| **{_f(r.get('recall_at_1'))}** |")
     if "clean" in result:
         lines += ["", "Clean Fashion-MNIST, held out (undyed, centred; parameters as chosen above):", "",
                   "| configuration | preprocessing | space | P@10 | mAP@10 |", "|---|---|---|---|---|"]

@@ -130,14 +130,43 @@ def _refind(row: dict, per: dict[str, dict], reshots: PhotoSet, ranked: np.ndarr
         per[CLASS_NAMES[int(cls)]]["recall_at_1"] = refind_recall(ranked[sel], src[sel], 1)
 
 
-def measure(config: Config, data: ShopData, inp: Inputs) -> tuple[dict, np.ndarray]:
-    """Fit on the whole catalog (+ views), score queries and re-shots. Returns (row, ranked queries)."""
-    y, dyes = data.catalog.labels, data.catalog.dyes
+def _fitted(config: Config, data: ShopData, inp: Inputs) -> tuple[Callable[[np.ndarray], np.ndarray], float]:
+    """The configuration's transform fitted on the whole catalog (+ views), and its colour weight."""
+    y = data.catalog.labels
     aug = inp.views.reshape(-1, inp.catalog.shape[1])
     n_views = inp.views.shape[0]
     transform = config.fitter(inp.catalog, y, aug, np.tile(y, n_views),
                               np.tile(np.arange(y.size), n_views))
-    w = float(config.params.get("colour_weight", 0.0))
+    return transform, float(config.params.get("colour_weight", 0.0))
+
+
+def measure_product_pages(config: Config, data: ShopData, inp: Inputs, *, within: bool) -> dict:
+    """Product-page lists: each catalog garment's 10 nearest other catalog garments, across the
+    catalog or (``within``) inside its category, scored by category P@10 and colour@10; and each
+    re-shot's nearest catalog garment, searched across the catalog or inside its garment's
+    category (re-shot recall@1)."""
+    transform, w = _fitted(config, data, inp)
+    y, dyes = data.catalog.labels, data.catalog.dyes
+    g = in_space(transform(inp.catalog), inp.catalog_colour, w)
+    d = sq_distances(g, g)
+    if within:
+        d[y[:, None] != y[None, :]] = np.inf
+    ranked = rank(d, K, exclude_self=True)
+    row = {"lists": "inside the category" if within else "across the catalog",
+           "precision_at_10": float(label_precision(y, y[ranked], K).mean()),
+           "colour_at_10": float(label_precision(dyes, dyes[ranked], K).mean()), "n": int(y.size)}
+    if len(data.reshots):
+        r = sq_distances(in_space(transform(inp.reshots), inp.reshots_colour, w), g)
+        if within:
+            r[data.reshots.labels[:, None] != y[None, :]] = np.inf
+        row["recall_at_1"] = refind_recall(rank(r, K), data.reshots.source, 1)
+    return row
+
+
+def measure(config: Config, data: ShopData, inp: Inputs) -> tuple[dict, np.ndarray]:
+    """Fit on the whole catalog (+ views), score queries and re-shots. Returns (row, ranked queries)."""
+    y, dyes = data.catalog.labels, data.catalog.dyes
+    transform, w = _fitted(config, data, inp)
     g = in_space(transform(inp.catalog), inp.catalog_colour, w)
     q = in_space(transform(inp.queries), inp.queries_colour, w)
     ranked = rank(sq_distances(q, g), K)

@@ -79,6 +79,14 @@ def products_awaiting_reembed(*, product_ids: Collection[int]) -> set[int]:
     return _pks_among(qs, product_ids)
 
 
+def product_categories(*, product_ids: Iterable[int]) -> dict[int, str]:
+    """The category ("" for none) of each of ``product_ids`` the database holds."""
+    found: dict[int, str] = {}
+    for chunk in chunked(sorted(set(product_ids)), _CHUNK):
+        found.update(Product.objects.filter(pk__in=chunk).values_list("pk", "category"))
+    return found
+
+
 def product_ids_existing(*, product_ids: Iterable[int]) -> set[int]:
     """Of ``product_ids``, those the database holds."""
     return _pks_among(Product.objects.all(), product_ids)

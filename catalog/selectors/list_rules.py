@@ -18,6 +18,7 @@ from django.db.models import Q
 from catalog.models import ListRule, Product
 from catalog.selectors.index_membership import (
     in_lists,
+    product_categories,
     products_indexable,
     products_indexable_vectors,
 )
@@ -29,10 +30,12 @@ _CHUNK = 500
 
 @dataclass(frozen=True)
 class RuledRow:
-    """A ruled product's vector in the matrix's space and its own rules."""
+    """A ruled product's vector in the matrix's space, its own rules and its category ("" for
+    none: with lists inside categories, its list is made inside that category's partition)."""
 
     vector: np.ndarray
     rules: ListRules
+    category: str = ""
 
 
 def _rules_by_product(product_ids: Iterable[int]) -> dict[int, ListRules]:
@@ -69,7 +72,8 @@ def ruled_rows(*, product_ids: Collection[int], space: Space) -> dict[int, Ruled
         return {}
     ids, vecs = products_indexable_vectors(product_ids=ruled, space=space)
     rules = _rules_by_product(ruled)
-    return {pid: RuledRow(vec, rules.get(pid, ListRules()))
+    categories = product_categories(product_ids=ruled)
+    return {pid: RuledRow(vec, rules.get(pid, ListRules()), categories.get(pid, ""))
             for pid, vec in zip(ids.tolist(), vecs, strict=True)}
 
 

@@ -18,12 +18,20 @@ from dataclasses import dataclass
 import numpy as np
 from django.db.models import Count, Max, QuerySet, Sum
 
-from catalog.engine import embedder_get, matrix_store
+from catalog.engine import IndexStore, embedder_get, matrix_store
 from catalog.models import Product
 from catalog.selectors.index_membership import in_lists
 from catalog.space import Space, space_current
 from catalog.vectors import colour_from_bytes, vector_key_current
-from similarity import COLOUR_DIM, EMBEDDING_DIM, MatrixError, MatrixStore, NeighbourIndex, StaleMatrixError
+from similarity import (
+    COLOUR_DIM,
+    EMBEDDING_DIM,
+    MatrixError,
+    NeighbourIndex,
+    PartitionedIndex,
+    PartitionedStore,
+    StaleMatrixError,
+)
 
 # Candidates within this fraction of (|q|² + max|x|²) of the k-th float32 squared distance are
 # re-checked exactly in float64, so float32 rounding never changes the order of the results.
@@ -189,7 +197,7 @@ _stored_lock = threading.Lock()
 _stored: dict[tuple[object, ...], NeighbourIndex] = {}
 
 
-def _stored_index(store: MatrixStore) -> NeighbourIndex:
+def _stored_index(store: IndexStore) -> NeighbourIndex:
     """This process's copy of the stored index, brought up to date (call under the lock)."""
     key = (str(store.directory), store.meta, store.dim)
     index = _stored.get(key)
@@ -201,12 +209,28 @@ def _stored_index(store: MatrixStore) -> NeighbourIndex:
     return index
 
 
+def _searched_in_place(store: IndexStore) -> bool:
+    """Whether search reads the stored index: top-k layout (by category: every partition)."""
+    if isinstance(store, PartitionedStore):
+        return store.stored_layout() == "topk"
+    return store.layout == "topk"  # matrix_store() read the layout on disk
+
+
+def _nearest(index: NeighbourIndex, query: np.ndarray, k: int,
+             category: str | None) -> list[tuple[int, float]]:
+    """The index's nearest: inside the category's partition when the index holds one per
+    category, else across the catalog (the partitions' top-k merged exactly)."""
+    if category is not None and isinstance(index, PartitionedIndex):
+        return index.query_within(category, query, k=k)
+    return index.query(query, k=k)
+
+
 def _search_stored_index(vector: np.ndarray, colour: np.ndarray | None, k: int,
                          category: str | None = None) -> list[tuple[Product, float]] | None:
     """Search the stored top-k index, or None when the stored index is not top-k (or is of
     another space: a migration in progress)."""
     target = matrix_store()
-    if target.store.layout != "topk":  # matrix_store() read the layout on disk
+    if not _searched_in_place(target.store):
         return None
     query = target.space.query(vector, colour)
     with _stored_lock:
@@ -216,7 +240,7 @@ def _search_stored_index(vector: np.ndarray, colour: np.ndarray | None, k: int,
             return None  # another space (a migration), or unreadable: the database path
         wanted = k
         while True:
-            hits = index.query(query, k=min(wanted, len(index)))
+            hits = _nearest(index, query, min(wanted, len(index)), category)
             wanted_rows = in_lists(Product.objects.filter(status=Product.Status.READY))
             if category is not None:
                 wanted_rows = wanted_rows.filter(category=category)

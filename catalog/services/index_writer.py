@@ -16,21 +16,26 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 from django.conf import settings
 from django.utils import timezone
 
-from catalog.engine import SpaceStore, matrix_cached, matrix_remember, matrix_store
-from catalog.selectors.index_membership import products_indexable_vectors
+from catalog.engine import IndexStore, SpaceStore, matrix_cached, matrix_remember, matrix_store
+from catalog.selectors.index_membership import product_categories, products_indexable_vectors
 from catalog.services import queue
 from catalog.services.locking import FencedLock, lock_name_for, writer_lock
 from catalog.space import PROJECTION_FILE
 from similarity import (
+    NO_CATEGORY,
     ConcurrentWriterError,
     MatrixError,
     MatrixStore,
     NeighbourIndex,
+    PartitionedStore,
     StaleMatrixError,
     failpoint,
+    partitions_present,
+    partitions_remove,
 )
 
 logger = logging.getLogger(__name__)
@@ -62,10 +67,47 @@ def index_writer(target: SpaceStore) -> Iterator[FencedLock]:
         failpoint("index.unlocked")
 
 
-def _quarantine(store: MatrixStore) -> Path:
+def categories_of(ids: np.ndarray) -> list[str]:
+    """The category of each product of ``ids`` ("" for none or unknown), in order."""
+    found = product_categories(product_ids=ids.tolist())
+    return [found.get(pid, NO_CATEGORY) for pid in ids.tolist()]
+
+
+def index_upsert(store: IndexStore, matrix: NeighbourIndex, ids: np.ndarray,
+                 vectors: np.ndarray) -> set[int]:
+    """``store.upsert``; a partitioned store also takes each product's category."""
+    if isinstance(store, PartitionedStore):
+        return store.upsert(matrix, ids, vectors, categories_of(ids))
+    return store.upsert(matrix, ids, vectors)
+
+
+def index_rebuild(store: IndexStore, ids: np.ndarray, vectors: np.ndarray) -> NeighbourIndex:
+    """``store.rebuild`` (by category for a partitioned store), then the files of the other
+    kind of index removed: lists inside categories and across the catalog never mix."""
+    if isinstance(store, PartitionedStore):
+        return store.rebuild(ids, vectors, categories_of(ids))
+    matrix = store.rebuild(ids, vectors)
+    partitions_remove(store.directory, store.fence)
+    return matrix
+
+
+def _load(store: IndexStore, matrix: NeighbourIndex | None) -> NeighbourIndex:
+    """The stored index, loaded or brought up to date; a catalog-wide store is stale while the
+    directory holds lists by category (a partitioned store checks the reverse itself)."""
+    if isinstance(store, MatrixStore) and partitions_present(store.directory):
+        raise StaleMatrixError("the index holds lists inside each category, not across the catalog")
+    if matrix is None:
+        return store.load()
+    store.refresh(matrix)
+    return matrix
+
+
+def _quarantine(store: IndexStore) -> Path:
     """Move every matrix file aside (kept for inspection); the caller rebuilds."""
     aside = store.directory / f"corrupt-{timezone.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     aside.mkdir()
+    if isinstance(store, PartitionedStore) and store.root.is_dir():
+        store.root.rename(aside / store.root.name)
     for path in store.directory.glob("*.npz"):
         if path.name == PROJECTION_FILE:
             continue  # not matrix data: the projection the matrix is rebuilt in
@@ -82,22 +124,21 @@ def matrix_open(target: SpaceStore) -> NeighbourIndex:
     store = target.store
     matrix = matrix_cached(store)
     try:
-        if matrix is None:
-            matrix = store.load()
-        else:
-            store.refresh(matrix)
+        matrix = _load(store, matrix)
     except ConcurrentWriterError:
         raise
     except StaleMatrixError as exc:
         logger.warning("matrix in %s is stale (%s): rebuilding from the database",
                        store.directory, exc)
-        matrix = store.rebuild(*products_indexable_vectors(space=target.space, candidates=True))
+        matrix = index_rebuild(store, *products_indexable_vectors(space=target.space,
+                                                                  candidates=True))
         # Products embedded by the old model are left out until re-embedded: do it now.
         queue.rebuild_enqueue(trigger="stale-matrix")
     except MatrixError as exc:
         aside = _quarantine(store)
         logger.error("matrix in %s unreadable (%s): files moved to %s, rebuilding from the "
                      "database", store.directory, exc, aside)
-        matrix = store.rebuild(*products_indexable_vectors(space=target.space, candidates=True))
+        matrix = index_rebuild(store, *products_indexable_vectors(space=target.space,
+                                                                  candidates=True))
     matrix_remember(store, matrix)
     return matrix

@@ -18,9 +18,10 @@ from django.conf import settings
 from django.db import IntegrityError
 from django.utils import timezone
 
-from catalog.engine import SpaceStore, follow_layout, layout_for, matrix_store
+from catalog.engine import IndexStore, SpaceStore, follow_layout, layout_for, matrix_store
 from catalog.models import Product
 from catalog.selectors.index_membership import (
+    product_categories,
     product_ids_all,
     product_ids_existing,
     product_ids_keepable,
@@ -31,7 +32,7 @@ from catalog.selectors.index_membership import (
     products_indexed,
 )
 from catalog.selectors.neighbour_rows import neighbour_lists_touching
-from catalog.services.index_writer import index_writer, matrix_open
+from catalog.services.index_writer import categories_of, index_upsert, index_writer, matrix_open
 from catalog.services.locking import FencedLock
 from catalog.services.neighbour_sync import (
     Neighbours,
@@ -43,7 +44,13 @@ from catalog.services.neighbour_sync import (
 from catalog.services.product_embedding import warn_unknown
 from catalog.services.ruled_lists import ruled_affected
 from catalog.space import Space
-from similarity import MatrixFullError, MatrixStore, NeighbourIndex, failpoint
+from similarity import (
+    MatrixFullError,
+    MatrixStore,
+    NeighbourIndex,
+    PartitionedIndex,
+    failpoint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +75,7 @@ def _plan(matrix: NeighbourIndex, product_ids: set[int], space: Space | None = N
     the matrix holds are left out."""
     up_ids, up_vecs = products_indexable_vectors(product_ids=product_ids, space=space,
                                                   candidates=True)
-    unmoved = {pid for pid, vec in zip(up_ids.tolist(), up_vecs, strict=True)
-               if pid in matrix and np.array_equal(matrix.vector(pid), vec)}
+    unmoved = _held(matrix, up_ids, up_vecs)
     keep_rows = [i for i, pid in enumerate(up_ids.tolist())
                  if pid not in settled or pid not in unmoved]
     up_ids, up_vecs = up_ids[keep_rows], up_vecs[keep_rows]
@@ -78,10 +84,21 @@ def _plan(matrix: NeighbourIndex, product_ids: set[int], space: Space | None = N
     return _Plan(up_ids, up_vecs, asked_present - keep, unmoved - set(settled))
 
 
+def _held(matrix: NeighbourIndex, ids: np.ndarray, vectors: np.ndarray) -> set[int]:
+    """Of ``ids``, those the matrix holds with exactly these vectors (and, lists inside
+    categories, in their category's partition: a product whose category changed moves)."""
+    if isinstance(matrix, PartitionedIndex):
+        cats = categories_of(ids)
+        return {pid for pid, vec, cat in zip(ids.tolist(), vectors, cats, strict=True)
+                if matrix.holds(pid, vec, cat)}
+    return {pid for pid, vec in zip(ids.tolist(), vectors, strict=True)
+            if pid in matrix and np.array_equal(matrix.vector(pid), vec)}
+
+
 def _holds(matrix: NeighbourIndex, ids: set[int], space: Space) -> bool:
-    """Whether the matrix holds every one of ``ids`` with its current vector."""
+    """Whether the matrix holds every one of ``ids`` with its current vector (and category)."""
     up_ids, up_vecs = products_indexable_vectors(product_ids=ids, space=space, candidates=True)
-    return up_ids.size == len(ids) and not matrix.plan_upsert(up_ids, up_vecs)[0].size
+    return up_ids.size == len(ids) and len(_held(matrix, up_ids, up_vecs)) == len(ids)
 
 
 def _mark_full(ids: Iterable[int], exc: MatrixFullError) -> None:
@@ -92,11 +109,12 @@ def _mark_full(ids: Iterable[int], exc: MatrixFullError) -> None:
     )
 
 
-def _switch_layout_if_growing(store: MatrixStore, matrix: NeighbourIndex, plan: _Plan) -> None:
+def _switch_layout_if_growing(store: IndexStore, matrix: NeighbourIndex, plan: _Plan) -> None:
     """Move a dense index to the top-k layout (in place) before the plan would take it past
     ``LOOKALIKE_MAX_ITEMS`` (layout "auto"). The dense matrix's exact lists become the top-k
-    base as they are, so no list changes and none disappears."""
-    if matrix.layout != "dense":
+    base as they are, so no list changes and none disappears. (A partitioned store moves each
+    category's partition by itself.)"""
+    if not isinstance(store, MatrixStore) or matrix.layout != "dense":
         return
     incoming = sum(1 for pid in plan.upsert_ids.tolist() if pid not in matrix)
     if layout_for(len(matrix) + incoming) != "topk":
@@ -108,7 +126,7 @@ def _switch_layout_if_growing(store: MatrixStore, matrix: NeighbourIndex, plan: 
     follow_layout(store)
 
 
-def _apply_plan(store: MatrixStore, matrix: NeighbourIndex, plan: _Plan) -> tuple[set[int], set[int]]:
+def _apply_plan(store: IndexStore, matrix: NeighbourIndex, plan: _Plan) -> tuple[set[int], set[int]]:
     """Publish the plan's upsert and removal; (ids whose list may have changed, ids upserted).
 
     Products that do not fit (``MatrixFullError``) are marked failed and taken out.
@@ -118,7 +136,7 @@ def _apply_plan(store: MatrixStore, matrix: NeighbourIndex, plan: _Plan) -> tupl
     upserted: set[int] = set()
     if plan.upsert_ids.size:
         try:
-            changed |= store.upsert(matrix, plan.upsert_ids, plan.upsert_vectors)
+            changed |= index_upsert(store, matrix, plan.upsert_ids, plan.upsert_vectors)
             upserted = set(plan.upsert_ids.tolist())
         except MatrixFullError as exc:
             logger.error("cannot index %s: %s", plan.upsert_ids.tolist(), exc)
@@ -129,7 +147,7 @@ def _apply_plan(store: MatrixStore, matrix: NeighbourIndex, plan: _Plan) -> tupl
     return changed, upserted
 
 
-def _without_ghosts(store: MatrixStore, matrix: NeighbourIndex, to_sync: set[int],
+def _without_ghosts(store: IndexStore, matrix: NeighbourIndex, to_sync: set[int],
                     ) -> tuple[set[int], set[int], dict[int, Neighbours]]:
     """(the products whose lists to write, the ids of theirs and their neighbours that the
     database holds, their lists in the matrix), after removing from the matrix every product
@@ -216,6 +234,14 @@ def index_remove(*, product_ids: Iterable[int]) -> set[int]:
     return index_apply(product_ids=product_ids)
 
 
+def _misplaced(matrix: NeighbourIndex) -> set[int]:
+    """Products held in another category's partition than their own (lists inside categories)."""
+    if not isinstance(matrix, PartitionedIndex):
+        return set()
+    held = {pid: cat for cat, part in matrix.parts.items() for pid in part.ids.tolist()}
+    return {pid for pid, cat in product_categories(product_ids=held).items() if held[pid] != cat}
+
+
 def index_repair() -> dict[str, int]:
     """Full drift repair (the reconcile sweep): matrix membership and every stored list.
 
@@ -232,6 +258,7 @@ def index_repair() -> dict[str, int]:
         indexable = set(products_indexable().values_list("pk", flat=True))
         keep = product_ids_keepable()
         missing = set(products_candidates().values_list("pk", flat=True)) - in_matrix
+        missing |= _misplaced(matrix)
         extra = in_matrix - keep
         ids, vecs = products_indexable_vectors(product_ids=missing, space=target.space,
                                                candidates=True)

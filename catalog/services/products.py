@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
+from catalog.engine import lists_within_category
 from catalog.models import Product
 from catalog.services import queue
 from catalog.services.skus import sku_free, sku_from_stem, sku_validate, skus_unique
@@ -276,7 +277,17 @@ def product_update(
         product.save(update_fields=[*fields, "updated_at"])
     if image_changed:
         queue.embed_enqueue(product_ids=[product.pk])
+    elif "category" in fields and lists_within_category():
+        _category_moved(product)
     return product
+
+
+def _category_moved(product: Product) -> None:
+    """Lists stay inside categories: the product moves to its new category's partition, so its
+    committed list no longer counts as current (``indexed_as``) and the index writer redoes it
+    and every list it leaves or enters."""
+    Product.objects.filter(pk=product.pk).update(indexed_as="")
+    queue.index_enqueue(product_ids=[product.pk])
 
 
 @transaction.atomic

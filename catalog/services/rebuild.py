@@ -22,14 +22,20 @@ from catalog.selectors.index_membership import (
     products_indexable_vectors,
 )
 from catalog.services import queue
-from catalog.services.index_writer import index_writer
+from catalog.services.index_writer import index_rebuild, index_writer
 from catalog.services.locking import Fence
 from catalog.services.neighbour_sync import neighbours_sync_chunked, products_mark_ready
 from catalog.services.product_embedding import products_embed_batch
 from catalog.services.rebuild_blocks import rebuild_blocks_collect, rebuild_blocks_plan
 from catalog.space import AugmentedViews, Space, projection_refit, space_name
 from catalog.vectors import vector_key_current
-from similarity import MatrixStore, NeighbourIndex, discard_input
+from similarity import (
+    MatrixStore,
+    NeighbourIndex,
+    PartitionedStore,
+    discard_input,
+    partitions_remove,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -127,15 +133,25 @@ def _rebuild_matrix(run: RebuildRun, report: Report, fence: Fence,
     ids, mapped = ids[keep], space.apply(vectors[keep], colours[keep])
     store = matrix_store(space).store
     store.fence = fence
-    store.layout = layout_for(int(ids.size))
-    follow_layout(store)
-    if store.layout == "topk":
-        matrix = _rebuild_in_blocks(run, store, ids, mapped, report, fence)
+    if isinstance(store, PartitionedStore):  # lists inside categories: built here, by category
+        matrix = index_rebuild(store, ids, mapped)
     else:
-        matrix = store.rebuild(ids, mapped)
+        matrix = _rebuild_across_catalog(run, store, ids, mapped, report, fence)
     matrix_remember(store, matrix)
     report(step="matrix", done=int(ids.size), total=int(ids.size))
     return matrix, space
+
+
+def _rebuild_across_catalog(run: RebuildRun, store: MatrixStore, ids: np.ndarray,
+                            vectors: np.ndarray, report: Report, fence: Fence) -> NeighbourIndex:
+    """The catalog-wide index: dense here, or top-k in row blocks over the rebuild workers."""
+    store.layout = layout_for(int(ids.size))
+    follow_layout(store)
+    if store.layout != "topk":
+        return index_rebuild(store, ids, vectors)
+    matrix = _rebuild_in_blocks(run, store, ids, vectors, report, fence)
+    partitions_remove(store.directory, fence)
+    return matrix
 
 
 def _rebuild_in_blocks(run: RebuildRun, store: MatrixStore, ids: np.ndarray, vectors: np.ndarray,

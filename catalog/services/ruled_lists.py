@@ -19,10 +19,24 @@ from catalog.models import MAX_NEIGHBOURS
 from catalog.selectors.index_membership import product_ids_existing
 from catalog.selectors.list_rules import RuledRow, ruled_pinning, ruled_product_ids, ruled_rows
 from catalog.selectors.neighbour_rows import StoredRow, neighbour_lists_stored
+from catalog.services.index_writer import categories_of
 from catalog.space import Space
-from similarity import ListRules, NeighbourIndex, nearest_allowed, pins_applied, rows_entered
+from similarity import (
+    ListRules,
+    NeighbourIndex,
+    PartitionedIndex,
+    nearest_allowed,
+    pins_applied,
+    rows_entered,
+)
 
 Neighbours = list[tuple[int, float]]
+
+
+def _scope(matrix: NeighbourIndex, row: RuledRow) -> NeighbourIndex:
+    """Where a ruled list is made: the product's category partition when lists stay inside
+    categories (the rules then apply inside it unchanged), else the whole matrix."""
+    return matrix.within(row.category) if isinstance(matrix, PartitionedIndex) else matrix
 
 
 def ruled_nearest(matrix: NeighbourIndex, pid: int, row: RuledRow, existing: Collection[int],
@@ -30,6 +44,7 @@ def ruled_nearest(matrix: NeighbourIndex, pid: int, row: RuledRow, existing: Col
     """The ``k`` nearest allowed products for the ruled product ``pid`` (pins not yet placed),
     skipping products the database no longer holds (``existing`` holds the ids known to exist;
     others are looked up)."""
+    matrix = _scope(matrix, row)
     rules = row.rules
     while True:
         nearest = nearest_allowed(matrix, row.vector, own_id=pid, rules=rules, k=k,
@@ -44,7 +59,7 @@ def ruled_nearest(matrix: NeighbourIndex, pid: int, row: RuledRow, existing: Col
 
 def ruled_final(matrix: NeighbourIndex, pid: int, row: RuledRow, nearest: Neighbours) -> Neighbours:
     """The ruled product's list: ``nearest`` (already cut or collapsed) with its pins placed."""
-    return pins_applied(matrix, row.vector, own_id=pid, rules=row.rules, nearest=nearest,
+    return pins_applied(_scope(matrix, row), row.vector, own_id=pid, rules=row.rules, nearest=nearest,
                         limit=MAX_NEIGHBOURS)
 
 
@@ -54,6 +69,17 @@ def _threshold(stored: list[StoredRow], rules: ListRules) -> tuple[float, int] |
         return None
     chosen = [(float(dist), int(nid)) for rank, nid, dist in stored if rules.pins.get(rank) != nid]
     return max(chosen) if chosen else (float("-inf"), -1)
+
+
+def _other_categories(matrix: NeighbourIndex, rows: dict[int, RuledRow],
+                      new_ids: np.ndarray) -> dict[str, set[int]]:
+    """For each ruled row's category, the new products of other categories (they never enter
+    its list when lists stay inside categories); empty across the catalog."""
+    if not isinstance(matrix, PartitionedIndex):
+        return {}
+    new_categories = dict(zip(new_ids.tolist(), categories_of(new_ids), strict=True))
+    return {cat: {nid for nid, c in new_categories.items() if c != cat}
+            for cat in {row.category for row in rows.values()}}
 
 
 def ruled_affected(*, matrix: NeighbourIndex, space: Space, new_ids: np.ndarray,
@@ -69,10 +95,11 @@ def ruled_affected(*, matrix: NeighbourIndex, space: Space, new_ids: np.ndarray,
     if not new_ids.size:
         return short
     order = sorted(rows)
+    others = _other_categories(matrix, rows, new_ids)
     hit = rows_entered(
         np.stack([rows[pid].vector for pid in order]) if order else np.empty((0, matrix.dim)),
         [_threshold(stored.get(pid, []), rows[pid].rules) for pid in order],
         new_ids, new_vectors, matrix.metric,
-        [{pid, *rows[pid].rules.exclude} for pid in order])
+        [{pid, *rows[pid].rules.exclude, *others.get(rows[pid].category, ())} for pid in order])
     entering = {pid for pid, entered in zip(order, hit.tolist(), strict=True) if entered}
     return short | entering | ruled_pinning(target_ids=new_ids.tolist())

@@ -158,6 +158,11 @@ LOOKALIKE_DUPLICATE_THRESHOLD = float(os.environ.get("LOOKALIKE_DUPLICATE_THRESH
 # moves to top-k, by itself and without losing a list, when the catalog grows past it.
 LOOKALIKE_INDEX_LAYOUT = os.environ.get("LOOKALIKE_INDEX_LAYOUT", "auto")
 LOOKALIKE_MAX_ITEMS = int(os.environ.get("LOOKALIKE_MAX_ITEMS", 20_000))
+# Lists inside a product's category (true: one index per category, similarity/index/partitions.py;
+# products without a category list among themselves) or across the catalog (false). Search by
+# photo without a category still spans the catalog. Switching it makes the index stale: the next
+# full rebuild rebuilds it and rewrites every list, the old lists visible until then.
+LOOKALIKE_LISTS_WITHIN_CATEGORY = env_bool("LOOKALIKE_LISTS_WITHIN_CATEGORY", True)
 # Ranking engine of the top-k layout's scans: "numpy" (BLAS blocks) or "faiss".
 # faiss: 1.41x less CPU than numpy BLAS blocks on the rebuild's blocks (make bench, 2026-12-02).
 LOOKALIKE_KNN_ENGINE = os.environ.get("LOOKALIKE_KNN_ENGINE", "faiss")

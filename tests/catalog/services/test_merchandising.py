@@ -1,7 +1,8 @@
-"""The shop's rules through the services and the real index writer, in both layouts: random
-sequences of creates, vector changes, deletes, availability flips, pins, exclusions and lifted
-rules; after each step every stored list equals the brute force that applies the rules, and no
-list holds a product kept out of lists. Ties are frequent (vectors drawn from a small pool)."""
+"""The shop's rules through the services and the real index writer, in both layouts, with lists
+across the catalog and inside categories: random sequences of creates, vector changes, category
+changes, deletes, availability flips, pins, exclusions and lifted rules; after each step every
+stored list equals the brute force that applies the rules, and no list holds a product kept out
+of lists. Ties are frequent (vectors drawn from a small pool)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from django.utils import timezone
 from catalog.models import ListRule, Product, ProductNeighbour
 from catalog.services import merchandising
 from catalog.services.indexing import index_apply
-from catalog.services.products import products_delete
+from catalog.services.products import product_update, products_delete
 from catalog.task_names import INDEX, REMOVE
 from catalog.vectors import vector_key_current
 from tests.rules_reference import LIMIT, mismatches, out_of_lists
 
 pytestmark = pytest.mark.django_db
+
+CATEGORIES = ["Coat", "Dress", ""]  # "": products without a category list among themselves
 
 
 def _vector(rng: np.random.Generator, pool: np.ndarray) -> bytes:
@@ -30,7 +33,8 @@ def _create(rng: np.random.Generator, pool: np.ndarray, n: int) -> list[int]:
     for _ in range(n):
         tag = f"{int(rng.integers(1 << 60)):064d}"
         made.append(Product.objects.create(
-            name=f"p{tag[-6:]}", slug=f"p-{tag}", sku=f"s{tag[-20:]}", category="c",
+            name=f"p{tag[-6:]}", slug=f"p-{tag}", sku=f"s{tag[-20:]}",
+            category=str(rng.choice(CATEGORIES)),
             image=f"x/{tag}.png", image_sha256=tag, embedded_image_sha256=tag,
             status=Product.Status.PROCESSING, status_changed_at=timezone.now(), vector_key=key,
             vector=_vector(rng, pool),
@@ -47,8 +51,8 @@ def _run_queued(callbacks) -> None:
 
 def _random_step(rng: np.random.Generator, pool: np.ndarray) -> None:
     ids = list(Product.objects.values_list("pk", flat=True))
-    op = str(rng.choice(["create", "create", "vector", "delete", "listed", "listed", "pin",
-                         "pin", "exclude", "everywhere", "lift"]))
+    op = str(rng.choice(["create", "create", "vector", "category", "delete", "listed", "listed",
+                         "pin", "pin", "exclude", "everywhere", "lift"]))
     if op == "create" or len(ids) < 4:
         index_apply(product_ids=_create(rng, pool, int(rng.integers(1, 4))))
         return
@@ -58,6 +62,8 @@ def _random_step(rng: np.random.Generator, pool: np.ndarray) -> None:
         Product.objects.filter(pk=a.pk).update(vector=_vector(rng, pool), image_sha256=tag,
                                                embedded_image_sha256=tag)
         index_apply(product_ids=[a.pk])
+    elif op == "category":
+        product_update(product=a, category=str(rng.choice(CATEGORIES[:2])))  # a form needs one
     elif op == "delete":
         products_delete(product_ids=[a.pk])
     elif op == "listed":
@@ -72,11 +78,13 @@ def _random_step(rng: np.random.Generator, pool: np.ndarray) -> None:
         merchandising.list_rule_delete(rule=ListRule.objects.order_by("?").first())
 
 
+@pytest.mark.parametrize("within_category", [True, False])
 @pytest.mark.parametrize("layout", ["dense", "topk"])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_random_rule_sequences_keep_every_list_exact(settings, django_capture_on_commit_callbacks,
-                                                     layout, seed):
+                                                     layout, seed, within_category):
     settings.LOOKALIKE_INDEX_LAYOUT = layout
+    settings.LOOKALIKE_LISTS_WITHIN_CATEGORY = within_category
     rng = np.random.default_rng(seed)
     pool = rng.integers(-2, 3, (9, 1280)).astype(np.float32)
     for step in range(45):

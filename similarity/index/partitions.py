@@ -1,0 +1,472 @@
+"""Lists inside a product's category: one index per category (a *partition*).
+
+Each category's products form an index of their own (either layout, chosen by its own size),
+so a list is computed inside its product's partition by the very code that keeps a whole
+catalog's lists exact and incremental: an add scans its partition only, a removal repairs only
+its partition's rows, and a product's own rules (``similarity.index.rules``) apply inside the
+partition unchanged. Products without a category (``NO_CATEGORY``) form one partition of their
+own. A product whose category changes leaves its partition and enters the new one.
+
+Search by photo with a category searches that partition; without one it merges the
+partitions' exact top-k by (distance, id), which is the exact top-k of the whole catalog.
+
+Why partitions rather than a category mask on each list (the shop-rules machinery): a mask
+makes every list a ruled list, recomputed by a query against the whole catalog and re-checked
+on every add; at a million products in the top-k layout that is a full scan per list. A
+partition keeps lists as stored rows, and shrinks the scans to the category's size.
+
+``PartitionedIndex`` is the in-memory view (one ``NeighbourIndex`` per category);
+``PartitionedStore`` persists it as one ``MatrixStore`` per category under
+``<directory>/categories/part-<hex of the category>``, each with its own generations, deltas
+and fencing. A plain (catalog-wide) store's files in ``<directory>`` itself make the
+partitioned store stale (and ``partitions_present`` tells a plain store the reverse), so
+switching between the two is a rebuild.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import os
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from similarity.errors import MatrixError, StaleMatrixError
+from similarity.index.dense import DistanceMatrix
+from similarity.index.layout import NeighbourIndex
+from similarity.index.store import MatrixStore
+from similarity.index.store_listing import LOCK_NAME, scan
+from similarity.index.store_lock import exclusive_flock
+from similarity.index.store_settings import MatrixMeta
+from similarity.model.spec import EMBEDDING_DIM
+
+NO_CATEGORY = ""
+PARTITIONS_DIR = "categories"
+_PREFIX = "part-"
+_NONE_NAME = "none"  # not hex, so it never names a category
+
+Neighbours = list[tuple[int, float]]
+
+
+def partition_name(category: str) -> str:
+    """The directory name of a category's partition (any text, safely)."""
+    return _PREFIX + (category.encode().hex() if category else _NONE_NAME)
+
+
+def partition_category(name: str) -> str:
+    """The category a partition directory name stands for."""
+    code = name[len(_PREFIX):]
+    return NO_CATEGORY if code == _NONE_NAME else bytes.fromhex(code).decode()
+
+
+def partitions_present(directory: str | os.PathLike[str]) -> bool:
+    """Whether ``directory`` holds a partitioned index (a plain store there is then stale)."""
+    root = Path(directory) / PARTITIONS_DIR
+    return root.is_dir() and any(p.name.startswith(_PREFIX) for p in root.iterdir())
+
+
+def merge_nearest(answers: Iterable[Neighbours], k: int) -> Neighbours:
+    """The ``k`` first of several lists each ordered by (distance, id), by (distance, id)."""
+    ordered = heapq.merge(*answers, key=lambda e: (e[1], e[0]))
+    return [entry for _, entry in zip(range(k), ordered, strict=False)]
+
+
+class PartitionedIndex:
+    """One ``NeighbourIndex`` per category; reads route to the product's partition."""
+
+    layout = "partitioned"
+
+    def __init__(self, parts: Mapping[str, NeighbourIndex] | None = None, *,
+                 dim: int = EMBEDDING_DIM, metric: str = "euclidean", k: int = 10) -> None:
+        self.parts: dict[str, NeighbourIndex] = dict(parts or {})
+        self.dim, self.metric, self.k = dim, metric, k
+        self.version: tuple[int, int] | None = None
+        self.sealed = False
+
+    def __repr__(self) -> str:
+        sizes = {cat: len(part) for cat, part in sorted(self.parts.items())}
+        return f"PartitionedIndex({sizes})"
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def ids(self) -> np.ndarray:
+        parts = [part.ids for part in self.parts.values()]
+        return np.sort(np.concatenate(parts)) if parts else np.empty(0, np.int64)
+
+    @property
+    def vectors(self) -> np.ndarray:
+        ids = self.ids
+        if not ids.size:
+            return np.empty((0, self.dim), np.float32)
+        return np.stack([self.vector(pid) for pid in ids.tolist()])
+
+    def __len__(self) -> int:
+        return sum(len(part) for part in self.parts.values())
+
+    def __contains__(self, product_id: object) -> bool:
+        return self.category_of(product_id) is not None
+
+    def category_of(self, product_id: object) -> str | None:
+        """The partition holding the product, or None."""
+        for category, part in self.parts.items():
+            if product_id in part:
+                return category
+        return None
+
+    def _part_of(self, product_id: int) -> NeighbourIndex:
+        category = self.category_of(product_id)
+        if category is None:
+            raise KeyError(product_id)
+        return self.parts[category]
+
+    def neighbours(self, product_id: int, k: int | None = None) -> Neighbours:
+        """The product's list, inside its category."""
+        return self._part_of(product_id).neighbours(product_id, k)
+
+    def vector(self, product_id: int) -> np.ndarray:
+        return self._part_of(product_id).vector(product_id)
+
+    def query(self, vector: Any, k: int = 10, exclude: Iterable[int] = ()) -> Neighbours:
+        """The ``k`` nearest of the whole catalog: the partitions' top-k merged exactly."""
+        skip = sorted(set(exclude))
+        return merge_nearest((part.query(vector, k=k, exclude=skip)
+                              for part in self.parts.values()), k)
+
+    def query_within(self, category: str, vector: Any, k: int = 10,
+                     exclude: Iterable[int] = ()) -> Neighbours:
+        """The ``k`` nearest inside ``category`` (none when it holds no product)."""
+        part = self.parts.get(category)
+        return [] if part is None else part.query(vector, k=k, exclude=exclude)
+
+    def holders(self, ids: Iterable[int] | np.ndarray) -> set[int]:
+        wanted = list(ids)
+        return set().union(*(part.holders(wanted) for part in self.parts.values()))
+
+    def holds(self, product_id: int, vector: Any, category: str) -> bool:
+        """Whether the product is in ``category``'s partition with exactly this vector."""
+        part = self.parts.get(category)
+        return (part is not None and product_id in part
+                and np.array_equal(part.vector(product_id), np.asarray(vector, np.float32)))
+
+    def top_k_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        tables = [part.top_k_table() for part in self.parts.values()]
+        if not tables:
+            return (np.empty(0, np.int64), np.empty((0, self.k), np.int64),
+                    np.empty((0, self.k), np.float32))
+        ids, nbr_ids, nbr_dist = (np.concatenate(cols) for cols in zip(*tables, strict=True))
+        return ids, nbr_ids, nbr_dist
+
+    # ------------------------------------------------------------------ in memory
+
+    def plan_upsert(self, ids: Sequence[int] | np.ndarray,
+                    vectors: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Of ``ids``, those not held with exactly these vectors (in any partition)."""
+        ids_arr = np.asarray(ids, np.int64).reshape(-1)
+        vecs = np.asarray(vectors, np.float32).reshape(ids_arr.size, -1)
+        keep = [i for i, pid in enumerate(ids_arr.tolist())
+                if pid not in self or not np.array_equal(self.vector(pid), vecs[i])]
+        return ids_arr[keep], vecs[keep]
+
+    def apply_upsert(self, ids: np.ndarray, vecs: np.ndarray) -> set[int]:
+        raise MatrixError("a partitioned index needs each product's category: use upsert")
+
+    def plan_remove(self, ids: Iterable[int] | np.ndarray) -> np.ndarray:
+        return np.unique(np.asarray([pid for pids in self.locate(ids).values() for pid in pids],
+                                    np.int64))
+
+    def apply_remove(self, present: np.ndarray) -> set[int]:
+        return self.remove(present)
+
+    def upsert(self, ids: Sequence[int] | np.ndarray, vectors: Any,
+               categories: Sequence[str] | None = None, *,
+               make: Callable[[], NeighbourIndex] | None = None) -> set[int]:
+        """Add or move products (not persisted: ``PartitionedStore.upsert`` is); returns the
+        products whose lists may have changed. ``make`` builds an empty partition (dense)."""
+        if categories is None:
+            raise MatrixError("a partitioned index needs each product's category")
+        changed: set[int] = set()
+        for category, (pids, vecs) in group_by_category(ids, vectors, categories).items():
+            changed |= self.remove(pid for pid in pids if self.category_of(pid) not in
+                                   (None, category))
+            part = self.parts.get(category)
+            if part is None:
+                part = self.parts[category] = (make or self._empty_dense)()
+            changed |= part.upsert(pids, vecs)
+        return changed
+
+    def remove(self, ids: Iterable[int] | np.ndarray) -> set[int]:
+        changed: set[int] = set()
+        for category, pids in self.locate(ids).items():
+            changed |= self.parts[category].remove(pids)
+        return changed
+
+    def locate(self, ids: Iterable[int] | np.ndarray) -> dict[str, list[int]]:
+        """The held ones of ``ids``, by partition."""
+        found: dict[str, list[int]] = {}
+        for pid in np.asarray(list(ids), np.int64).tolist():
+            category = self.category_of(pid)
+            if category is not None:
+                found.setdefault(category, []).append(pid)
+        return found
+
+    def within(self, category: str) -> NeighbourIndex:
+        """The partition of ``category`` (an empty index when it holds no product)."""
+        return self.parts.get(category) or self._empty_dense()
+
+    def replace_state(self, other: Any) -> None:
+        if not isinstance(other, PartitionedIndex):
+            raise MatrixError(f"cannot replace a partitioned index with {type(other).__name__}")
+        self.parts, self.version = dict(other.parts), other.version
+
+    def _empty_dense(self) -> NeighbourIndex:
+        return DistanceMatrix(dim=self.dim, metric=self.metric, k=self.k)
+
+
+def partitioned(matrix: NeighbourIndex) -> PartitionedIndex:
+    """``matrix`` as the partitioned index it must be."""
+    if not isinstance(matrix, PartitionedIndex):
+        raise MatrixError(f"expected a partitioned index, got {type(matrix).__name__}")
+    return matrix
+
+
+def group_by_category(ids: Sequence[int] | np.ndarray, vectors: Any, categories: Sequence[str],
+                      ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """ids and vectors split by category, in input order."""
+    ids_arr = np.asarray(ids, np.int64).reshape(-1)
+    vecs = np.asarray(vectors, np.float32).reshape(ids_arr.size, -1)
+    cats = list(categories)
+    if len(cats) != ids_arr.size:
+        raise MatrixError(f"{ids_arr.size} ids but {len(cats)} categories")
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for category in dict.fromkeys(cats):
+        rows = [i for i, c in enumerate(cats) if c == category]
+        out[category] = (ids_arr[rows], vecs[rows])
+    return out
+
+
+class PartitionedStore:
+    """A directory of per-category ``MatrixStore``s, kept like one (module docstring).
+
+    ``layout``: "auto" (each partition dense up to ``max_items`` products, top-k beyond),
+    "dense" or "topk". ``fence``, ``meta`` and ``dim`` apply to every partition's store.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], *, meta: MatrixMeta, k: int = 10,
+                 max_items: int = 20_000, dim: int = EMBEDDING_DIM,
+                 max_deltas: Callable[[str], int] | None = None,
+                 fence: Callable[[], None] | None = None, layout: str = "auto",
+                 engine: str = "numpy") -> None:
+        if layout not in ("auto", "dense", "topk"):
+            raise MatrixError(f"layout must be auto, dense or topk, got {layout!r}")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.meta, self.k, self.max_items, self.dim = meta, k, max_items, dim
+        self.fence, self.layout, self.engine = fence, layout, engine
+        #: max_deltas of a partition's store by its layout (compaction rewrites top-k vectors)
+        self.max_deltas = max_deltas or (lambda layout: 500)
+        self._stores: dict[str, MatrixStore] = {}
+
+    def __repr__(self) -> str:
+        return f"PartitionedStore({str(self.directory)!r}, meta={self.meta!r})"
+
+    @property
+    def root(self) -> Path:
+        return self.directory / PARTITIONS_DIR
+
+    def layout_for(self, n: int) -> str:
+        if self.layout != "auto":
+            return self.layout
+        return "topk" if n > self.max_items else "dense"
+
+    def part_store(self, category: str, *, layout: str | None = None) -> MatrixStore:
+        """The store of ``category``'s partition (one object per category, given this store's
+        settings). ``layout``: what its rebuild or an empty partition gets; what is on disk
+        keeps its own layout."""
+        store = self._stores.get(category)
+        if store is None:
+            store = MatrixStore(self.root / partition_name(category), meta=self.meta, k=self.k,
+                                layout=self.layout_for(0))
+            if store.stored_layout() == "topk":
+                store.layout = "topk"
+            self._stores[category] = store
+        if layout is not None:
+            store.layout = layout
+        store.meta, store.k, store.max_items, store.dim = self.meta, self.k, self.max_items, self.dim
+        store.fence, store.engine = self.fence, self.engine
+        store.max_deltas = self.max_deltas(store.layout)
+        return store
+
+    def categories_on_disk(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(partition_category(p.name) for p in self.root.iterdir()
+                      if p.is_dir() and p.name.startswith(_PREFIX))
+
+    # ------------------------------------------------------------------ reading
+
+    def _check_not_plain(self) -> None:
+        if scan(self.directory).generation:
+            raise StaleMatrixError(f"{self.directory} holds lists across the catalog, not "
+                                   "inside each category")
+
+    def load(self, *, allow_stale: bool = False) -> PartitionedIndex:
+        if not allow_stale:
+            self._check_not_plain()
+        parts = {cat: self.part_store(cat).load(allow_stale=allow_stale)
+                 for cat in self.categories_on_disk()}
+        index = PartitionedIndex(parts, dim=self.dim, metric=self.meta.metric, k=self.k)
+        index.version = (0, 0)
+        return index
+
+    def refresh(self, matrix: NeighbourIndex) -> set[int]:
+        """Bring every partition to the newest state on disk (new partitions loaded, removed
+        ones dropped); returns the products whose lists may have changed."""
+        matrix = partitioned(matrix)
+        self._check_not_plain()
+        changed: set[int] = set()
+        on_disk = set(self.categories_on_disk())
+        for category in set(matrix.parts) - on_disk:
+            changed |= set(matrix.parts.pop(category).ids.tolist())
+            self._stores.pop(category, None)
+        for category in sorted(on_disk):
+            store = self.part_store(category)
+            part = matrix.parts.get(category)
+            if part is None:
+                matrix.parts[category] = part = store.load()
+                changed |= set(part.ids.tolist())
+            else:
+                changed |= store.refresh(part)
+        return changed
+
+    def stored_layout(self) -> str | None:
+        """The partitions' layout on disk: "dense" or "topk" when all share it, "mixed", or
+        None without any partition."""
+        layouts = {self.part_store(cat).stored_layout() for cat in self.categories_on_disk()}
+        layouts.discard(None)
+        if not layouts:
+            return None
+        return layouts.pop() if len(layouts) == 1 else "mixed"
+
+    # ------------------------------------------------------------------ writing
+
+    def upsert(self, matrix: NeighbourIndex, ids: Sequence[int] | np.ndarray, vectors: Any,
+               categories: Sequence[str]) -> set[int]:
+        """Durably add or move products; a product whose category changed leaves its old
+        partition first. Returns the products whose lists may have changed."""
+        matrix = partitioned(matrix)
+        self.refresh(matrix)
+        changed: set[int] = set()
+        for category, (pids, vecs) in group_by_category(ids, vectors, categories).items():
+            moving = [pid for pid in pids.tolist()
+                      if matrix.category_of(pid) not in (None, category)]
+            changed |= self._remove_held(matrix, moving)
+            store, part = self._writable(matrix, category, pids)
+            changed |= store.upsert(part, pids, vecs)
+        return changed
+
+    def _writable(self, matrix: PartitionedIndex, category: str,
+                  incoming: np.ndarray) -> tuple[MatrixStore, NeighbourIndex]:
+        """The partition's store and index, moved to the top-k layout first if the incoming
+        products take a dense partition past ``max_items`` (its lists kept as they are)."""
+        part = matrix.parts.get(category)
+        size = 0 if part is None else len(part)
+        grown = size + sum(1 for pid in incoming.tolist() if part is None or pid not in part)
+        store = self.part_store(category, layout=None if part else self.layout_for(grown))
+        if part is None:
+            part = matrix.parts[category] = store.load()
+        if part.layout == "dense" and self.layout_for(grown) == "topk":
+            part = matrix.parts[category] = store.convert(part, "topk")
+            store = self.part_store(category, layout="topk")
+        return store, part
+
+    def remove(self, matrix: NeighbourIndex, ids: Iterable[int] | np.ndarray) -> set[int]:
+        """Durably remove products from their partitions; unknown ids are ignored."""
+        matrix = partitioned(matrix)
+        self.refresh(matrix)
+        return self._remove_held(matrix, ids)
+
+    def _remove_held(self, matrix: PartitionedIndex, ids: Iterable[int] | np.ndarray) -> set[int]:
+        changed: set[int] = set()
+        for category, pids in matrix.locate(ids).items():
+            changed |= self.part_store(category).remove(matrix.parts[category], pids)
+        return changed
+
+    def compact(self, matrix: NeighbourIndex) -> None:
+        matrix = partitioned(matrix)
+        self.refresh(matrix)
+        for category, part in matrix.parts.items():
+            self.part_store(category).compact(part)
+
+    def rebuild(self, ids: Sequence[int] | np.ndarray, vectors: Any,
+                categories: Sequence[str]) -> PartitionedIndex:
+        """Full build: every partition published as a fresh generation of its store, the
+        partitions of categories no longer present and a plain store's files removed."""
+        groups = group_by_category(ids, vectors, categories)
+        parts: dict[str, NeighbourIndex] = {}
+        for category, (pids, vecs) in sorted(groups.items()):
+            parts[category] = self.part_store(category, layout=self.layout_for(pids.size)) \
+                .rebuild(pids, vecs)
+        for category in set(self.categories_on_disk()) - set(groups):
+            self._check_fence()
+            shutil.rmtree(self.root / partition_name(category))
+            self._stores.pop(category, None)
+        plain_files_remove(self.directory, self._check_fence)
+        index = PartitionedIndex(parts, dim=self.dim, metric=self.meta.metric, k=self.k)
+        index.version = (0, 0)
+        return index
+
+    def _check_fence(self) -> None:
+        if self.fence is not None:
+            self.fence()
+
+    # ------------------------------------------------------------------ files
+
+    def cleanup_temp(self) -> int:
+        return sum(self.part_store(cat).cleanup_temp() for cat in self.categories_on_disk())
+
+    def lock(self, *, timeout: float | None = None) -> contextlib.AbstractContextManager[None]:
+        return exclusive_flock(self.directory / LOCK_NAME, timeout=timeout)
+
+
+def plain_files_remove(directory: Path, fence: Callable[[], None] | None = None) -> int:
+    """Remove a plain store's bases and deltas from ``directory`` (once a partitioned index
+    replaced it); returns how many files went."""
+    doomed = list(_plain_files(directory))
+    if doomed and fence is not None:
+        fence()
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return len(doomed)
+
+
+def partitions_remove(directory: Path, fence: Callable[[], None] | None = None) -> bool:
+    """Remove a partitioned index from ``directory`` (once a plain store replaced it)."""
+    root = Path(directory) / PARTITIONS_DIR
+    if not root.is_dir():
+        return False
+    if fence is not None:
+        fence()
+    shutil.rmtree(root)
+    return True
+
+
+def _plain_files(directory: Path) -> Iterator[Path]:
+    for path in Path(directory).iterdir():
+        if path.is_file() and path.name.startswith(("base-", "delta-")):
+            yield path
+
+
+__all__ = [
+    "NO_CATEGORY",
+    "PartitionedIndex",
+    "PartitionedStore",
+    "merge_nearest",
+    "partitions_present",
+    "partitions_remove",
+    "plain_files_remove",
+]
