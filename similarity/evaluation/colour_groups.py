@@ -42,21 +42,27 @@ def _plain_colour(a: float) -> np.ndarray:
 MIN_SEPARATION = float(np.linalg.norm(_plain_colour(0.0) - _plain_colour(MIN_DELTA_E)))
 
 
+def _sq_distances(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """(N, k) squared distances of unit rows to the centres."""
+    return np.maximum(1.0 - 2.0 * (x @ centres.T) + (centres * centres).sum(axis=1), 0.0)
+
+
 def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
     """(labels, centres, inertia) of Lloyd's k-means from a k-means++ start."""
     centres = x[[rng.integers(len(x))]]
     for _ in range(1, k):
-        d2 = ((x[:, None, :] - centres[None]) ** 2).sum(-1).min(axis=1)
+        d2 = _sq_distances(x, centres).min(axis=1)
         p = d2 / d2.sum() if d2.sum() > 0 else None
         centres = np.vstack([centres, x[rng.choice(len(x), p=p)]])
     for _ in range(_ITERATIONS):
-        labels = ((x[:, None, :] - centres[None]) ** 2).sum(-1).argmin(axis=1)
-        moved = np.stack([x[labels == j].mean(axis=0) if (labels == j).any() else centres[j]
-                          for j in range(k)])
+        labels = _sq_distances(x, centres).argmin(axis=1)
+        onehot = np.eye(k)[labels]
+        counts = onehot.sum(axis=0)[:, None]
+        moved = np.where(counts > 0, (onehot.T @ x) / np.maximum(counts, 1), centres)
         if np.allclose(moved, centres):
             break
         centres = moved
-    inertia = float(((x - centres[labels]) ** 2).sum())
+    inertia = float(_sq_distances(x, centres)[np.arange(len(x)), labels].sum())
     return labels, centres, inertia
 
 
