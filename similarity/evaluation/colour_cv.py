@@ -37,7 +37,6 @@ CV_TIE = 0.005
 CRITERION = "category-and-colour-group@10"
 
 
-
 @dataclass(frozen=True)
 class ColourChoice:
     """The chosen weight, and per weight of the grid (category P@10, category-and-colour-group@10)."""

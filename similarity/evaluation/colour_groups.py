@@ -6,7 +6,7 @@ k-means clusters of those distributions for the k in 2..``MAX_GROUPS`` with the 
 silhouette, among the clusterings whose closest two centres are at least ``MIN_SEPARATION``
 apart: the Hellinger distance between two plain colours ``MIN_DELTA_E`` apart in a*b*, a
 difference a shopper sees at a glance. When no clustering separates its groups that far (a
-catalog of grey garments, or of one dye), the catalog is one colour group. A product without
+catalog of grey garments), the catalog is one colour group. A product without
 a descriptor (all zeros) is a group of its own kind, -1.
 """
 
