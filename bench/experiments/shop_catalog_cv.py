@@ -120,7 +120,7 @@ def _choose_colour(config: Config, data: ShopData, inp: Inputs, log: Log) -> Non
 def choose_as_catalog(config: Config, data: ShopData, inp: Inputs, log: Log) -> None:
     """The colour weight as the catalog's rebuild chooses it (similarity/evaluation/colour_cv.py:
     catalog products query the catalog, shape refitted per fold on the other folds' shots and
-    views, category-and-hue@10), with no dye label."""
+    views, category-and-colour-group@10), with no dye label."""
     y = data.catalog.labels
     n_views = inp.views.shape[0]
 

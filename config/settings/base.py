@@ -141,11 +141,10 @@ LOOKALIKE_EMBED_THREADS = int(os.environ.get("LOOKALIKE_EMBED_THREADS", 0))
 LOOKALIKE_SPACE = os.environ.get("LOOKALIKE_SPACE", "lda-blend")
 LOOKALIKE_METRIC = os.environ.get("LOOKALIKE_METRIC", "euclidean")
 # Weight of the colour descriptor beside the projected shape vector in the lda-blend space:
-# a number (0: shape only; 1.0 is what the shop-photo experiment chose by catalog
-# cross-validation) or "auto" (each full rebuild chooses it by cross-validation inside the
-# catalog and stores it with the projection; not the default: on dyed garments it gave up
-# colour@10, docs/quality.md). catalog/space.py checks it. Changing it makes the matrix stale.
-LOOKALIKE_COLOUR_WEIGHT: str | float = os.environ.get("LOOKALIKE_COLOUR_WEIGHT", "1.0")
+# "auto" (each full rebuild chooses it from 0, 0.25, 0.5, 1, 2 by cross-validation inside the
+# catalog and stores it with the projection, docs/quality.md) or a number that fixes it (0:
+# shape only). catalog/space.py checks it. Changing it makes the matrix stale.
+LOOKALIKE_COLOUR_WEIGHT: str | float = os.environ.get("LOOKALIKE_COLOUR_WEIGHT", "auto")
 # Augmented (shopper-style) views the full rebuild embeds to fit the robust projection: 2 per
 # labelled product, at most this many (a seeded sample of products beyond); 0 fits the plain
 # blend on the catalog alone.

@@ -4,15 +4,15 @@ A catalog knows its products' categories, not their colours. What it can score:
 
 - **category P@10** of each held-out product's neighbours (similarity.evaluation.kfold:
   the shape space is refitted without the product's fold);
-- **category-and-hue@10**: the share of those neighbours in the product's category *and*
-  its hue group, the hue group being read off the product's own colour descriptor
-  (:func:`hue_groups`: the cell of the descriptor's a*b* plane holding most of the
-  garment's colour; lightness is left out, as shading and lighting move it within one
-  garment). A catalog of grey garments is one hue group, so there the criterion *is*
+- **category-and-colour-group@10**: the share of those neighbours in the product's category
+  *and* its colour group, the groups being found in the catalog's own colour descriptors
+  (similarity/evaluation/colour_groups.py: clusters of the descriptors' a*b* distributions,
+  as many as separate best, none closer than a colour difference a shopper sees at a
+  glance). A catalog of grey garments is one colour group, so there the criterion *is*
   category P@10 and colour can only cost; in a catalog of dyed garments, neighbours of
-  the shopper's hue count.
+  the product's colour count.
 
-The weight with the best category-and-hue@10 wins; weights within ``CV_TIE`` of it are
+The weight with the best category-and-colour-group@10 wins; weights within ``CV_TIE`` of it are
 tied and the smallest of them is chosen, so noise never buys colour. One shape fit per
 fold serves every weight of the grid (the weight only changes the blend).
 """
@@ -25,42 +25,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from similarity.embedding.colour import COLOUR_DIM, blend_colour
+from similarity.embedding.colour import blend_colour
+from similarity.evaluation.colour_groups import colour_groups
 from similarity.evaluation.kfold import Fit, held_out_rank, kfold_spaces
 from similarity.evaluation.metrics import label_precision
 
-__all__ = ["COLOUR_WEIGHT_GRID", "CRITERION", "CV_TIE", "ColourChoice", "choose_colour_weight", "hue_groups"]
+__all__ = ["COLOUR_WEIGHT_GRID", "CRITERION", "CV_TIE", "ColourChoice", "choose_colour_weight"]
 
 COLOUR_WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0)
 CV_TIE = 0.005
-CRITERION = "category-and-hue@10"
-_AB_CELLS = 49  # the descriptor's 7 x 7 a*b* grid (similarity/embedding/colour.py)
-
-
-def hue_groups(colours: np.ndarray) -> np.ndarray:
-    """(N,) int64: each descriptor's a*b* cell with the most mass, summed over lightness
-    (-1 for a missing, all-zero descriptor)."""
-    c = np.asarray(colours, dtype=np.float64).reshape(-1, COLOUR_DIM)
-    mass = (c * c).reshape(c.shape[0], -1, _AB_CELLS).sum(axis=1)  # Hellinger: squares are shares
-    groups = mass.argmax(axis=1).astype(np.int64)
-    groups[mass.sum(axis=1) <= 0] = -1
-    return groups
+CRITERION = "category-and-colour-group@10"
 
 
 @dataclass(frozen=True)
 class ColourChoice:
-    """The chosen weight, and per weight of the grid (category P@10, category-and-hue@10)."""
+    """The chosen weight, and per weight of the grid (category P@10, category-and-colour-group@10)."""
 
     weight: float
     scores: dict[float, tuple[float, float]]
-    hues: int  # hue groups among the scored products
+    groups: int  # colour groups among the scored products
     products: int
     seconds: float
 
     def summary(self) -> str:
         tried = ", ".join(f"{w:g}: {c:.3f}/{b:.3f}" for w, (c, b) in self.scores.items())
         return (f"colour weight {self.weight:g} chosen by {CRITERION} over {self.products} products "
-                f"in {self.hues} hue group(s), catalog CV (category P@10/{CRITERION}) {tried}; "
+                f"in {self.groups} colour group(s), catalog CV (category P@10/{CRITERION}) {tried}; "
                 f"{self.seconds:.1f} s")
 
 
@@ -87,8 +77,8 @@ def choose_colour_weight(categories: Sequence[Hashable | None], colours: np.ndar
     started = time.perf_counter()
     colours = np.asarray(colours, dtype=np.float64)
     labels = _object_array([None if c in ("", None) else c for c in categories])
-    hues = hue_groups(colours)
-    pairs = _object_array([None if c is None else (c, int(h)) for c, h in zip(labels, hues, strict=True)])
+    groups = colour_groups(colours, seed=seed)
+    pairs = _object_array([None if c is None else (c, int(g)) for c, g in zip(labels, groups, strict=True)])
     k = min(k, len(labels) - 1)
     hits: dict[float, list[np.ndarray]] = {float(w): [] for w in weights}
     both: dict[float, list[np.ndarray]] = {float(w): [] for w in weights}
@@ -103,5 +93,5 @@ def choose_colour_weight(categories: Sequence[Hashable | None], colours: np.ndar
         raise ValueError("choosing the colour weight needs labelled products in at least two folds")
     scores = {w: (float(np.concatenate(hits[w]).mean()), float(np.concatenate(both[w]).mean())) for w in hits}
     rows = np.concatenate(scored)
-    return ColourChoice(weight=_pick(scores), scores=scores, hues=len(set(hues[rows].tolist())),
+    return ColourChoice(weight=_pick(scores), scores=scores, groups=len(set(groups[rows].tolist())),
                         products=int(rows.size), seconds=time.perf_counter() - started)

@@ -26,7 +26,7 @@ from tests.pipeline.helpers import dyed_garments
 pytestmark = pytest.mark.django_db
 
 # 8 garments of every class and dye (96): a list of 10 can hold 7 of the query's class and dye,
-# so category-and-hue@10 can tell the weights apart.
+# so category-and-colour-group@10 can tell the weights apart.
 PER = 8
 
 
@@ -43,7 +43,8 @@ def test_the_rebuild_chooses_stores_and_uses_the_colour_weight(dyed, settings):
     projection, _, extra = read_blend(projection_path())
     weight = extra["colour_weight"]
     assert weight > 0  # three dyes in every category: colour is a real attribute here
-    assert f"colour weight {weight:g} chosen by category-and-hue@10 over {len(dyed)} products" in run.message
+    chosen = f"colour weight {weight:g} chosen by category-and-colour-group@10 over {len(dyed)} products"
+    assert chosen in run.message
     space = space_current()
     assert space.colour_weight == weight
     assert space.key.endswith(f"+colour:{COLOUR_KEY}:w={weight:g}")

@@ -1,5 +1,5 @@
 """similarity.evaluation.colour_cv: the colour weight a catalog chooses for itself, on synthetic
-catalogs whose colour is noise (grey garments: one hue group) or a real attribute (dyed)."""
+catalogs whose colour is noise (grey garments: one colour group) or a real attribute (dyed)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from similarity.embedding.colour import COLOUR_DIM
-from similarity.evaluation.colour_cv import CV_TIE, choose_colour_weight, hue_groups
+from similarity.evaluation.colour_cv import CV_TIE, choose_colour_weight
+from similarity.evaluation.colour_groups import colour_groups
 
 N_PER_CLASS, CLASSES, DIM = 30, 4, 16
 NEUTRAL = 3 * 7 + 3  # the a*b* cell of a = b = 0
@@ -37,16 +38,16 @@ def fixed_space(shape: np.ndarray):
     return lambda train: (lambda rows: shape[rows])
 
 
-def test_grey_garments_are_one_hue_group_and_colour_noise_is_turned_off():
+def test_grey_garments_are_one_colour_group_and_colour_noise_is_turned_off():
     labels, shape, _ = catalog()
     rng = np.random.default_rng(1)
     grey = descriptors(np.full(len(labels), NEUTRAL), rng)
-    assert set(hue_groups(grey).tolist()) == {NEUTRAL}
+    assert set(colour_groups(grey).tolist()) == {0}
     choice = choose_colour_weight(labels, grey, fixed_space(shape))
     assert choice.weight == 0.0
-    assert choice.hues == 1 and choice.products == len(labels)
+    assert choice.groups == 1 and choice.products == len(labels)
     for category, both in choice.scores.values():
-        assert category == pytest.approx(both)  # one hue group: the criterion is category P@10
+        assert category == pytest.approx(both)  # one colour group: the criterion is category P@10
     assert choice.scores[2.0][0] < choice.scores[0.0][0] - CV_TIE  # the noise costs category
 
 
@@ -54,11 +55,11 @@ def test_dyed_garments_choose_a_colour_weight_above_zero():
     labels, shape, dyes = catalog()
     rng = np.random.default_rng(2)
     dyed = descriptors(np.array([5, 12, 30, 44])[dyes], rng)  # 4 dyes, independent of category
-    assert len(set(hue_groups(dyed).tolist())) == 4
+    assert len(set(colour_groups(dyed).tolist())) == 4
     choice = choose_colour_weight(labels, dyed, fixed_space(shape))
     assert choice.weight > 0
     assert choice.scores[choice.weight][1] > choice.scores[0.0][1] + 0.1
-    assert "colour weight" in choice.summary() and "4 hue group(s)" in choice.summary()
+    assert "colour weight" in choice.summary() and "4 colour group(s)" in choice.summary()
 
 
 def test_ties_go_to_the_smaller_weight_and_unlabelled_products_are_not_scored():
@@ -69,8 +70,18 @@ def test_ties_go_to_the_smaller_weight_and_unlabelled_products_are_not_scored():
     assert choice.weight == 0.5 and choice.products == len(labels) - 5
 
 
-def test_a_missing_descriptor_is_its_own_group_and_bad_grids_are_refused():
-    assert hue_groups(np.zeros((2, COLOUR_DIM))).tolist() == [-1, -1]
+def test_bad_grids_are_refused():
     labels, shape, _ = catalog()
     with pytest.raises(ValueError, match="colour weights"):
         choose_colour_weight(labels, np.zeros((len(labels), COLOUR_DIM)), fixed_space(shape), weights=(-1.0,))
+
+
+def test_pale_and_full_tints_of_a_dye_agree_in_colour():
+    labels, shape, dyes = catalog()
+    rng = np.random.default_rng(4)
+    full, pale = np.array([5, 12, 30, 44])[dyes], np.array([4, 19, 31, 37])[dyes]  # neighbouring a*b* cells
+    share = rng.random(len(labels))[:, None]
+    mixed = np.sqrt(share * descriptors(full, rng) ** 2 + (1 - share) * descriptors(pale, rng) ** 2)
+    choice = choose_colour_weight(labels, mixed, fixed_space(shape))
+    assert choice.groups == 4 and choice.weight > 0
+    assert choice.scores[choice.weight][1] > choice.scores[0.0][1] + 0.1
