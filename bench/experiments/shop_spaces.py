@@ -130,13 +130,20 @@ def _refind(row: dict, per: dict[str, dict], reshots: PhotoSet, ranked: np.ndarr
         per[CLASS_NAMES[int(cls)]]["recall_at_1"] = refind_recall(ranked[sel], src[sel], 1)
 
 
+def fit_space(config: Config, data: ShopData, inp: Inputs, train: np.ndarray | None = None) -> Transform:
+    """The configuration's projection fitted on the catalog garments ``train`` (all by default)
+    and their views."""
+    train = np.arange(len(data.catalog)) if train is None else train
+    y = data.catalog.labels[train]
+    aug = inp.views[:, train].reshape(-1, inp.catalog.shape[1])
+    n_views = inp.views.shape[0]
+    return config.fitter(inp.catalog[train], y, aug, np.tile(y, n_views), np.tile(np.arange(y.size), n_views))
+
+
 def measure(config: Config, data: ShopData, inp: Inputs) -> tuple[dict, np.ndarray]:
     """Fit on the whole catalog (+ views), score queries and re-shots. Returns (row, ranked queries)."""
     y, dyes = data.catalog.labels, data.catalog.dyes
-    aug = inp.views.reshape(-1, inp.catalog.shape[1])
-    n_views = inp.views.shape[0]
-    transform = config.fitter(inp.catalog, y, aug, np.tile(y, n_views),
-                              np.tile(np.arange(y.size), n_views))
+    transform = fit_space(config, data, inp)
     w = float(config.params.get("colour_weight", 0.0))
     g = in_space(transform(inp.catalog), inp.catalog_colour, w)
     q = in_space(transform(inp.queries), inp.queries_colour, w)
