@@ -12,10 +12,13 @@ studio background), and four catalogs are built from the same garments: every pr
 
 The projection is fitted as with one photo, on the catalog shots and their views only (the
 further photos are never fitted on), so every catalog and candidate is compared in the same
-space; nothing is chosen on the queries. Candidates (similarity/index/product_distance.py):
-the first photo only (today's product), min over photo pairs, the L2-normalised mean vector,
-the mean of the pairwise distances, and chamfer (each photo's nearest photo of the other
-product, averaged both ways).
+space; nothing is chosen on the queries. One more catalog, "3 photos, projection fitted on
+them too", fits the projection with every garment's further photos as more of its views (its
+paired differences are from the first photo in the default fit).
+
+Candidates (similarity/index/product_distance.py): the first photo only (today's product), min
+over photo pairs, the L2-normalised mean vector, the mean of the pairwise distances, and
+chamfer (each photo's nearest photo of the other product, averaged both ways).
 
 Scored, with standard errors, and each candidate's paired difference from the first photo
 (same queries and products; k = 10):
@@ -39,7 +42,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,11 +55,12 @@ from bench.experiments.shop_embeddings import Photos
 from bench.experiments.shop_pictures import (
     PhotoSet,
     Picture,
+    ShopData,
     Sizes,
     make_shop_data,
     product_views,
 )
-from bench.experiments.shop_spaces import K, fit_space, format_params, in_space, load_inputs
+from bench.experiments.shop_spaces import Config, Inputs, K, fit_space, format_params, in_space, load_inputs
 from similarity.embedding.projection import stratified_folds
 from similarity.evaluation.metrics import label_precision, rank
 from similarity.evaluation.shots import shop_extra_shot
@@ -75,6 +79,7 @@ Reduce = Callable[[np.ndarray, PhotoGroups, PhotoGroups], np.ndarray]
 PAIR_CANDIDATES: dict[str, Reduce] = {"first photo": first_photo, "min over photo pairs": min_pair,
                                       "mean of pairwise distances": mean_pair, "chamfer": chamfer}
 MEAN_VECTOR = "mean vector"
+FITTED_ON_PHOTOS = "3 photos, projection fitted on them too"
 CANDIDATES = ("first photo", "min over photo pairs", MEAN_VECTOR, "mean of pairwise distances", "chamfer")
 
 
@@ -202,9 +207,25 @@ def page_scores(candidate: str, folds: list[tuple[np.ndarray, Space]], counts: n
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
-def build(photos: Photos, sizes: Sizes, seed: int, log: Callable[[str], None]) -> tuple[Bench, dict]:
-    """The catalog's configuration fitted on the catalog shots and views (and per fold), and
-    every photo, query and re-shot in it."""
+def _bench(config: Config, data: ShopData, inp: Inputs, raw: Raw, log: Callable[[str], None]) -> Bench:
+    """Every photo, query and re-shot in the space fitted on the whole catalog, and per fold."""
+    w = float(config.params.get("colour_weight", 0.0))
+    started = time.perf_counter()
+    space = Space.of(raw, fit_space(config, data, inp), w)
+    log(f"space {config.space} ({format_params(config.params)}) with {inp.views.shape[0]} views "
+        f"fitted in {time.perf_counter() - started:.0f} s")
+    y = data.catalog.labels
+    folds = [(held, Space.of(raw, fit_space(config, data, inp, np.setdiff1d(np.arange(y.size), held)), w))
+             for held in stratified_folds(y, FOLDS, seed=0)]
+    log(f"  {FOLDS} fold spaces fitted [{time.perf_counter() - started:.0f} s]")
+    return Bench(space, folds, Labels(y, data.catalog.dyes, data.queries.labels, data.queries.dyes,
+                                      data.reshots.labels, data.reshots.source))
+
+
+def build(photos: Photos, sizes: Sizes, seed: int, log: Callable[[str], None]
+          ) -> tuple[Bench, Callable[[], Bench], dict]:
+    """The catalog's configuration fitted on the catalog shots and their views, and (when
+    called) fitted with the further photos as more views of their garment; the figures in both."""
     data = product_views(make_shop_data(sizes, seed), seed)
     config = product_configuration()
     inp = load_inputs(photos, data, config.policy, views=len(data.views))
@@ -214,20 +235,9 @@ def build(photos: Photos, sizes: Sizes, seed: int, log: Callable[[str], None]) -
     raw = Raw(np.stack([inp.catalog, *(photos.vectors(s, config.policy) for s in extras)], axis=1),
               np.stack([inp.catalog_colour, *(photos.colours(s) for s in extras)], axis=1),
               inp.queries, inp.queries_colour, inp.reshots, inp.reshots_colour)
-    w = float(config.params.get("colour_weight", 0.0))
-    started = time.perf_counter()
-    space = Space.of(raw, fit_space(config, data, inp), w)
-    fit_seconds = time.perf_counter() - started
-    log(f"space {config.space} ({format_params(config.params)}) fitted in {fit_seconds:.0f} s")
-    y = data.catalog.labels
-    folds = [(held, Space.of(raw, fit_space(config, data, inp, np.setdiff1d(np.arange(y.size), held)), w))
-             for held in stratified_folds(y, FOLDS, seed=0)]
-    log(f"  {FOLDS} fold spaces fitted [{time.perf_counter() - started:.0f} s]")
-    labels = Labels(y, data.catalog.dyes, data.queries.labels, data.queries.dyes, data.reshots.labels,
-                    data.reshots.source)
-    info = {"configuration": config.name, "space": config.space, "params": config.params,
-            "fit_seconds": fit_seconds}
-    return Bench(space, folds, labels), info
+    with_photos = replace(inp, views=np.concatenate([inp.views, raw.photos[:, 1:].transpose(1, 0, 2)]))
+    info = {"configuration": config.name, "space": config.space, "params": config.params}
+    return _bench(config, data, inp, raw, log), lambda: _bench(config, data, with_photos, raw, log), info
 
 
 def _stat(values: np.ndarray) -> dict[str, float]:
@@ -235,36 +245,38 @@ def _stat(values: np.ndarray) -> dict[str, float]:
     return {"mean": float(v.mean()), "se": float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else 0.0}
 
 
-def measure_catalog(bench: Bench, catalog: str, seed: int) -> list[dict]:
-    """Every candidate on one catalog, with its paired difference from the first photo."""
+def measure_catalog(bench: Bench, catalog: str, seed: int, base: dict[str, np.ndarray] | None = None,
+                    label: str | None = None) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """Every candidate on one catalog, with its paired difference from ``base`` (by default the
+    first photo's scores in the same space). Returns the rows and the first photo's scores."""
     counts = photo_counts(catalog, bench.space.photos.shape[0], seed)
-    rows, base = [], None
+    rows, first = [], None
     for candidate in CANDIDATES[:1] if catalog == "1 photo" else CANDIDATES:
         started = time.perf_counter()
         scores = {**search_scores(candidate, bench.space, counts, bench.labels),
                   **page_scores(candidate, bench.folds, counts, bench.labels)}
-        base = base or scores
-        rows.append({"catalog": catalog, "candidate": candidate,
+        first = first or scores
+        rows.append({"catalog": label or catalog, "candidate": candidate,
                      "figures": {name: _stat(v) for name, v in scores.items()},
-                     "vs_first_photo": {name: _stat(v - base[name]) for name, v in scores.items()},
+                     "vs_first_photo": {name: _stat(v - (base or first)[name]) for name, v in scores.items()},
                      "seconds": time.perf_counter() - started})
-    return rows
+    assert first is not None
+    return rows, first
 
 
 def run(sizes: Sizes, *, seed: int = 0, log: Callable[[str], None] | None = None) -> dict:
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     started = time.perf_counter()
     photos = Photos(Path(os.environ.get("LOOKALIKE_SHOP_CACHE", data_dir() / "cache-shop")), log)
-    bench, info = build(photos, sizes, seed, log)
-    rows = []
+    bench, fit_on_photos, info = build(photos, sizes, seed, log)
+    rows: list[dict] = []
+    base = None
     for catalog in CATALOGS:
-        measured = measure_catalog(bench, catalog, seed)
+        measured, first = measure_catalog(bench, catalog, seed)
+        base = base or first
         rows += measured
-        for r in measured:
-            f = r["figures"]
-            log(f"  {catalog}, {r['candidate']}: search P@10 {f['search P@10']['mean']:.3f}, "
-                f"re-shot recall@1 {f['search re-shot recall@1']['mean']:.3f}, "
-                f"pages P@10 {f['pages P@10']['mean']:.3f} [{time.perf_counter() - started:.0f} s]")
+    log(table({"rows": rows}) + f"\n[{time.perf_counter() - started:.0f} s]")
+    rows += measure_catalog(fit_on_photos(), "3 photos", seed, base, FITTED_ON_PHOTOS)[0]
     log(f"embedded {photos.embedded} pictures ({photos.seconds:.0f} s not cached); "
         f"total {time.perf_counter() - started:.0f} s")
     return {"rows": rows, "sizes": asdict(sizes), "seed": seed, **info,
