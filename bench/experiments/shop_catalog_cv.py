@@ -12,7 +12,7 @@ import numpy as np
 
 from bench.common import sq_distances
 from bench.experiments.shop_pictures import ShopData
-from bench.experiments.shop_spaces import Config, Inputs, K, format_params, in_space
+from bench.experiments.shop_spaces import Config, Inputs, K, fit_space, format_params, in_space
 from similarity.embedding.projection import stratified_folds
 from similarity.evaluation.colour_cv import choose_colour_weight
 from similarity.evaluation.metrics import label_precision, rank
@@ -44,10 +44,7 @@ def cv_folds(config: Config, data: ShopData, inp: Inputs) -> list[Fold]:
     out = []
     for held in stratified_folds(y, FOLDS, seed=0):
         train = np.setdiff1d(np.arange(y.size), held)
-        aug = inp.views[:, train].reshape(-1, inp.catalog.shape[1])
-        n_views = inp.views.shape[0]
-        transform = config.fitter(inp.catalog[train], y[train], aug, np.tile(y[train], n_views),
-                                  np.tile(np.arange(train.size), n_views))
+        transform = fit_space(config, data, inp, train)
         out.append(Fold(train, held, transform(inp.catalog[train]), transform(inp.catalog[held]),
                         transform(inp.views[0][held])))
     return out
@@ -122,12 +119,9 @@ def choose_as_catalog(config: Config, data: ShopData, inp: Inputs, log: Log) -> 
     catalog products query the catalog, shape refitted per fold on the other folds' shots and
     views, category-and-colour-group@10), with no dye label."""
     y = data.catalog.labels
-    n_views = inp.views.shape[0]
 
     def fit_shape(train: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-        aug = inp.views[:, train].reshape(-1, inp.catalog.shape[1])
-        z = config.fitter(inp.catalog[train], y[train], aug, np.tile(y[train], n_views),
-                          np.tile(np.arange(train.size), n_views))(inp.catalog)
+        z = fit_space(config, data, inp, train)(inp.catalog)
         return lambda rows: z[rows]
 
     choice = choose_colour_weight(y.tolist(), inp.catalog_colour, fit_shape)

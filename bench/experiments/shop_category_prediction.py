@@ -25,8 +25,6 @@ chosen on them), the held-out category P@10 of every vote of the grid.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import time
@@ -39,9 +37,10 @@ import numpy as np
 
 from bench.common import data_dir, sq_distances
 from bench.experiments.shop_catalog_cv import choose_as_catalog
+from bench.experiments.shop_cli import shop_main
 from bench.experiments.shop_configurations import product_configuration
 from bench.experiments.shop_embeddings import Photos
-from bench.experiments.shop_pictures import FULL, QUICK, ShopData, Sizes, make_shop_data, product_views
+from bench.experiments.shop_pictures import ShopData, Sizes, make_shop_data, product_views
 from bench.experiments.shop_spaces import Config, Inputs, in_space, load_inputs
 from similarity.evaluation.category_vote_cv import VoteChoice, choose_category_vote, vote_scores
 from similarity.evaluation.fashion_mnist import CLASS_NAMES
@@ -187,17 +186,7 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="40/20 garments per class, 100 re-shots, 1 view")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
-    args = parser.parse_args(argv)
-    result = run(QUICK if args.quick else FULL, seed=args.seed)
-    print(table(result))
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2, default=str))
-    return 0
+    return shop_main(__doc__, run, table, argv)
 
 
 if __name__ == "__main__":

@@ -130,14 +130,19 @@ def _refind(row: dict, per: dict[str, dict], reshots: PhotoSet, ranked: np.ndarr
         per[CLASS_NAMES[int(cls)]]["recall_at_1"] = refind_recall(ranked[sel], src[sel], 1)
 
 
+def fit_space(config: Config, data: ShopData, inp: Inputs, train: np.ndarray | None = None) -> Transform:
+    """The configuration's projection fitted on the catalog garments ``train`` (all by default)
+    and their views."""
+    train = np.arange(len(data.catalog)) if train is None else train
+    y = data.catalog.labels[train]
+    aug = inp.views[:, train].reshape(-1, inp.catalog.shape[1])
+    n_views = inp.views.shape[0]
+    return config.fitter(inp.catalog[train], y, aug, np.tile(y, n_views), np.tile(np.arange(y.size), n_views))
+
+
 def _fitted(config: Config, data: ShopData, inp: Inputs) -> tuple[Callable[[np.ndarray], np.ndarray], float]:
     """The configuration's transform fitted on the whole catalog (+ views), and its colour weight."""
-    y = data.catalog.labels
-    aug = inp.views.reshape(-1, inp.catalog.shape[1])
-    n_views = inp.views.shape[0]
-    transform = config.fitter(inp.catalog, y, aug, np.tile(y, n_views),
-                              np.tile(np.arange(y.size), n_views))
-    return transform, float(config.params.get("colour_weight", 0.0))
+    return fit_space(config, data, inp), float(config.params.get("colour_weight", 0.0))
 
 
 def measure_product_pages(config: Config, data: ShopData, inp: Inputs, *, within: bool) -> dict:

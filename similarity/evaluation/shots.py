@@ -10,8 +10,9 @@ The silhouette (alpha) is ``min(1, v / 64)``: where the garment is on the backgr
 **Shots.** A :class:`Shot` is how the garment is photographed: canvas size, garment size as
 a share of the canvas's shorter side, centre offset, tilt, background colour (with a gentle
 gradient and sensor noise), JPEG quality. :func:`catalog_shot` is the shop's: centred, plain
-white, garment filling the square as in Fashion-MNIST, PNG-clean. :func:`shopper_shot`
-draws a random shopper's shot from a seeded generator.
+white, garment filling the square as in Fashion-MNIST, PNG-clean. :func:`shop_extra_shot`
+draws one of the shop's further photos of a garment (studio light, another framing, placing
+and pose); :func:`shopper_shot` draws a random shopper's shot from a seeded generator.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "dyed_colours",
     "render",
     "reshoot",
+    "shop_extra_shot",
     "shopper_shot",
 ]
 
@@ -76,6 +78,23 @@ class Shot:
 def catalog_shot() -> Shot:
     """The shop's product shot: centred, plain white, 224x224, lossless."""
     return Shot()
+
+
+def shop_extra_shot(rng: np.random.Generator) -> Shot:
+    """A shop's further photo of a garment: studio-clean like :func:`catalog_shot`, but framed,
+    placed and posed otherwise: garment 70-100 % of the frame, off-centre within the room left,
+    tilted up to 10 degrees, white to light-grey background, JPEG quality 85-95; square or 3:4."""
+    size = (240, 320) if rng.random() < 0.5 else (256, 256)
+    scale = float(rng.uniform(0.7, 1.0))
+    room = (1.0 - scale) / 2
+    dx = float(rng.uniform(-room, room)) * min(size) / size[0]
+    dy = float(rng.uniform(-room, room)) * min(size) / size[1]
+    grey = rng.uniform(215, 255)
+    background = tuple(int(np.clip(grey + rng.uniform(-4, 4), 0, 255)) for _ in range(3))
+    return Shot(size=size, scale=scale, dx=dx, dy=dy, tilt=float(rng.uniform(-10.0, 10.0)),
+                background=(background[0], background[1], background[2]),
+                gradient=float(rng.uniform(0.0, 0.06)), noise=float(rng.uniform(0.0, 1.5)),
+                jpeg=int(rng.integers(85, 96)), seed=int(rng.integers(2**31)))
 
 
 def shopper_shot(rng: np.random.Generator) -> Shot:

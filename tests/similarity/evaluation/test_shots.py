@@ -21,7 +21,16 @@ from similarity.embedding.projection import (
     save_blend,
 )
 from similarity.evaluation.metrics import label_precision, refind_recall
-from similarity.evaluation.shots import DYES, Shot, catalog_shot, dye, dyed_colours, render, shopper_shot
+from similarity.evaluation.shots import (
+    DYES,
+    Shot,
+    catalog_shot,
+    dye,
+    dyed_colours,
+    render,
+    shop_extra_shot,
+    shopper_shot,
+)
 
 GARMENT_BOX = (70, 50, 150, 190)  # left, top, right, bottom (exclusive) on a 240x260 picture
 
@@ -189,6 +198,18 @@ def test_shots_are_deterministic_and_differ_by_seed() -> None:
     assert colour == dyed_colours(np.random.default_rng(3), "red")
     one, two = render(garment28(), colour, a[0]), render(garment28(), colour, a[1])
     assert hashlib.sha256(one.tobytes()).digest() == hashlib.sha256(two.tobytes()).digest()
+
+
+def test_shop_extra_shots_vary_but_stay_in_the_studio() -> None:
+    rng = np.random.default_rng(5)
+    shots = [shop_extra_shot(rng) for _ in range(50)]
+    assert len(set(shots)) == 50
+    assert all(0.7 <= s.scale <= 1.0 and abs(s.tilt) <= 10 and min(s.background) >= 211
+               and s.jpeg is not None and s.jpeg >= 85 for s in shots)
+    assert all(abs(s.dx) * s.size[0] <= (1 - s.scale) / 2 * min(s.size) + 1e-9 for s in shots)  # in frame
+    img = np.asarray(render(garment28(), DYES["black"], shots[0]))
+    assert img.shape == (shots[0].size[1], shots[0].size[0], 3)
+    assert img[0, 0].min() > 190
 
 
 def test_catalog_shot_of_black_dye_is_a_dark_garment_centred_on_white() -> None:
