@@ -56,6 +56,7 @@ quality: venv model
 	$(PY) -m bench.experiments.shop_quality --sheet docs/shop_sheet.png $(QUALITY_ARGS)
 	$(PY) -m bench.experiments.shop_quality --product $(QUALITY_ARGS)
 	$(PY) -m bench.experiments.shop_category_prediction $(filter --quick,$(QUALITY_ARGS))
+	$(PY) -m bench.experiments.shop_multi_photo $(filter --quick,$(QUALITY_ARGS))
 
 demo: venv model
 	$(PY) scripts/demo.py $(DEMO_ARGS)
