@@ -31,6 +31,7 @@ from similarity import (
     PartitionedIndex,
     PartitionedStore,
     StaleMatrixError,
+    partitions_present,
 )
 
 # Candidates within this fraction of (|q|² + max|x|²) of the k-th float32 squared distance are
@@ -213,7 +214,8 @@ def _searched_in_place(store: IndexStore) -> bool:
     """Whether search reads the stored index: top-k layout (by category: every partition)."""
     if isinstance(store, PartitionedStore):
         return store.stored_layout() == "topk"
-    return store.layout == "topk"  # matrix_store() read the layout on disk
+    # matrix_store() read the layout on disk; lists by category there: a migration in progress
+    return store.layout == "topk" and not partitions_present(store.directory)
 
 
 def _nearest(index: NeighbourIndex, query: np.ndarray, k: int,

@@ -123,18 +123,21 @@ def unicode_scalar(text: str) -> np.ndarray:
 
 
 _layouts: dict[tuple[str, int, int, int], str] = {}
+_LAYOUTS_CACHED = 1024  # bases whose layout is kept: one per category's store
 
 
 def base_layout(path: Path) -> str:
     """A base's ``layout`` member, cached by the file's identity: a published base never
-    changes (a new one gets a new generation), and every task asks."""
+    changes (a new one gets a new generation), and every task asks (with lists inside
+    categories, for every category's store)."""
     st = path.stat()
     key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
     layout = _layouts.get(key)
     if layout is None:
         with open_npz(path) as npz:
             layout = text_scalar(npz["layout"], "layout") if "layout" in npz.files else "dense"
-        _layouts.clear()
+        if len(_layouts) >= _LAYOUTS_CACHED:
+            _layouts.clear()
         _layouts[key] = layout
     return layout
 

@@ -4,6 +4,7 @@ until a list is rewritten the storefront keeps showing the old one."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from catalog import engine
@@ -44,7 +45,18 @@ def crossing() -> int:
                for pid, rows in stored_lists().items() for _, nid, _ in rows)
 
 
-def test_switching_the_setting_is_migrated_by_the_rebuild(garments40, settings, monkeypatch):
+def search_answers() -> bool:
+    """Search by photo gives ten products (mid-migration it reads the database's vectors)."""
+    photo_search.search_index_clear()
+    vector = np.frombuffer(bytes(Product.objects.order_by("pk").first().vector), "<f4")
+    return len(photo_search.products_search_by_vector(vector=vector, k=10)) == 10
+
+
+@pytest.mark.parametrize("layout", ["auto", "topk"])
+def test_switching_the_setting_is_migrated_by_the_rebuild(garments40, settings, monkeypatch,
+                                                           layout):
+    settings.LOOKALIKE_INDEX_LAYOUT = layout
+    settings.LOOKALIKE_REBUILD_BLOCK_TIMEOUT = 0  # no rebuild worker here: the writer computes
     switch(settings, False)
     ids = [p.pk for p in create(garments40)]
     index_apply(product_ids=products_embed_batch(product_ids=ids).to_index)
@@ -56,6 +68,7 @@ def test_switching_the_setting_is_migrated_by_the_rebuild(garments40, settings, 
     assert isinstance(store, PartitionedStore)
     with pytest.raises(StaleMatrixError):
         store.load()  # the catalog-wide index does not pass for lists by category
+    assert search_answers()
     assert {pid: shown(pid) for pid in ids} == {
         pid: [(nid, dist) for _, nid, dist in rows] for pid, rows in old.items()}
 
@@ -81,6 +94,7 @@ def test_switching_the_setting_is_migrated_by_the_rebuild(garments40, settings, 
 
     # And back: lists across the catalog again, the partitions gone.
     switch(settings, False)
+    assert search_answers()
     similarity_rebuild(trigger="test")
     assert mismatches() == [] and crossing() > 0
     assert not partitions_present(settings.LOOKALIKE_MATRIX_DIR)
