@@ -5,6 +5,8 @@ run, and builds every list in the chosen space."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from catalog.engine import matrix_store
@@ -13,6 +15,7 @@ from catalog.services.rebuild import similarity_rebuild
 from catalog.space import projection_path, space_current
 from similarity import read_blend
 from similarity.embedding.colour import COLOUR_KEY, blend_colour
+from similarity.evaluation.colour_cv import CV_TIE
 from tests.catalog.services.test_adoption import (
     adopt_colour,
     assert_lists_match,
@@ -67,3 +70,19 @@ def test_a_fixed_weight_is_not_chosen_and_a_bad_one_is_refused(dyed, settings):
     settings.LOOKALIKE_COLOUR_WEIGHT = "blue"
     with pytest.raises(ValueError, match='LOOKALIKE_COLOUR_WEIGHT must be "auto" or a number'):
         space_current()
+
+
+def test_a_catalog_of_one_neutral_colour_is_one_colour_group_scored_by_category(model_path, settings):
+    adopt_colour(settings, weight="auto")  # type: ignore[arg-type]
+    create(dyed_garments(CLASSES, ("black",), 3 * PER))  # pale to full black: greys only
+    run = similarity_rebuild(trigger="test")
+
+    assert "in 1 colour group(s)" in run.message
+    tried = re.search(r"category-and-colour-group@10\) (.*?);", run.message)
+    assert tried is not None
+    scores = {float(w): tuple(map(float, cb.split("/"))) for w, cb in
+              (item.split(": ") for item in tried.group(1).split(", "))}
+    assert all(category == both for category, both in scores.values())  # the criterion is category P@10
+    best = max(category for category, _ in scores.values())
+    weight = read_blend(projection_path())[2]["colour_weight"]
+    assert weight == min(w for w, (category, _) in scores.items() if category >= best - CV_TIE)
