@@ -51,7 +51,7 @@ def run(quick: bool = False) -> list[dict]:
     return rows + framing_rows(count, repeats=max(3, repeats))
 
 
-FRAMING_POLICIES = ("torchvision@1", "frame-margin@1", "frame-margin@2")
+FRAMING_POLICIES = ("torchvision@1", "frame-margin@1", "frame-margin@3")
 
 
 def framing_rows(count: int, *, repeats: int) -> list[dict]:

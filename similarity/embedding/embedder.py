@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from similarity.embedding.colour import colour_descriptor
-from similarity.embedding.framing import find_garment
 from similarity.embedding.images import DEFAULT_LIMITS, ImageLimits, load_image, to_rgb
 from similarity.embedding.preprocess import DEFAULT_POLICY_NAME, PreprocessPolicy, get_policy, prepare
 from similarity.embedding.runtime import LiteRTEmbedder
@@ -93,7 +92,7 @@ class ImageEmbedder:
             img = to_rgb(load_image(source, limits=self.limits, draft_size=self.policy.draft_size))
         except ImageRejected as exc:
             return Prepared(None, exc)
-        framing = find_garment(img)
+        framing = self.policy.find_garment(img)
         return Prepared(self.policy.to_array(img, framing), None, colour_descriptor(img, framing))
 
     def prepare_many(self, sources: Sequence[Source], *, colour: bool = False) -> list[Prepared]:
