@@ -6,23 +6,22 @@ and position, tilt, background (white, off-white, grey, dark, with gradients and
 quality and EXIF orientation. "Within a pixel": each side of the box found on the reduced
 decode, mapped to the full-resolution picture, lies within 1 px of the full-resolution box once
 both are scaled as the policy scales that box into the 224 px input (its longer side to 196).
-
-A box cannot be steadier than the photo allows: where a pale part of the garment differs from
-the background by about the threshold (24 grey levels), whether it counts flips with a grey
-level or two, and a reduced decode differs from the full one by that much. Such photos are
-recognised on the full-resolution decode itself (its box moves by more than a pixel when the
-threshold moves by ``THRESHOLD_STEP`` levels) and only their share is bounded.
+Measured on these photos: at most 0.34 px; frame-margin@1's finding (whole working pixels of a
+128 px copy resized straight from the decode) is more than 1 px apart on one photo in five.
 """
 
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from similarity.embedding import framing
+from similarity.embedding.colour import colour_descriptor
+from similarity.embedding.embedder import ImageEmbedder
+from similarity.embedding.framing import find_garment
 from similarity.embedding.images import load_image
 from similarity.embedding.preprocess import FRAME_MARGIN_V3, INPUT_SIZE, MARGIN_SCALE
 from similarity.evaluation.fashion_mnist import load_split
@@ -31,8 +30,6 @@ from similarity.evaluation.shots import DYE_NAMES, Shot, catalog_shot, dyed_colo
 SIZES = [(160, 120), (224, 224), (300, 400), (640, 480), (800, 800), (1000, 600), (600, 1000),
          (1200, 900), (1600, 1600), (2000, 1500)]
 PHOTOS = 160
-THRESHOLD_STEP = 2.0  # grey levels
-MAX_UNSTEADY_SHARE = 0.15  # measured: 14 of the 144 photos with a garment found (10 %)
 Box = tuple[float, float, float, float]
 
 
@@ -71,32 +68,21 @@ def _in_full_pixels(box: Box, reduced: Image.Image, full: Image.Image) -> Box:
     return box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy
 
 
-def _steady(full: Image.Image, box: Box, monkeypatch: pytest.MonkeyPatch) -> bool:
-    """Whether the full-resolution box stays within a pixel when the threshold moves."""
-    for step in (-THRESHOLD_STEP, THRESHOLD_STEP):
-        with monkeypatch.context() as m:
-            m.setattr(framing, "MIN_THRESHOLD", framing.MIN_THRESHOLD + step)
-            moved = FRAME_MARGIN_V3.find_garment(full).exact_box
-        if moved is None or _apart_at_224(box, moved) > 1.0:
-            return False
-    return True
-
-
 def _boxes(data: bytes, *, exact: bool) -> tuple[Image.Image, Box | None, Box | None]:
-    """(full-resolution picture, its box, the reduced decode's box in full-resolution pixels)."""
+    """(full-resolution picture, its box, the reduced decode's box in full-resolution pixels):
+    frame-margin@3's boxes, or (``exact`` False) frame-margin@1's finding's."""
     full = load_image(data)
     reduced = load_image(data, draft_size=FRAME_MARGIN_V3.draft_size)
-    found_full, found_reduced = FRAME_MARGIN_V3.find_garment(full), FRAME_MARGIN_V3.find_garment(reduced)
     if exact:
-        ref, box = found_full.exact_box, found_reduced.exact_box
+        ref = FRAME_MARGIN_V3.find_garment(full).exact_box
+        box = FRAME_MARGIN_V3.find_garment(reduced).exact_box
     else:
-        ref, box = found_full.box, found_reduced.box
+        ref, box = find_garment(full).box, find_garment(reduced).box
     return full, ref, None if box is None else _in_full_pixels(box, reduced, full)
 
 
-def test_the_reduced_decode_crops_the_full_resolution_box_within_a_pixel(
-        photos: list[bytes], monkeypatch: pytest.MonkeyPatch) -> None:
-    reduced_any = unsteady = found = 0
+def test_the_reduced_decode_crops_the_full_resolution_box_within_a_pixel(photos: list[bytes]) -> None:
+    found = reduced_any = 0
     for n, data in enumerate(photos):
         full, ref, box = _boxes(data, exact=True)
         assert (ref is None) == (box is None), f"photo {n}: garment found in one decode only"
@@ -104,22 +90,18 @@ def test_the_reduced_decode_crops_the_full_resolution_box_within_a_pixel(
             continue
         found += 1
         reduced_any += load_image(data, draft_size=FRAME_MARGIN_V3.draft_size).size != full.size
-        if not _steady(full, ref, monkeypatch):
-            unsteady += 1
-            continue
         assert _apart_at_224(ref, box) <= 1.0, f"photo {n} ({full.size}): {ref} vs {box}"
     assert found >= 0.8 * len(photos) and reduced_any >= 0.5 * found
-    assert unsteady <= MAX_UNSTEADY_SHARE * found, f"{unsteady} of {found} photos' boxes are unsteady"
 
 
-def test_whole_working_pixels_would_not_be_within_a_pixel(photos: list[bytes]) -> None:
-    """The same check on the boxes in whole working pixels (frame-margin@1 and @2) fails."""
+def test_frame_margin_1s_finding_is_not_within_a_pixel(photos: list[bytes]) -> None:
+    """The same check fails for frame-margin@1's finding: this test can tell them apart."""
     apart = []
     for data in photos[:60]:
         _, ref, box = _boxes(data, exact=False)
         if ref is not None and box is not None:
             apart.append(_apart_at_224(ref, box))
-    assert sum(a > 1.0 for a in apart) >= 3
+    assert sum(a > 1.0 for a in apart) >= 5
 
 
 def test_the_box_within_a_pixel_is_close_to_the_whole_pixel_one(photos: list[bytes]) -> None:
@@ -131,3 +113,15 @@ def test_the_box_within_a_pixel_is_close_to_the_whole_pixel_one(photos: list[byt
             continue
         step = max(found.size) / max(found.mask.shape)
         assert max(abs(a - b) for a, b in zip(found.box, found.exact_box, strict=True)) <= 3 * step + 1
+
+
+def test_one_decode_gives_the_policys_crop_and_the_default_framings_colour(
+        photos: list[bytes], model_path: Path) -> None:
+    """The embedder's colour descriptor under frame-margin@3 reads the garment as the default
+    framing finds it (lab-hist@1's values), and its array is the policy's own."""
+    embedder = ImageEmbedder(model_dir=model_path.parent, policy=FRAME_MARGIN_V3)
+    for data, item in zip(photos[:8], embedder.prepare_many(photos[:8], colour=True), strict=True):
+        img = load_image(data, draft_size=FRAME_MARGIN_V3.draft_size)
+        assert item.array is not None and item.colour is not None
+        assert np.array_equal(item.array, FRAME_MARGIN_V3.to_array(img))
+        assert np.array_equal(item.colour, colour_descriptor(img, find_garment(img)))
