@@ -163,28 +163,21 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
 
 def _fit_background(smooth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(plane coefficients, the plane on the ring, the ring's differences from it): the plane
-    fitted to the ring, then refitted on the ring pixels within the first fit's threshold."""
+    fitted to the ring, then refitted on the ring pixels within the first fit's threshold.
+    lstsq, not the faster normal equations: a background at a whole grey level puts pixels
+    exactly on the threshold, and the last bit of the plane decides them (frame-margin@1's
+    pixels must not change)."""
     ring, coords = _ring(*smooth.shape[:2])
     values = smooth[ring]
-    coef = _least_squares(coords, values)
+    coef, *_ = np.linalg.lstsq(coords, values, rcond=None)
     # The first fit is only judged on the ring: no need to evaluate it on the whole picture.
     ring_diff = _largest_difference(values, _plane_at(coords, coef))
     first_threshold = max(MIN_THRESHOLD, 4.0 * 1.4826 * float(np.median(ring_diff)))
     inliers = ring_diff <= first_threshold
     if inliers.sum() >= 3:
-        coef = _least_squares(coords[inliers], values[inliers])
+        coef, *_ = np.linalg.lstsq(coords[inliers], values[inliers], rcond=None)
     ring_model = _plane_at(coords, coef)
     return coef, ring_model, _largest_difference(values, ring_model)
-
-
-def _least_squares(coords: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """The (3, 3) coefficients of the least-squares planes through ``values`` at ``coords``:
-    the normal equations (a tenth of lstsq's SVD; the three columns are well conditioned on a
-    ring), lstsq when the points do not span a plane."""
-    try:
-        return np.linalg.solve(coords.T @ coords, coords.T @ values)
-    except np.linalg.LinAlgError:
-        return np.linalg.lstsq(coords, values, rcond=None)[0]
 
 
 def _plane_at(coords: np.ndarray, coef: np.ndarray) -> np.ndarray:
