@@ -124,7 +124,7 @@ LOOKALIKE_FAILPOINT_MAX_PAUSE = float(os.environ.get("LOOKALIKE_FAILPOINT_MAX_PA
 LOOKALIKE_TEST_DUPLICATE_SENDS = int(os.environ.get("LOOKALIKE_TEST_DUPLICATE_SENDS", 0) or 0)
 LOOKALIKE_MATRIX_DIR = Path(os.environ.get("LOOKALIKE_MATRIX_DIR", DATA_DIR / "matrix"))
 # The default configuration (docs/quality.md, "The default configuration in the catalog"):
-# frame-margin@1 preprocessing
+# frame-margin@3 preprocessing
 # (find the garment, crop to it, pad with a margin), the LDA-blended-with-cosine projection
 # refitted at every full rebuild on the catalog plus augmented views of it, and the garment's
 # colour descriptor blended in. LOOKALIKE_METRIC applies to the "raw" space only (the

@@ -87,14 +87,17 @@ class ImageEmbedder:
             return Prepared(None, exc)
 
     def _prepare_with_colour(self, source: Source) -> Prepared:
-        """One decode and one framing: the policy's array and the colour descriptor of the
-        same picture."""
+        """One decode: the policy's array and the colour descriptor of the same picture (one
+        framing for both when the policy frames as the colour descriptor does)."""
         try:
             img = to_rgb(load_image(source, limits=self.limits, draft_size=self.policy.draft_size))
         except ImageRejected as exc:
             return Prepared(None, exc)
-        framing = find_garment(img)
-        return Prepared(self.policy.to_array(img, framing), None, colour_descriptor(img, framing))
+        framing = self.policy.find_garment(img)
+        # lab-hist@1 reads the garment as the default framing finds it; frame-margin@3 finds it
+        # on its own smaller copy, for its crop only.
+        colour_framing = framing if self.policy.frames_as_colour else find_garment(img)
+        return Prepared(self.policy.to_array(img, framing), None, colour_descriptor(img, colour_framing))
 
     def prepare_many(self, sources: Sequence[Source], *, colour: bool = False) -> list[Prepared]:
         """Load and preprocess in threads: Pillow releases the GIL while decoding and resizing.

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from similarity.embedding.framing import Framing, find_garment, framed_crop, matte_to_white
+from similarity.embedding.framing import WORK_SIDE, Framing, find_garment, framed_crop, matte_to_white
 from similarity.embedding.images import DEFAULT_LIMITS, ImageLimits, load_image, to_rgb
 from similarity.errors import ImageRejected, SimilarityError
 
@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_POLICY_NAME",
     "FRAME_MARGIN_V1",
     "FRAME_MARGIN_V2",
+    "FRAME_MARGIN_V3",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "INPUT_SIZE",
@@ -72,14 +73,28 @@ class PreprocessPolicy:
     # The same geometry given the picture's framing (similarity/embedding/framing.py) already found, so a
     # caller that needs the framing anyway (the colour descriptor) does not find it twice.
     framed_geometry: FramedGeometry | None = field(default=None, repr=False, compare=False)
+    # The working copy the garment is found on (similarity/embedding/framing.py): its side and
+    # Pillow's reducing gap for making it.
+    work_side: int = WORK_SIDE
+    reducing_gap: float | None = None
 
     @property
     def key(self) -> str:
         return f"{self.name}@{self.version}"
 
+    def find_garment(self, img: Image.Image) -> Framing:
+        """The framing this policy's geometry uses: give it back to :meth:`to_array`."""
+        return find_garment(img, work_side=self.work_side, reducing_gap=self.reducing_gap)
+
+    @property
+    def frames_as_colour(self) -> bool:
+        """Whether :meth:`find_garment` is the framing the colour descriptor reads (the default
+        working copy), so that one framing serves both."""
+        return self.work_side == WORK_SIDE and self.reducing_gap is None
+
     def to_array(self, img: Image.Image, framing: Framing | None = None) -> np.ndarray:
         """Return float32 ``(INPUT_SIZE, INPUT_SIZE, 3)`` RGB, ImageNet-normalised. ``framing``:
-        ``find_garment`` of this very picture, if the caller has it (same pixels either way)."""
+        :meth:`find_garment` of this very picture, if the caller has it (same pixels either way)."""
         rgb = to_rgb(img)
         if framing is not None and self.framed_geometry is not None:
             framed = self.framed_geometry(rgb, framing)
@@ -156,19 +171,38 @@ def _frame_then_margin_at_input_size(img: Image.Image) -> Image.Image:
     return _framed_margin_at_input_size(img, find_garment(img))
 
 
-def _framed_margin_at_input_size(img: Image.Image, framing: Framing) -> Image.Image:
+def _framed_margin_at_input_size(img: Image.Image, framing: Framing, *, exact: bool = False) -> Image.Image:
     """The garment's box resampled once, straight from the decoded picture to its final size
     (at most 196 px), and its mask from the working copy to the same size; the background
     whitened there. frame-margin@1 whitened the whole decoded picture and resized twice (to
     224, then to 196): the same crop within a pixel (tests/similarity/embedding/test_framed_crop.py)
-    at a fraction of the pixels."""
+    at a fraction of the pixels. ``exact``: the box to a fraction of a pixel (frame-margin@3)."""
     if framing.box is None:
         return _pad_square_with_margin(img)
     side = round(INPUT_SIZE * MARGIN_SCALE)
-    garment = framed_crop(img, framing, side)
+    garment = framed_crop(img, framing, side, exact=exact)
     canvas = Image.new("RGB", (INPUT_SIZE, INPUT_SIZE), _WHITE)
     canvas.paste(garment, ((INPUT_SIZE - garment.width) // 2, (INPUT_SIZE - garment.height) // 2))
     return canvas
+
+
+# frame-margin@3 finds the garment on a 96 px working copy made through Image.reduce: half
+# the pixels of 128, half the time of the finding (profiled), and its box, found to a fraction
+# of a pixel, as steady (tests/similarity/embedding/test_downscaled_framing.py).
+EXACT_WORK_SIDE = 96
+EXACT_REDUCING_GAP = 1.0
+
+
+def _frame_then_exact_margin(img: Image.Image) -> Image.Image:
+    """frame-margin@3's picture: see :func:`_framed_exact_margin`."""
+    return _framed_exact_margin(img, FRAME_MARGIN_V3.find_garment(img))
+
+
+def _framed_exact_margin(img: Image.Image, framing: Framing) -> Image.Image:
+    """frame-margin@2's crop of the box found to a fraction of a working pixel
+    (similarity/embedding/framing.py, ``_exact_box``): a JPEG decoded at a reduced scale gives the
+    full-resolution crop within a pixel at 224 px (tests/similarity/embedding/test_downscaled_framing.py)."""
+    return _framed_margin_at_input_size(img, framing, exact=True)
 
 
 TORCHVISION_V1 = PreprocessPolicy(
@@ -210,19 +244,32 @@ FRAME_MARGIN_V2 = PreprocessPolicy(
     description="frame-margin@1's crop, made at the network's size: the garment's box resampled "
     "once to at most 196 px and whitened there (the same crop within a pixel, at a fraction of the cost)",
 )
+FRAME_MARGIN_V3 = PreprocessPolicy(
+    name="frame-margin",
+    version=3,
+    geometry=_frame_then_exact_margin,
+    framed_geometry=_framed_exact_margin,
+    work_side=EXACT_WORK_SIDE,
+    reducing_gap=EXACT_REDUCING_GAP,
+    draft_size=(INPUT_SIZE, INPUT_SIZE),
+    description="frame-margin@2 with the garment found on a 96 px working copy and its box to a "
+    "fraction of a pixel: the same crop, within a pixel at 224 px, from a JPEG decoded at a reduced "
+    "scale as from full resolution",
+)
 
 # Every version ever defined stays here, so keys stored with old matrices still resolve.
 _BY_KEY: dict[str, PreprocessPolicy] = {
-    p.key: p for p in (TORCHVISION_V1, PAD_SQUARE_V1, PAD_MARGIN_V1, FRAME_MARGIN_V1, FRAME_MARGIN_V2)
+    p.key: p for p in (TORCHVISION_V1, PAD_SQUARE_V1, PAD_MARGIN_V1, FRAME_MARGIN_V1, FRAME_MARGIN_V2,
+                       FRAME_MARGIN_V3)
 }
-# Name -> current version. frame-margin@2 is chosen by its full key: it changes every stored
-# vector (re-embedding a catalog) for a 3-point saving (docs/benchmarks.md), and the int8
-# calibration set runs every current policy.
+# Name -> current version (the int8 calibration set runs every current one). frame-margin is
+# at @3: its crop no longer depends on the scale the JPEG was decoded at, and it costs a fraction
+# of @1's (docs/benchmarks.md); vectors stored under @1 are stale and re-embedded.
 POLICIES: dict[str, PreprocessPolicy] = {
     TORCHVISION_V1.name: TORCHVISION_V1,
     PAD_SQUARE_V1.name: PAD_SQUARE_V1,
     PAD_MARGIN_V1.name: PAD_MARGIN_V1,
-    FRAME_MARGIN_V1.name: FRAME_MARGIN_V1,
+    FRAME_MARGIN_V3.name: FRAME_MARGIN_V3,
 }
 DEFAULT_POLICY_NAME = "torchvision"
 

@@ -1,5 +1,5 @@
 """Issue 11 through a real worker process running the product's default configuration
-(``config.settings.local``: frame-margin@1, lda-blend, colour weight 1, views): it embeds,
+(``config.settings.local``: frame-margin@3, lda-blend, colour weight 1, views): it embeds,
 indexes and rebuilds dyed garments uploaded through the services. Every list puts the garment's own dye
 before the other dyes of its class, and its distances equal a brute force in the blended
 space (cosine until a rebuild fits the projection)."""
@@ -72,7 +72,7 @@ def test_workers_in_the_default_configuration_put_a_garments_own_colour_first(ha
              timeout=180, what="the dyed garments ready")
     products = list(Product.objects.order_by("pk"))
     assert {(p.vector_key, p.colour_key) for p in products} == {(vector_key_current(), COLOUR_KEY)}
-    assert vector_key_current().endswith("/frame-margin@1+lab-hist@1")
+    assert vector_key_current().endswith("/frame-margin@3+lab-hist@1")
     _assert_cosine_brute_force(products)
     for pid, rows in stored_lists().items():  # inside its class, its own dye first
         cls, dye = kinds[pid]

@@ -297,7 +297,7 @@ def test_near_duplicates_are_collapsed_in_written_lists(garments40, settings):
 
 
 # ---------------------------------------------------------------------------------------------
-# Issue 11's adoption: frame-margin@1, the robust projection (fitted on augmented views at the
+# The colour adoption: frame-margin (@3), the robust projection (fitted on augmented views at the
 # rebuild) and the colour descriptor blended in.
 
 
@@ -321,7 +321,7 @@ def test_colour_adoption_migrates_without_downtime(garments40, settings, client)
     ids = [p.pk for p in products]
     similarity_rebuild(trigger="test")
     old_lists, new_key = switch(lambda: adopt_colour(settings), ids)
-    assert new_key.endswith("/frame-margin@1+lab-hist@1")
+    assert new_key.endswith("/frame-margin@3+lab-hist@1")
     assert space_current().key == "lda-blend:none+colour:lab-hist@1:w=1"  # nothing fitted yet
 
     old_lists_stay_visible(ids, new_key, old_lists, client)
@@ -342,7 +342,7 @@ def test_colour_adoption_migrates_without_downtime(garments40, settings, client)
     # LDA (9) + the garment-invariant visual half (512, lowered to 40 + 80 - 1) + colour (196).
     assert space.dim == 9 + 119 + 196 and space.colour_weight == 1.0
     store = matrix_store().store
-    assert store.meta.policy == f"frame-margin@1+lda-blend:{projection.key}+colour:lab-hist@1:w=1"
+    assert store.meta.policy == f"frame-margin@3+lda-blend:{projection.key}+colour:lab-hist@1:w=1"
 
     z = blend_colour(projection.transform(raw_vectors(after)), colours_of(after), 1.0)
     assert_lists_match(brute_force_lists(ids, z), z, ids)

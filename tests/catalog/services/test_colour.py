@@ -1,6 +1,6 @@
 """Colour in the product: a small real catalog of dyed Fashion-MNIST garments, the
 real weights, the real embed → rebuild → index path, in the adopted configuration
-(frame-margin@1, robust lda-blend fitted on augmented views, colour blended in)."""
+(frame-margin@3, robust lda-blend fitted on augmented views, colour blended in)."""
 
 from __future__ import annotations
 

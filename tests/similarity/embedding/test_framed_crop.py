@@ -22,6 +22,7 @@ from similarity.embedding.framing import find_garment, framed_crop
 from similarity.embedding.preprocess import (
     FRAME_MARGIN_V1,
     FRAME_MARGIN_V2,
+    FRAME_MARGIN_V3,
     IMAGENET_MEAN,
     IMAGENET_STD,
     get_policy,
@@ -107,8 +108,9 @@ def test_the_vectors_stay_within_a_tight_tolerance(model_path: Path) -> None:
     assert np.array_equal(dist.argmin(axis=1), np.arange(len(photos)))
 
 
-def test_frame_margin_stays_at_version_1_and_version_2_is_chosen_by_its_key() -> None:
-    assert get_policy("frame-margin") is FRAME_MARGIN_V1
+def test_frame_margin_is_at_version_3_and_the_older_versions_are_chosen_by_their_keys() -> None:
+    assert get_policy("frame-margin") is FRAME_MARGIN_V3 and FRAME_MARGIN_V3.key == "frame-margin@3"
+    assert get_policy("frame-margin@1") is FRAME_MARGIN_V1
     assert get_policy("frame-margin@2") is FRAME_MARGIN_V2 and FRAME_MARGIN_V2.key == "frame-margin@2"
 
 
