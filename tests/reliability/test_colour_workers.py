@@ -1,8 +1,9 @@
-"""Issue 11 through a real worker process running the product's default configuration
-(``config.settings.local``: frame-margin@3, lda-blend, colour weight 1, views): it embeds,
-indexes and rebuilds dyed garments uploaded through the services. Every list puts the garment's own dye
-before the other dyes of its class, and its distances equal a brute force in the blended
-space (cosine until a rebuild fits the projection)."""
+"""A real worker process running the product's default configuration
+(``config.settings.local``: frame-margin@3, lda-blend, the colour weight chosen by the rebuild,
+views) with lists across the catalog: it embeds, indexes and rebuilds dyed garments uploaded
+through the services. Every list puts the garment's own dye before the other dyes of its class,
+and its distances equal a brute force in the blended space (cosine until a rebuild fits the
+projection). Lists inside the category have their own tests (test_category_lists.py)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,9 @@ def test_workers_in_the_default_configuration_put_a_garments_own_colour_first(ha
     harness.start_workers("colour", queues="embed,index,rebuild", env={
         "DJANGO_SETTINGS_MODULE": "config.settings.local",
         "LOOKALIKE_LOCK_URL": django_settings.LOOKALIKE_LOCK_URL,
+        # A garment's 10 nearest across the catalog: inside its class they are its own dye
+        # first. Lists inside the category hold all 8 others of its class, not only those.
+        "LOOKALIKE_LISTS_WITHIN_CATEGORY": "false",
     })
     kinds = _upload_dyed()
     wait_for(lambda: Product.objects.filter(status=Product.Status.READY).count() == len(kinds),

@@ -1,4 +1,4 @@
-"""Issue 9: deployments sharing one Redis never take each other's tasks, and a task naming
+"""Deployments sharing one Redis never take each other's tasks, and a task naming
 products a deployment does not hold is reported, never a silent success.
 
 Deployment A is the test database with the harness's namespace; deployment B is a second

@@ -1,4 +1,4 @@
-"""Issue 9: a product whose task was lost is found fast, and products merely waiting behind
+"""A product whose task was lost is found fast, and products merely waiting behind
 other work are left alone.
 
 The fast sweep re-queues products pending for ``LOOKALIKE_IDLE_STUCK_SECONDS`` while every

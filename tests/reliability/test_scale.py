@@ -1,4 +1,4 @@
-"""Issue 10 through real workers: a catalog imported across the dense/top-k bound, and the
+"""Through real workers: a catalog imported across the dense/top-k bound, and the
 distributed rebuild with a block worker SIGKILLed mid-block.
 
 The bound is 150 here (``LOOKALIKE_MAX_ITEMS``; 20,000 by default) so that a test imports

@@ -1,4 +1,4 @@
-"""Issue 10 in-process: the index moves from the dense matrix to the top-k layout when the
+"""In-process: the index moves from the dense matrix to the top-k layout when the
 catalog grows past ``LOOKALIKE_MAX_ITEMS``, with every list exact and none lost on the way,
 and the top-k layout's full rebuild goes through row blocks."""
 
