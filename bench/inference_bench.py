@@ -1,8 +1,9 @@
-"""Inference speed: Keras reference vs LiteRT at batch 64, end to end from JPEG files, and the
+"""Inference speed: Keras reference vs LiteRT at batch 64, end to end from JPEG files, the
 cost of framing (frame-margin@3, the default, and @1 against torchvision@1 on the same shop
-photos, same run).
+photos, same run), and (``--colour``) the embed worker's cost per photo, vector and colour
+descriptor, under lab-hist@2 (the policy's framing shared) and lab-hist@1 (found again at 128 px).
 
-    python -m bench.inference_bench [--quick] [--framing ROUNDS]
+    python -m bench.inference_bench [--quick] [--framing ROUNDS] [--colour ROUNDS]
 """
 
 from __future__ import annotations
@@ -86,13 +87,60 @@ def framing_rows(count: int, *, repeats: int) -> list[dict]:
     return rows
 
 
+def colour_rows(count: int, *, repeats: int) -> list[dict]:
+    """The embed worker's work on 800x800 JPEG shop photos under frame-margin@3 (load, frame,
+    crop, colour descriptor, embed, in batches; BLAS at one thread as in the workers), with each
+    colour version, interleaved in every round: median ms per photo and of the rounds' ratios."""
+    import statistics
+    import time
+
+    from similarity.embedding.colour import LAB_HIST_V1, LAB_HIST_V2
+    from similarity.embedding.embedder import ImageEmbedder, stack_prepared
+    from similarity.threads import limit_math_threads
+
+    limit_math_threads(1)
+    versions = (LAB_HIST_V1, LAB_HIST_V2)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = [path.read_bytes() for path in shop_jpegs(Path(tmp), count)]
+        embedders = {v.key: ImageEmbedder(model_dir=model_dir(), policy="frame-margin@3", colour=v)
+                     for v in versions}
+        ms: dict[str, list[float]] = {v.key: [] for v in versions}
+        for rnd in range(repeats + 1):  # the first round warms up
+            for key, embedder in embedders.items():
+                start = time.perf_counter()
+                for first in range(0, count, embedder.batch_size):
+                    prepared = embedder.prepare_many(data[first : first + embedder.batch_size], colour=True)
+                    embedder.embed_arrays(stack_prepared(prepared))
+                if rnd:
+                    ms[key].append((time.perf_counter() - start) * 1000 / count)
+    base = ms[LAB_HIST_V1.key]
+    rows = []
+    for key, times in ms.items():
+        ratios = [t / b for t, b in zip(times, base, strict=True)]
+        rows.append({"benchmark": f"embed worker's work, {count} 800x800 JPEG shop photos, "
+                                  f"frame-margin@3 + {key}",
+                     "figure": f"{statistics.median(times):.2f} ms/photo "
+                               f"(rounds {min(times):.2f}-{max(times):.2f})",
+                     "ratio": f"{statistics.median(ratios):.3f}x of lab-hist@1's time "
+                              f"(rounds {min(ratios):.3f}-{max(ratios):.3f}); median saving "
+                              f"{statistics.median(b - t for t, b in zip(times, base, strict=True)):.2f} ms"})
+    return rows
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats and files")
     parser.add_argument("--framing", type=int, metavar="ROUNDS",
                         help="only the cost of framing, over this many interleaved rounds")
+    parser.add_argument("--colour", type=int, metavar="ROUNDS",
+                        help="only the embed worker's cost per photo under each colour version")
     args = parser.parse_args()
-    rows = framing_rows(BATCH * 2, repeats=args.framing) if args.framing else run(args.quick)
+    if args.colour:
+        rows = colour_rows(BATCH * 2, repeats=args.colour)
+    elif args.framing:
+        rows = framing_rows(BATCH * 2, repeats=args.framing)
+    else:
+        rows = run(args.quick)
     for row in rows:
         print(row)

@@ -2,7 +2,10 @@
 
 :func:`colour_descriptor` (version ``COLOUR_KEY``) reads only the garment: the mask of
 :func:`similarity.embedding.framing.find_garment`, shrunk by one pixel so that edge pixels mixed with
-the background do not count. On a busy background (no mask) a centred Gaussian weighting
+the background do not count. The versions differ only in the framing they read: ``lab-hist@2``
+(current) the one frame-margin@3 finds (a 96 px working copy made through ``Image.reduce``), so
+the embed worker finds the garment once per photo for the crop and the colour;
+``lab-hist@1`` the 128 px default framing. On a busy background (no mask) a centred Gaussian weighting
 stands in for it. Each pixel is converted to CIE Lab (D65) and spread softly over a fixed grid
 of ``COLOUR_DIM`` Lab centres (L in 4 levels x a, b in 7 x 7 steps of 25); lightness counts
 half as much as hue and chroma, so a garment's shading moves less than its dye does. The
@@ -19,15 +22,22 @@ image it came from), computed from the same decoded picture at embed time.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from PIL import Image
 
-from similarity.embedding.framing import Framing, find_garment
+from similarity.embedding.framing import (
+    REDUCED_WORK_SIDE,
+    REDUCING_GAP,
+    WORK_SIDE,
+    Framing,
+    find_garment,
+)
 
-__all__ = ["COLOUR_DIM", "COLOUR_KEY", "axis_shares", "blend_colour", "colour_descriptor", "garment_samples",
-           "garment_weights", "rgb_to_lab"]
+__all__ = ["COLOUR", "COLOUR_DIM", "COLOUR_KEY", "LAB_HIST_V1", "LAB_HIST_V2", "ColourVersion", "axis_shares",
+           "blend_colour", "colour_descriptor", "garment_samples", "garment_weights", "rgb_to_lab"]
 
-COLOUR_KEY = "lab-hist@1"
 _L_CENTRES = np.array([15.0, 40.0, 65.0, 90.0])
 _AB_CENTRES = np.arange(-75.0, 76.0, 25.0)
 _L_WEIGHT = 0.5
@@ -85,9 +95,37 @@ def axis_shares(lab: np.ndarray) -> list[np.ndarray]:
     return shares
 
 
+@dataclass(frozen=True)
+class ColourVersion:
+    """A version of the descriptor: its key and the working copy its framing is found on."""
+
+    key: str
+    work_side: int
+    reducing_gap: float | None
+
+    def find_garment(self, image: Image.Image) -> Framing:
+        """The framing this version reads: give it to :meth:`describe`."""
+        return find_garment(image, work_side=self.work_side, reducing_gap=self.reducing_gap)
+
+    def reads(self, work_side: int, reducing_gap: float | None) -> bool:
+        """Whether a framing found on this working copy is the one this version reads."""
+        return (work_side, reducing_gap) == (self.work_side, self.reducing_gap)
+
+    def describe(self, image: Image.Image, framing: Framing | None = None) -> np.ndarray:
+        """The descriptor of ``image``; ``framing``: :meth:`find_garment` of it, if the caller has it."""
+        return colour_descriptor(image, framing or self.find_garment(image.convert("RGB")))
+
+
+LAB_HIST_V1 = ColourVersion("lab-hist@1", WORK_SIDE, None)
+LAB_HIST_V2 = ColourVersion("lab-hist@2", REDUCED_WORK_SIDE, REDUCING_GAP)
+COLOUR = LAB_HIST_V2
+COLOUR_KEY = COLOUR.key
+
+
 def colour_descriptor(image: Image.Image, framing: Framing | None = None) -> np.ndarray:
-    """``(COLOUR_DIM,)`` float32, unit length: the garment's colours (see the module)."""
-    weights, lab = garment_samples(framing or find_garment(image.convert("RGB")))
+    """``(COLOUR_DIM,)`` float32, unit length: the garment's colours (see the module), read on
+    ``framing`` (by default the current version's framing of ``image``)."""
+    weights, lab = garment_samples(framing or COLOUR.find_garment(image.convert("RGB")))
     lightness, a, b = axis_shares(lab)
     # The sum over pixels of weight x L share x a share x b share, as one matrix product (an
     # einsum of the four was half of the descriptor's time).

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from similarity.embedding.colour import colour_descriptor
-from similarity.embedding.framing import find_garment
+from similarity.embedding.colour import COLOUR, ColourVersion
+from similarity.embedding.framing import Framing
 from similarity.embedding.images import DEFAULT_LIMITS, ImageLimits, load_image, to_rgb
 from similarity.embedding.preprocess import DEFAULT_POLICY_NAME, PreprocessPolicy, get_policy, prepare
 from similarity.embedding.runtime import LiteRTEmbedder
@@ -48,7 +49,8 @@ class ImageEmbedder:
 
     ``model_dir`` is the converted model's cache (see similarity.model.cache).
     ``precision`` picks the converted model: "fp32" (default) or "int8" (quantised; its own
-    model key, so vectors made under the other precision are stale).
+    model key, so vectors made under the other precision are stale). ``colour``: the version of
+    the colour descriptor that ``prepare_many(..., colour=True)`` computes.
     """
 
     def __init__(
@@ -60,8 +62,10 @@ class ImageEmbedder:
         precision: Precision = DEFAULT_PRECISION,
         num_threads: int | None = None,
         batch_size: int = 64,
+        colour: ColourVersion = COLOUR,
     ) -> None:
         self.policy = get_policy(policy) if isinstance(policy, str) else policy
+        self.colour = colour
         self.limits = limits
         self.batch_size = batch_size
         self._executor: ThreadPoolExecutor | None = None
@@ -93,11 +97,15 @@ class ImageEmbedder:
             img = to_rgb(load_image(source, limits=self.limits, draft_size=self.policy.draft_size))
         except ImageRejected as exc:
             return Prepared(None, exc)
-        framing = self.policy.find_garment(img)
-        # lab-hist@1 reads the garment as the default framing finds it; frame-margin@3 finds it
-        # on its own smaller copy, for its crop only.
-        colour_framing = framing if self.policy.frames_as_colour else find_garment(img)
-        return Prepared(self.policy.to_array(img, framing), None, colour_descriptor(img, colour_framing))
+        framing = self.policy.find_garment(img) if self.policy.framed_geometry is not None else None
+        return Prepared(self.policy.to_array(img, framing), None,
+                        self.colour.describe(img, self._colour_framing(img, framing)))
+
+    def _colour_framing(self, img: Image.Image, framing: Framing | None) -> Framing:
+        """The policy's framing when the colour version reads that very one, else its own."""
+        if framing is not None and self.colour.reads(self.policy.work_side, self.policy.reducing_gap):
+            return framing
+        return self.colour.find_garment(img)
 
     def prepare_many(self, sources: Sequence[Source], *, colour: bool = False) -> list[Prepared]:
         """Load and preprocess in threads: Pillow releases the GIL while decoding and resizing.

@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from similarity.embedding.framing import WORK_SIDE, Framing, find_garment, framed_crop, matte_to_white
+from similarity.embedding.framing import (
+    REDUCED_WORK_SIDE,
+    REDUCING_GAP,
+    WORK_SIDE,
+    Framing,
+    find_garment,
+    framed_crop,
+    matte_to_white,
+)
 from similarity.embedding.images import DEFAULT_LIMITS, ImageLimits, load_image, to_rgb
 from similarity.errors import ImageRejected, SimilarityError
 
@@ -71,7 +79,8 @@ class PreprocessPolicy:
     draft_size: tuple[int, int]
     description: str = field(default="", compare=False)
     # The same geometry given the picture's framing (similarity/embedding/framing.py) already found, so a
-    # caller that needs the framing anyway (the colour descriptor) does not find it twice.
+    # caller that needs the framing anyway (the colour descriptor) does not find it twice. None: the
+    # geometry does not frame.
     framed_geometry: FramedGeometry | None = field(default=None, repr=False, compare=False)
     # The working copy the garment is found on (similarity/embedding/framing.py): its side and
     # Pillow's reducing gap for making it.
@@ -85,12 +94,6 @@ class PreprocessPolicy:
     def find_garment(self, img: Image.Image) -> Framing:
         """The framing this policy's geometry uses: give it back to :meth:`to_array`."""
         return find_garment(img, work_side=self.work_side, reducing_gap=self.reducing_gap)
-
-    @property
-    def frames_as_colour(self) -> bool:
-        """Whether :meth:`find_garment` is the framing the colour descriptor reads (the default
-        working copy), so that one framing serves both."""
-        return self.work_side == WORK_SIDE and self.reducing_gap is None
 
     def to_array(self, img: Image.Image, framing: Framing | None = None) -> np.ndarray:
         """Return float32 ``(INPUT_SIZE, INPUT_SIZE, 3)`` RGB, ImageNet-normalised. ``framing``:
@@ -186,13 +189,6 @@ def _framed_margin_at_input_size(img: Image.Image, framing: Framing, *, exact: b
     return canvas
 
 
-# frame-margin@3 finds the garment on a 96 px working copy made through Image.reduce: half
-# the pixels of 128, half the time of the finding (profiled), and its box, found to a fraction
-# of a pixel, as steady (tests/similarity/embedding/test_downscaled_framing.py).
-EXACT_WORK_SIDE = 96
-EXACT_REDUCING_GAP = 1.0
-
-
 def _frame_then_exact_margin(img: Image.Image) -> Image.Image:
     """frame-margin@3's picture: see :func:`_framed_exact_margin`."""
     return _framed_exact_margin(img, FRAME_MARGIN_V3.find_garment(img))
@@ -249,8 +245,8 @@ FRAME_MARGIN_V3 = PreprocessPolicy(
     version=3,
     geometry=_frame_then_exact_margin,
     framed_geometry=_framed_exact_margin,
-    work_side=EXACT_WORK_SIDE,
-    reducing_gap=EXACT_REDUCING_GAP,
+    work_side=REDUCED_WORK_SIDE,  # framing.py's smaller working copy (96 px, Image.reduce)
+    reducing_gap=REDUCING_GAP,
     draft_size=(INPUT_SIZE, INPUT_SIZE),
     description="frame-margin@2 with the garment found on a 96 px working copy and its box to a "
     "fraction of a pixel: the same crop, within a pixel at 224 px, from a JPEG decoded at a reduced "

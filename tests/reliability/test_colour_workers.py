@@ -76,7 +76,7 @@ def test_workers_in_the_default_configuration_put_a_garments_own_colour_first(ha
              timeout=180, what="the dyed garments ready")
     products = list(Product.objects.order_by("pk"))
     assert {(p.vector_key, p.colour_key) for p in products} == {(vector_key_current(), COLOUR_KEY)}
-    assert vector_key_current().endswith("/frame-margin@3+lab-hist@1")
+    assert vector_key_current().endswith("/frame-margin@3+lab-hist@2")
     _assert_cosine_brute_force(products)
     for pid, rows in stored_lists().items():  # inside its class, its own dye first
         cls, dye = kinds[pid]

@@ -12,6 +12,7 @@ from io import StringIO
 import numpy as np
 import pytest
 from django.core.management import call_command
+from PIL import Image
 
 from catalog import engine
 from catalog.engine import matrix_store
@@ -30,8 +31,8 @@ from catalog.space import (
     projection_save,
     space_current,
 )
-from catalog.vectors import vector_key_current
-from similarity.embedding.colour import blend_colour
+from catalog.vectors import colour_from_bytes, colour_to_bytes, vector_key_current
+from similarity.embedding.colour import COLOUR_KEY, LAB_HIST_V1, blend_colour
 from similarity.embedding.projection import fit_blend, l2_normalise
 from similarity.errors import StaleMatrixError
 from tests.pipeline.helpers import fashion_images, stored_lists, upload
@@ -152,9 +153,9 @@ def test_adoption_migrates_without_downtime(garments40, settings, client):
     products = create(garments40)
     ids = [p.pk for p in products]
     index_apply(product_ids=products_embed_batch(product_ids=ids).to_index)
-    assert vector_key_current().endswith("/torchvision@1+lab-hist@1")
+    assert vector_key_current().endswith("/torchvision@1+lab-hist@2")
     old_lists, new_key = switch(lambda: adopt(settings), ids)
-    assert new_key.endswith("/pad-margin@1+lab-hist@1")
+    assert new_key.endswith("/pad-margin@1+lab-hist@2")
     assert space_current().key == "lda-blend:none"  # nothing fitted yet
 
     old_lists_stay_visible(ids, new_key, old_lists, client)
@@ -321,11 +322,11 @@ def test_colour_adoption_migrates_without_downtime(garments40, settings, client)
     ids = [p.pk for p in products]
     similarity_rebuild(trigger="test")
     old_lists, new_key = switch(lambda: adopt_colour(settings), ids)
-    assert new_key.endswith("/frame-margin@3+lab-hist@1")
-    assert space_current().key == "lda-blend:none+colour:lab-hist@1:w=1"  # nothing fitted yet
+    assert new_key.endswith("/frame-margin@3+lab-hist@2")
+    assert space_current().key == "lda-blend:none+colour:lab-hist@2:w=1"  # nothing fitted yet
 
     old_lists_stay_visible(ids, new_key, old_lists, client)
-    assert Product.objects.filter(vector_key=new_key, colour_key="lab-hist@1").count() == 20
+    assert Product.objects.filter(vector_key=new_key, colour_key="lab-hist@2").count() == 20
 
     # The rebuild: re-embeds the rest, embeds the views, fits the robust projection,
     # rewrites every list in the blended space.
@@ -333,16 +334,16 @@ def test_colour_adoption_migrates_without_downtime(garments40, settings, client)
     assert "re-embedded 20 stale" in run.message
     after = list(Product.objects.order_by("pk"))
     assert {(p.vector_key, p.colour_key, p.status) for p in after} == {
-        (new_key, "lab-hist@1", Product.Status.READY)}
+        (new_key, "lab-hist@2", Product.Status.READY)}
     projection, fitted_on = projection_load()
     assert fitted_on == new_key and projection.visual is not None
     assert projection.lda.params["augmented"] == 80  # 2 views of each of the 40 products
     space = space_current()
-    assert space.key == f"lda-blend:{projection.key}+colour:lab-hist@1:w=1"
+    assert space.key == f"lda-blend:{projection.key}+colour:lab-hist@2:w=1"
     # LDA (9) + the garment-invariant visual half (512, lowered to 40 + 80 - 1) + colour (196).
     assert space.dim == 9 + 119 + 196 and space.colour_weight == 1.0
     store = matrix_store().store
-    assert store.meta.policy == f"frame-margin@3+lda-blend:{projection.key}+colour:lab-hist@1:w=1"
+    assert store.meta.policy == f"frame-margin@3+lda-blend:{projection.key}+colour:lab-hist@2:w=1"
 
     z = blend_colour(projection.transform(raw_vectors(after)), colours_of(after), 1.0)
     assert_lists_match(brute_force_lists(ids, z), z, ids)
@@ -367,7 +368,7 @@ def test_colour_adoption_migrates_without_downtime(garments40, settings, client)
 
 
 def test_a_vector_stored_before_the_colour_descriptor_is_stale(garments40):
-    """Products embedded before colour existed (vector key without ``+lab-hist@1``, no colour)
+    """Products embedded before colour existed (vector key without ``+lab-hist@2``, no colour)
     are re-embedded by the rebuild, which stores their colour descriptor."""
     products = create(garments40[:12])
     ids = [p.pk for p in products]
@@ -378,4 +379,28 @@ def test_a_vector_stored_before_the_colour_descriptor_is_stale(garments40):
     run = similarity_rebuild(trigger="test")
     assert "re-embedded 5 stale" in run.message
     assert stale_products() == []
-    assert set(Product.objects.values_list("colour_key", flat=True)) == {"lab-hist@1"}
+    assert set(Product.objects.values_list("colour_key", flat=True)) == {"lab-hist@2"}
+
+
+def test_a_colour_descriptor_of_the_previous_version_is_stale(garments40):
+    """Products whose colour descriptor is lab-hist@1 (read on the 128 px framing) are stale:
+    their colour counts as none until the rebuild re-embeds them under lab-hist@2, the one the
+    embedder computes now."""
+    products = create(garments40[:12])
+    ids = [p.pk for p in products]
+    similarity_rebuild(trigger="test")
+    older_key = vector_key_current().replace(f"+{COLOUR_KEY}", f"+{LAB_HIST_V1.key}")
+    for product in Product.objects.filter(pk__in=ids[:5]):
+        older = LAB_HIST_V1.describe(Image.open(product.image.open("rb")))
+        Product.objects.filter(pk=product.pk).update(vector_key=older_key, colour=colour_to_bytes(older),
+                                                     colour_key=LAB_HIST_V1.key)
+    stored = Product.objects.get(pk=ids[0])
+    assert not colour_from_bytes(stored.colour, stored.colour_key).any()
+    assert stale_products() == ids[:5]
+    run = similarity_rebuild(trigger="test")
+    assert "re-embedded 5 stale" in run.message and stale_products() == []
+    for product in Product.objects.filter(pk__in=ids[:5]):
+        data = product.image.open("rb").read()
+        assert product.colour_key == COLOUR_KEY == "lab-hist@2"
+        expected = engine.embedder_get().prepare_many([data], colour=True)[0].colour
+        assert np.array_equal(colour_from_bytes(product.colour, product.colour_key), expected)

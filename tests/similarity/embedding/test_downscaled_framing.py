@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from similarity.embedding.colour import colour_descriptor
+from similarity.embedding import colour, preprocess
+from similarity.embedding.colour import LAB_HIST_V1, LAB_HIST_V2, colour_descriptor
 from similarity.embedding.embedder import ImageEmbedder
 from similarity.embedding.framing import find_garment
 from similarity.embedding.images import load_image
@@ -115,13 +116,37 @@ def test_the_box_within_a_pixel_is_close_to_the_whole_pixel_one(photos: list[byt
         assert max(abs(a - b) for a, b in zip(found.box, found.exact_box, strict=True)) <= 3 * step + 1
 
 
-def test_one_decode_gives_the_policys_crop_and_the_default_framings_colour(
+def test_one_decode_gives_the_policys_crop_and_the_colour_of_the_same_framing(
         photos: list[bytes], model_path: Path) -> None:
-    """The embedder's colour descriptor under frame-margin@3 reads the garment as the default
-    framing finds it (lab-hist@1's values), and its array is the policy's own."""
+    """The embedder's colour descriptor under frame-margin@3 reads the garment as the policy
+    finds it (lab-hist@2's values), and its array is the policy's own; lab-hist@1 asked for
+    reads the 128 px default framing."""
     embedder = ImageEmbedder(model_dir=model_path.parent, policy=FRAME_MARGIN_V3)
-    for data, item in zip(photos[:8], embedder.prepare_many(photos[:8], colour=True), strict=True):
+    older = ImageEmbedder(model_dir=model_path.parent, policy=FRAME_MARGIN_V3, colour=LAB_HIST_V1)
+    items = zip(photos[:8], embedder.prepare_many(photos[:8], colour=True),
+                older.prepare_many(photos[:8], colour=True), strict=True)
+    for data, item, old in items:
         img = load_image(data, draft_size=FRAME_MARGIN_V3.draft_size)
-        assert item.array is not None and item.colour is not None
+        assert item.array is not None and item.colour is not None and old.colour is not None
         assert np.array_equal(item.array, FRAME_MARGIN_V3.to_array(img))
-        assert np.array_equal(item.colour, colour_descriptor(img, find_garment(img)))
+        assert np.array_equal(item.colour, colour_descriptor(img, FRAME_MARGIN_V3.find_garment(img)))
+        assert np.array_equal(item.colour, LAB_HIST_V2.describe(img))
+        assert np.array_equal(old.colour, colour_descriptor(img, find_garment(img)))
+
+
+def test_the_embedder_finds_the_garment_once_per_photo_for_crop_and_colour(
+        photos: list[bytes], model_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under frame-margin@3 the crop and lab-hist@2 share one framing; lab-hist@1 needs two."""
+    calls: list[int] = []
+
+    def counted(img: Image.Image, **kwargs: object) -> object:
+        calls.append(1)
+        return find_garment(img, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(preprocess, "find_garment", counted)
+    monkeypatch.setattr(colour, "find_garment", counted)
+    for version, findings in ((LAB_HIST_V2, 1), (LAB_HIST_V1, 2)):
+        calls.clear()
+        embedder = ImageEmbedder(model_dir=model_path.parent, policy=FRAME_MARGIN_V3, colour=version)
+        embedder.prepare_many(photos[:4], colour=True)
+        assert len(calls) == 4 * findings, version.key
