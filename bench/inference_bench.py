@@ -11,10 +11,14 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bench.common import garment_jpegs, median_seconds, model_dir, shop_jpegs
+
+if TYPE_CHECKING:
+    from similarity.embedding.embedder import Prepared
 
 BATCH = 64
 
@@ -113,6 +117,7 @@ def colour_rows(count: int, *, repeats: int) -> list[dict]:
                     embedder.embed_arrays(stack_prepared(prepared))
                 if rnd:
                     ms[key].append((time.perf_counter() - start) * 1000 / count)
+        moved = _colour_moved(*(embedders[v.key].prepare_many(data, colour=True) for v in versions))
     base = ms[LAB_HIST_V1.key]
     rows = []
     for key, times in ms.items():
@@ -124,7 +129,18 @@ def colour_rows(count: int, *, repeats: int) -> list[dict]:
                      "ratio": f"{statistics.median(ratios):.3f}x of lab-hist@1's time "
                               f"(rounds {min(ratios):.3f}-{max(ratios):.3f}); median saving "
                               f"{statistics.median(b - t for t, b in zip(times, base, strict=True)):.2f} ms"})
+    rows.append({"benchmark": f"lab-hist@2 against lab-hist@1 of the same {count} photos: Hellinger "
+                              "distance (euclidean between descriptors)",
+                 "figure": f"median {np.median(moved):.4f}, 95th percentile {np.percentile(moved, 95):.4f}, "
+                           f"largest {moved.max():.3f}",
+                 "ratio": "n/a"})
     return rows
+
+
+def _colour_moved(older: list[Prepared], newer: list[Prepared]) -> np.ndarray:
+    """Per photo, the euclidean distance between its two descriptors."""
+    pairs = [(a.colour, b.colour) for a, b in zip(older, newer, strict=True)]
+    return np.array([float(np.linalg.norm(a - b)) for a, b in pairs if a is not None and b is not None])
 
 
 if __name__ == "__main__":
