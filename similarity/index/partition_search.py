@@ -24,6 +24,7 @@ import numpy as np
 from similarity.index import topk_tuning as tuning
 from similarity.index.exact import (
     SHORTLIST_EXTRA,
+    approx_s,
     pair_s,
     rank_error,
     raw_sq,
@@ -48,14 +49,17 @@ def scanned_whole(part: object) -> TypeGuard[TopKIndex]:
     return isinstance(part, TopKIndex) and part.basis is None and len(part) > 0
 
 
-def _take_work(parts: Sequence[TopKIndex], owner: np.ndarray, rows: np.ndarray) -> Take:
-    """Working vectors of columns that stand for (``owner[c]``, ``rows[c]``)."""
+def _take_work(parts: Sequence[TopKIndex], owner: np.ndarray, rows: np.ndarray,
+               vectors: bool = False) -> Take:
+    """Working vectors (or with ``vectors`` the float32 vectors) of columns that stand for
+    (``owner[c]``, ``rows[c]``)."""
 
     def take(c: np.ndarray) -> np.ndarray:
-        out = np.empty((c.size, parts[0].dim), np.float64)
+        out = np.empty((c.size, parts[0].dim), np.float32 if vectors else np.float64)
         for p in np.unique(owner[c]).tolist():
             sel = owner[c] == p
-            out[sel] = parts[p]._work(rows[c[sel]])
+            part = parts[p]
+            out[sel] = (part._rows.take if vectors else part._work)(rows[c[sel]])
         return out
 
     return take
@@ -173,8 +177,13 @@ def nearest_pruned(parts: Sequence[TopKIndex], q32: np.ndarray, k: int,
     if cand.size > tuning.DENSE_SHARE * lb.size:
         return None
     ids = np.concatenate([part._ids[: part._n_rows] for part in parts])
-    nid, nd = settle_pairs(q_work, np.zeros(cand.size, np.int64), cand, 1, k, ids, take,
-                           metric)
+    x32 = _take_work(parts, owner, rows, vectors=True)(cand)
+    vals, best = top_m(approx_s(q32, q_sq, x32, raw_sq(x32), metric), k + SHORTLIST_EXTRA)
+    e = rank_error(q_sq, max(part._sq_max for part in parts), q32.shape[1], metric)
+    nid, nd, complete = settle_rows(q_work, vals, cand[best], e, k, ids, take, metric)
+    if not complete[0]:  # rare: too many near-ties for the shortlist; settle every candidate
+        nid, nd = settle_pairs(q_work, np.zeros(cand.size, np.int64), cand, 1, k, ids, take,
+                               metric)
     return _as_list(nid[0], nd[0])
 
 

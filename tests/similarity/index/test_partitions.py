@@ -139,14 +139,16 @@ def test_partition_names_round_trip_any_category():
         assert "/" not in name and partition_category(name) == category
 
 
-@pytest.mark.parametrize("dense_share", [1.0, 0.25])
+@pytest.mark.parametrize(("dense_share", "extra"), [(1.0, 32), (1.0, 0), (0.25, 32)])
 def test_search_across_stays_exact_as_partitions_change_between_searches(tmp_path, monkeypatch,
-                                                                         dense_share):
+                                                                         dense_share, extra):
     """Small top-k partitions searched as one, pruned by a shared basis (``dense_share`` 1:
-    never falling back to the full ranking) on coarse vectors full of ties: after every
-    change (adds, a move, a removal, a reader's reload after a rebuild) the search equals the
-    brute force over all products, ties by id."""
+    never falling back to the full ranking; ``extra`` 0: every shortlist overflows and all
+    candidates are settled) on coarse vectors full of ties: after every change (adds, a move,
+    a removal, a reader's reload after a rebuild) the search equals the brute force over all
+    products, ties by id."""
     monkeypatch.setattr(partition_search, "PRUNE_MIN_ROWS", 8)
+    monkeypatch.setattr(partition_search, "SHORTLIST_EXTRA", extra)
     monkeypatch.setattr(topk_tuning, "DENSE_SHARE", dense_share)
     rng = np.random.default_rng(5)
     ids = list(range(1, 61))
