@@ -8,7 +8,8 @@ partition unchanged. Products without a category (``NO_CATEGORY``) form one part
 own. A product whose category changes leaves its partition and enters the new one.
 
 Search by photo with a category searches that partition; without one it merges the
-partitions' exact top-k by (distance, id), which is the exact top-k of the whole catalog.
+partitions' exact top-k by (distance, id), which is the exact top-k of the whole catalog (the
+partitions too small to prune ranked as one scan, ``similarity.index.partition_search``).
 
 Why partitions rather than a category mask on each list (the shop-rules machinery): a mask
 makes every list a ruled list, recomputed by a query against the whole catalog and re-checked
@@ -36,8 +37,9 @@ from typing import Any
 import numpy as np
 
 from similarity.errors import MatrixError, StaleMatrixError
-from similarity.index.dense import DistanceMatrix
+from similarity.index.dense import DistanceMatrix, as_ids, check_int, validate_vectors
 from similarity.index.layout import NeighbourIndex
+from similarity.index.partition_search import ScanBounds, nearest_across, scanned_whole
 from similarity.index.store import MatrixStore
 from similarity.index.store_listing import LOCK_NAME, scan
 from similarity.index.store_lock import exclusive_flock
@@ -86,6 +88,7 @@ class PartitionedIndex:
         self.dim, self.metric, self.k = dim, metric, k
         self.version: tuple[int, int] | None = None
         self.sealed = False
+        self.scan_bounds = ScanBounds()  # for searches across the catalog
 
     def __repr__(self) -> str:
         sizes = {cat: len(part) for cat, part in sorted(self.parts.items())}
@@ -132,10 +135,16 @@ class PartitionedIndex:
         return self._part_of(product_id).vector(product_id)
 
     def query(self, vector: Any, k: int = 10, exclude: Iterable[int] = ()) -> Neighbours:
-        """The ``k`` nearest of the whole catalog: the partitions' top-k merged exactly."""
+        """The ``k`` nearest of the whole catalog: the partitions' top-k merged exactly, the
+        partitions that a search reads whole searched as one (``partition_search``)."""
+        k = check_int(k, "k")
         skip = sorted(set(exclude))
-        return merge_nearest((part.query(vector, k=k, exclude=skip)
-                              for part in self.parts.values()), k)
+        q32 = validate_vectors(vector, 1, self.dim, self.metric)
+        scanned = [part for part in self.parts.values() if scanned_whole(part)]
+        joint = nearest_across(scanned, q32, k, as_ids(skip, what="exclude"), self.scan_bounds)
+        rest = [part for part in self.parts.values() if joint is None or not scanned_whole(part)]
+        return merge_nearest([joint or [], *(part.query(q32[0], k=k, exclude=skip)
+                                              for part in rest)], k)
 
     def query_within(self, category: str, vector: Any, k: int = 10,
                      exclude: Iterable[int] = ()) -> Neighbours:

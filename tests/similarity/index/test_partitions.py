@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 from similarity.errors import StaleMatrixError
+from similarity.index import partition_search, topk_tuning
+from similarity.index.partition_search import scanned_whole
 from similarity.index.partitions import (
     NO_CATEGORY,
     PartitionedIndex,
@@ -135,3 +137,49 @@ def test_partition_names_round_trip_any_category():
     for category in ["Dress", "", "T-shirt/top", "Ünïcode ✓", "none"]:
         name = partition_name(category)
         assert "/" not in name and partition_category(name) == category
+
+
+@pytest.mark.parametrize(("dense_share", "extra"), [(1.0, 32), (1.0, 0), (0.25, 32)])
+def test_search_across_stays_exact_as_partitions_change_between_searches(tmp_path, monkeypatch,
+                                                                         dense_share, extra):
+    """Small top-k partitions searched as one, pruned by a shared basis (``dense_share`` 1:
+    never falling back to the full ranking; ``extra`` 0: every shortlist overflows and all
+    candidates are settled) on coarse vectors full of ties: after every change (adds, a move,
+    a removal, a reader's reload after a rebuild) the search equals the brute force over all
+    products, ties by id."""
+    monkeypatch.setattr(partition_search, "PRUNE_MIN_ROWS", 8)
+    monkeypatch.setattr(partition_search, "SHORTLIST_EXTRA", extra)
+    monkeypatch.setattr(topk_tuning, "DENSE_SHARE", dense_share)
+    rng = np.random.default_rng(5)
+    ids = list(range(1, 61))
+    vecs = np.stack([grid(rng) for _ in ids])
+    cats = [CATEGORIES[i % len(CATEGORIES)] for i in range(len(ids))]
+    store = make_store(tmp_path, "topk")
+    index = store.rebuild(ids, vecs, cats)
+    reader = make_store(tmp_path, "topk").load()
+    vectors = dict(zip(ids, vecs, strict=True))
+
+    def check(searched: PartitionedIndex) -> None:
+        for _ in range(4):
+            query = grid(rng)
+            everyone = brute(vectors, set(vectors), query, 0, ListRules(exclude=frozenset({7})),
+                             META.metric, 9)
+            assert searched.query(query, k=9, exclude=[7]) == everyone
+
+    check(index)
+    check(reader)
+    store.upsert(index, [61, 62], np.stack([grid(rng), grid(rng)]), ["Coat", "Dress"])
+    vectors.update({61: index.vector(61), 62: index.vector(62)})
+    check(index)
+    store.upsert(index, [3], vectors[3][None], ["Sneaker"])  # leaves its partition
+    store.remove(index, [10, 11])
+    del vectors[10], vectors[11]
+    check(index)
+    make_store(tmp_path, "topk").refresh(reader)
+    check(reader)
+    vectors = {pid: grid(rng) for pid in range(100, 140)}
+    store.rebuild(list(vectors), np.stack(list(vectors.values())), ["Coat", "Hat"] * 20)
+    make_store(tmp_path, "topk").refresh(reader)
+    check(reader)
+    assert all(scanned_whole(part) for part in reader.parts.values())
+    assert index.scan_bounds.basis is not None and reader.scan_bounds.basis is not None
