@@ -25,19 +25,17 @@ from similarity.index import topk_tuning as tuning
 from similarity.index.exact import (
     SHORTLIST_EXTRA,
     approx_s,
-    pair_s,
     rank_error,
     raw_sq,
     settle_pairs,
     settle_rows,
-    threshold,
     top_m,
     work_vectors,
 )
 from similarity.index.prune import DIMS, FIT_SAMPLE, Basis, fit_basis, limit, low_coords, slack
 from similarity.index.topk import TopKIndex
 from similarity.index.topk_rows import VectorRows
-from similarity.index.topk_search import seed_rows
+from similarity.index.topk_search import seed_threshold
 from similarity.index.topk_tuning import PRUNE_MIN_ROWS  # a global here: tests lower it
 
 Neighbours = list[tuple[int, float]]
@@ -171,7 +169,7 @@ def nearest_pruned(parts: Sequence[TopKIndex], q32: np.ndarray, k: int,
         held = part._row_of(exclude_ids) if exclude_ids.size else np.empty(0, np.int64)
         lb[starts[p] + held[held >= 0]] = np.inf
     take = _take_work(parts, owner, rows)
-    lim = limit(_seed_threshold(q_work, lb, k, take), *slack(
+    lim = limit(seed_threshold(q_work, lb[None, :], k, take), *slack(
         zq_sq, max(float(entry.sq.max(initial=0.0)) for entry in lows), bounds.basis.dims))
     cand = np.flatnonzero((lb <= lim[0]) & np.isfinite(lb))
     if cand.size > tuning.DENSE_SHARE * lb.size:
@@ -185,19 +183,6 @@ def nearest_pruned(parts: Sequence[TopKIndex], q32: np.ndarray, k: int,
         nid, nd = settle_pairs(q_work, np.zeros(cand.size, np.int64), cand, 1, k, ids, take,
                                metric)
     return _as_list(nid[0], nd[0])
-
-
-def _seed_threshold(q_work: np.ndarray, lb: np.ndarray, k: int, take: Take) -> np.ndarray:
-    """The k-th exact s among the rows of smallest bound, widened to include float32 ties
-    with it (+inf when fewer than k rows are left); as ``TopKSearch._seed_threshold``."""
-    m = min(max(tuning.SEEDS, k), lb.size)
-    if m < k:
-        return np.full(1, np.inf)
-    cols = seed_rows(lb[None, :], m)[0]
-    cols = cols[np.isfinite(lb[cols])]
-    s = np.full(m, np.inf)
-    s[: cols.size] = pair_s(q_work, np.zeros(cols.size, np.int64), cols, take)
-    return threshold(np.partition(s, k - 1)[k - 1 : k], np.zeros(1))
 
 
 def nearest_across(parts: Sequence[TopKIndex], q32: np.ndarray, k: int,

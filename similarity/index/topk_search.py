@@ -8,6 +8,8 @@ candidates are too many, or an index without a basis, scans every row instead
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from similarity.index import dense_storage
@@ -41,6 +43,22 @@ def seed_rows(lb: np.ndarray, m: int) -> np.ndarray:
     pick = np.argpartition(blocks.min(axis=2), m - 1, axis=1)[:, :m]
     within = blocks[np.arange(b)[:, None], pick].argmin(axis=2)
     return pick * tuning.SEED_BLOCK + within
+
+
+def seed_threshold(q_work: np.ndarray, lb: np.ndarray, k: int,
+                   take: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Per query, an upper bound on the s of its k-th neighbour, widened to include float32
+    ties with it: the k-th exact s among the rows of smallest bound ``lb`` (queries x rows;
+    +inf when fewer than k rows are left). ``take`` gives the working vectors of rows."""
+    b, n = lb.shape
+    m = min(max(tuning.SEEDS, k), n)
+    if m < k:
+        return np.full(b, np.inf)
+    cols = seed_rows(lb, m)
+    qi, j = np.nonzero(np.isfinite(np.take_along_axis(lb, cols, axis=1)))
+    s = np.full((b, m), np.inf)
+    s[qi, j] = pair_s(q_work, qi, cols[qi, j], take)
+    return threshold(np.partition(s, k - 1, axis=1)[:, k - 1], np.zeros(b))
 
 
 class TopKSearch(TopKPruning, TopKFullScan):
@@ -77,7 +95,7 @@ class TopKSearch(TopKPruning, TopKFullScan):
         self._exclude(lb, exclude_rows, exclude_ids)
         q_sq = raw_sq(q32)
         q_work = work_vectors(q32, q_sq, self.metric)
-        lim = limit(self._seed_threshold(q_work, lb, k), bounds.d, bounds.e)
+        lim = limit(seed_threshold(q_work, lb, k, self._work), bounds.d, bounds.e)
         cand = lb <= lim[:, None]
         if not np.isfinite(lim).all():
             cand &= np.isfinite(lb)
@@ -108,20 +126,6 @@ class TopKSearch(TopKPruning, TopKFullScan):
         if exclude_ids is not None and exclude_ids.size:
             rows = self._row_of(exclude_ids)
             lb[:, rows[rows >= 0]] = np.inf
-
-    def _seed_threshold(self, q_work: np.ndarray, lb: np.ndarray, k: int) -> np.ndarray:
-        """Per query, an upper bound on the s of its k-th neighbour, widened to include
-        float32 ties with it: the k-th exact s among the rows of smallest bound (+inf when
-        fewer than k rows are left)."""
-        b, n = lb.shape
-        m = min(max(tuning.SEEDS, k), n)
-        if m < k:
-            return np.full(b, np.inf)
-        cols = seed_rows(lb, m)
-        qi, j = np.nonzero(np.isfinite(np.take_along_axis(lb, cols, axis=1)))
-        s = np.full((b, m), np.inf)
-        s[qi, j] = pair_s(q_work, qi, cols[qi, j], self._work)
-        return threshold(np.partition(s, k - 1, axis=1)[:, k - 1], np.zeros(b))
 
     def _rank_among(self, q32: np.ndarray, q_sq: np.ndarray, cols: np.ndarray,
                     cand: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:

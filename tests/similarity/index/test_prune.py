@@ -15,6 +15,7 @@ from similarity.index.exact import approx_s, exact_s, raw_sq, threshold, work_ve
 from similarity.index.prune import fit_basis, limit, list_limits, low_coords, slack
 from similarity.index.store import MatrixMeta, MatrixStore
 from similarity.index.topk import TopKIndex
+from similarity.index.topk_search import seed_threshold
 from tests.similarity.index.test_topk import (
     RandomOps,
     check_exact,
@@ -42,7 +43,7 @@ def candidate_share(index: TopKIndex, queries: np.ndarray, k: int) -> float:
     """Share of the rows a pruned search must check exactly."""
     q_sq = raw_sq(queries)
     b = index._lower_bounds(queries, q_sq)
-    t = index._seed_threshold(work_vectors(queries, q_sq, index.metric), b.lb, k)
+    t = seed_threshold(work_vectors(queries, q_sq, index.metric), b.lb, k, index._work)
     return float((b.lb <= limit(t, b.d, b.e)[:, None]).mean())
 
 
