@@ -117,6 +117,12 @@ def _refused(exc: ValidationError) -> RowRefused:
     return RowRefused(str(getattr(exc, "code", None) or "invalid"), " ".join(exc.messages))
 
 
+def _refused_row(row: SyncRow, exc: ValidationError) -> RowOutcome:
+    """The row's failure, with the reason a service's refusal gives."""
+    refused = _refused(exc)
+    return RowOutcome(row.line, row.sku, "failed", refused.reason, refused.message)
+
+
 def _photo_checked(row: SyncRow, data: bytes, sha: str) -> CheckedImage:
     try:
         return image_check(ContentFile(data, name=row.photo_label or "photo"), sha256=sha)
@@ -164,8 +170,7 @@ def _row_outcome(row: SyncRow, work: Callable[[], RowOutcome | None]) -> RowOutc
         _fields_check(row)
         return work()
     except ValidationError as exc:
-        refused = _refused(exc)
-        return RowOutcome(row.line, row.sku, "failed", refused.reason, refused.message)
+        return _refused_row(row, exc)
     except RowRefused as exc:
         logger.info("sync: line %s (%s) failed: %s", row.line, row.sku, exc.message)
         return RowOutcome(row.line, row.sku, "failed", exc.reason, exc.message)
@@ -201,8 +206,7 @@ def _change(changes: list[tuple[SyncRow, ProductChange]], result: SyncResult) ->
     result.queued.extend(applied.queued)
     for row, _ in changes:
         if row.sku in applied.refused:
-            why = _refused(applied.refused[row.sku])
-            result.outcomes.append(RowOutcome(row.line, row.sku, "failed", why.reason, why.message))
+            result.outcomes.append(_refused_row(row, applied.refused[row.sku]))
         elif row.sku in applied.missing:
             result.outcomes.append(RowOutcome(
                 row.line, row.sku, "failed", "deleted_meanwhile",
@@ -229,8 +233,7 @@ def _create(fresh: list[tuple[SyncRow, NewProduct]], result: SyncResult) -> None
     for row, _ in fresh:
         error = refused.get(row.sku)
         if error is not None:
-            why = _refused(error)
-            result.outcomes.append(RowOutcome(row.line, row.sku, "failed", why.reason, why.message))
+            result.outcomes.append(_refused_row(row, error))
             continue
         result.queued.append(pks[row.sku])
         result.outcomes.append(RowOutcome(row.line, row.sku, "created"))
