@@ -35,7 +35,8 @@ import numpy as np
 from bench.common import REPO
 from bench.fmnist_vectors import cached_vectors, scaled_vectors
 from bench.scale_bench import META, bench_vectors
-from similarity.index.partitions import PartitionedIndex, PartitionedStore
+from similarity.index.partition_store import PartitionedStore
+from similarity.index.partitions import PartitionedIndex
 from similarity.index.store import MatrixStore
 from similarity.index.topk import TopKIndex
 

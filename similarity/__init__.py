@@ -67,13 +67,8 @@ from similarity.index.block_knn import Block, discard_input, input_size, knn_blo
 from similarity.index.category_vote import CategoryVote
 from similarity.index.dedup import duplicate_groups
 from similarity.index.layout import LAYOUTS, NeighbourIndex
-from similarity.index.partitions import (
-    NO_CATEGORY,
-    PartitionedIndex,
-    PartitionedStore,
-    partitions_present,
-    partitions_remove,
-)
+from similarity.index.partition_store import PartitionedStore, partitions_remove
+from similarity.index.partitions import NO_CATEGORY, PartitionedIndex, partitions_present
 from similarity.index.rules import (
     ListRules,
     nearest_allowed,

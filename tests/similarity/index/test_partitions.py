@@ -7,10 +7,10 @@ import pytest
 from similarity.errors import StaleMatrixError
 from similarity.index import partition_search, topk_tuning
 from similarity.index.partition_search import scanned_whole
+from similarity.index.partition_store import PartitionedStore
 from similarity.index.partitions import (
     NO_CATEGORY,
     PartitionedIndex,
-    PartitionedStore,
     merge_nearest,
     partition_category,
     partition_name,
