@@ -38,28 +38,17 @@ def product_image_path(instance: Product, filename: str) -> str:
     return f"products/{uuid.uuid4().hex}{suffix}"
 
 
-class Product(models.Model):
+class EmbeddedImage(models.Model):
+    """An uploaded photo and what the embed worker made of it: the product's main photo
+    (``Product``) and its further photos (``ProductPhoto``) share these fields and the embed
+    step (catalog.services.product_embedding)."""
+
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
         PROCESSING = "processing", "Processing"
         READY = "ready", "Ready"
         FAILED = "failed", "Failed"
 
-    name = models.CharField(max_length=200)
-    sku = models.CharField(
-        "SKU", max_length=SKU_MAX, unique=True, default=sku_default,
-        validators=[RegexValidator(SKU_RE, "letters, digits, '.', '_' and '-' only, "
-                                   "starting with a letter or digit, at most 64", code="bad_sku")],
-        help_text="The shop's own product id, stable. Leave empty to derive it from the file name.",
-    )
-    slug = models.SlugField(max_length=220, unique=True)
-    category = models.CharField(max_length=64, db_index=True)
-    # Not listed (sold out, unpublished): in no list and no search, but keeps its own list.
-    listed = models.BooleanField(
-        default=True, db_index=True,
-        help_text="Shown in other products' lists and in search by photo. Untick when sold out "
-                  "or unpublished: the product keeps its own list of listed products.",
-    )
     image = models.ImageField(upload_to=product_image_path, max_length=255)
     image_sha256 = models.CharField(max_length=64, blank=True, db_index=True)
     status = models.CharField(
@@ -76,10 +65,36 @@ class Product(models.Model):
     colour = models.BinaryField(null=True, blank=True, editable=False)
     colour_key = models.CharField(max_length=32, blank=True)
     embedded_image_sha256 = models.CharField(max_length=64, blank=True)
+    status_changed_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        abstract = True
+
+    def vector_array(self) -> np.ndarray | None:
+        if self.vector is None:
+            return None
+        return vector_from_bytes(self.vector)
+
+
+class Product(EmbeddedImage):
+    name = models.CharField(max_length=200)
+    sku = models.CharField(
+        "SKU", max_length=SKU_MAX, unique=True, default=sku_default,
+        validators=[RegexValidator(SKU_RE, "letters, digits, '.', '_' and '-' only, "
+                                   "starting with a letter or digit, at most 64", code="bad_sku")],
+        help_text="The shop's own product id, stable. Leave empty to derive it from the file name.",
+    )
+    slug = models.SlugField(max_length=220, unique=True)
+    category = models.CharField(max_length=64, db_index=True)
+    # Not listed (sold out, unpublished): in no list and no search, but keeps its own list.
+    listed = models.BooleanField(
+        default=True, db_index=True,
+        help_text="Shown in other products' lists and in search by photo. Untick when sold out "
+                  "or unpublished: the product keeps its own list of listed products.",
+    )
     # "<vector_key>:<embedded_image_sha256>" of the vector whose neighbour lists the index
     # writer last committed: an index task finding it current has nothing left to write.
     indexed_as = models.CharField(max_length=200, blank=True, default="", editable=False)
-    status_changed_at = models.DateTimeField(default=timezone.now, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -93,10 +108,24 @@ class Product(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("catalog:product-detail", kwargs={"slug": self.slug})
 
-    def vector_array(self) -> np.ndarray | None:
-        if self.vector is None:
-            return None
-        return vector_from_bytes(self.vector)
+    def photos_counted(self) -> int:
+        """How many photos the product has: its main photo and its further ones."""
+        return 1 + self.photos.count()
+
+
+class ProductPhoto(EmbeddedImage):
+    """One of a product's further photos (its main photo is ``Product.image``), up to
+    ``LOOKALIKE_MAX_PHOTOS`` photos in all. Embedded like the main photo; the product's vector
+    is the mean of its photos' (catalog.selectors.product_photos)."""
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="photos")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("product", "id")
+
+    def __str__(self) -> str:
+        return f"photo {self.pk} of {self.product_id}"
 
 
 class ProductNeighbour(models.Model):

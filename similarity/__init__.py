@@ -69,6 +69,7 @@ from similarity.index.dedup import duplicate_groups
 from similarity.index.layout import LAYOUTS, NeighbourIndex
 from similarity.index.partition_store import PartitionedStore, partitions_remove
 from similarity.index.partitions import NO_CATEGORY, PartitionedIndex, partitions_present
+from similarity.index.product_distance import PhotoGroups, product_vectors
 from similarity.index.rules import (
     ListRules,
     nearest_allowed,
@@ -111,6 +112,7 @@ __all__ = [
     "NeighbourIndex",
     "PartitionedIndex",
     "PartitionedStore",
+    "PhotoGroups",
     "Precision",
     "QualityReport",
     "SheetRow",
@@ -152,6 +154,7 @@ __all__ = [
     "partitions_present",
     "partitions_remove",
     "pins_applied",
+    "product_vectors",
     "read_blend",
     "reshoot",
     "rows_entered",

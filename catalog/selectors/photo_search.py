@@ -21,6 +21,7 @@ from django.db.models import Count, Max, QuerySet, Sum
 from catalog.engine import IndexStore, embedder_get, matrix_store
 from catalog.models import Product
 from catalog.selectors.index_membership import in_lists
+from catalog.selectors.product_photos import with_further_photos
 from catalog.space import Space, space_current
 from catalog.vectors import colour_from_bytes, vector_key_current
 from similarity import (
@@ -61,8 +62,9 @@ def _ready_products(vector_key: str) -> QuerySet[Product]:
 
 
 def _catalog_key(space: Space, vector_key: str) -> tuple:
-    """Changes whenever a ready product is added, removed, re-embedded or touched, or the
-    similarity space (its stored projection) changes."""
+    """Changes whenever a ready product is added, removed, re-embedded or touched (a further
+    photo embedded, failed or removed touches its product), or the similarity space (its stored
+    projection) changes."""
     agg = _ready_products(vector_key).aggregate(
         n=Count("id"), updated=Max("updated_at"), changed=Max("status_changed_at"), ids=Sum("id")
     )
@@ -89,7 +91,8 @@ def _load_index(key: tuple, space: Space, vector_key: str) -> _SearchIndex:
         colours[i] = colour_from_bytes(colour, colour_key)
     if not keep.all():
         ids, vectors, colours = ids[keep], vectors[keep], colours[keep]
-    vectors = space.apply(vectors, colours)  # the stored projection and colour blend, or as they are
+    # The stored projection and colour blend (or the vectors as they are), every photo counted.
+    vectors = with_further_photos(ids, space.apply(vectors, colours), space)
     if metric == "cosine":
         norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
         norms[norms == 0] = 1.0

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from catalog.deployment import database_label
 from catalog.engine import embedder_get
-from catalog.models import Product
+from catalog.models import EmbeddedImage, Product, ProductPhoto
 from catalog.services import queue
 from catalog.vectors import colour_to_bytes, sha256_hex, vector_key_current, vector_to_bytes
 from similarity import COLOUR_KEY, ImageEmbedder
@@ -31,7 +31,7 @@ class EmbedOutcome:
     unknown: list[int] = field(default_factory=list)  # not in this deployment's database
 
     def counts(self) -> dict[str, int]:
-        return {"embedded": len(self.embedded), "current": len(self.current),
+        return {"embedded": len(set(self.embedded)), "current": len(self.current),
                 "failed": len(self.failed), "unknown": len(self.unknown)}
 
     @property
@@ -39,18 +39,31 @@ class EmbedOutcome:
         return sorted({*self.embedded, *self.current, *self.failed})
 
 
-def _vector_is_current(product: Product, key: str) -> bool:
+def _vector_is_current(photo: EmbeddedImage, key: str) -> bool:
     return (
-        bool(product.image_sha256)
-        and product.vector_key == key
-        and product.embedded_image_sha256 == product.image_sha256
+        bool(photo.image_sha256)
+        and photo.vector_key == key
+        and photo.embedded_image_sha256 == photo.image_sha256
     )
 
 
-def _mark_failed(product: Product, image_name: str, message: str) -> bool:
-    """Failed is permanent for this image: the vector (of another image) is dropped too."""
+def _product_id(photo: EmbeddedImage) -> int:
+    return photo.product_id if isinstance(photo, ProductPhoto) else int(photo.pk)
+
+
+def product_touch(photo: EmbeddedImage) -> None:
+    """A further photo's vector changed: its product's ``updated_at`` moves, so search by
+    photo reloads the product's vector (catalog.selectors.photo_search)."""
+    if isinstance(photo, ProductPhoto):
+        Product.objects.filter(pk=photo.product_id).update(updated_at=timezone.now())
+
+
+def _mark_failed(photo: EmbeddedImage, image_name: str, message: str) -> bool:
+    """Failed is permanent for this image: the vector (of another image) is dropped too. A
+    failed further photo leaves its product's vector; a failed main photo fails the product."""
+    product_touch(photo)
     return bool(
-        Product.objects.filter(pk=product.pk, image=image_name).update(
+        type(photo)._default_manager.filter(pk=photo.pk, image=image_name).update(
             status=Product.Status.FAILED,
             error_message=message,
             vector=None,
@@ -63,53 +76,79 @@ def _mark_failed(product: Product, image_name: str, message: str) -> bool:
     )
 
 
-# (product, image name read at the start, image bytes)
-_Job = tuple[Product, str, bytes]
+# (product or further photo, image name read at the start, image bytes)
+_Job = tuple[EmbeddedImage, str, bytes]
 
 
-def _read_image(product: Product, outcome: EmbedOutcome) -> _Job | None:
-    """The product's image bytes, or None (a missing file marks it failed)."""
-    name = product.image.name or ""
+def _failed(photo: EmbeddedImage, name: str, message: str, outcome: EmbedOutcome) -> None:
+    """Mark ``photo`` failed; its product is failed (main photo) or re-indexed without it."""
+    if _mark_failed(photo, name, message):
+        done = outcome.embedded if isinstance(photo, ProductPhoto) else outcome.failed
+        done.append(_product_id(photo))
+
+
+def _read_image(photo: EmbeddedImage, outcome: EmbedOutcome) -> _Job | None:
+    """The photo's image bytes, or None (a missing file marks it failed)."""
+    name = photo.image.name or ""
     try:
         if not name:
             raise FileNotFoundError(name)
-        with product.image.storage.open(name, "rb") as handle:
+        with photo.image.storage.open(name, "rb") as handle:
             data = handle.read()
     except FileNotFoundError:
-        if _mark_failed(product, name, "missing: the image file is missing from storage"):
-            outcome.failed.append(product.pk)
+        _failed(photo, name, "missing: the image file is missing from storage", outcome)
         return None
-    return product, name, data
+    return photo, name, data
+
+
+def _stale_further_photos(products: Sequence[Product], key: str) -> dict[int, list[ProductPhoto]]:
+    """The further photos, not failed, whose vector is not current, of the products not failed."""
+    ids = [p.pk for p in products if p.status != Product.Status.FAILED]
+    stale: dict[int, list[ProductPhoto]] = {}
+    photos = (ProductPhoto.objects.filter(product_id__in=ids).exclude(status=Product.Status.FAILED)
+              .defer("vector", "colour").order_by("pk"))
+    for photo in photos:
+        if not _vector_is_current(photo, key):
+            stale.setdefault(photo.product_id, []).append(photo)
+    return stale
 
 
 def _jobs(product_ids: Sequence[int], key: str, outcome: EmbedOutcome) -> list[_Job]:
-    """Read the images of the products whose vector is not current (others go to outcome)."""
+    """Read the images whose vector is not current: main photos, then further photos
+    (products with nothing to embed go to outcome)."""
     products = list(
         Product.objects.filter(pk__in=list(product_ids)).defer("vector", "colour").order_by("pk")
     )
     outcome.unknown = sorted(set(product_ids) - {p.pk for p in products})
+    further = _stale_further_photos(products, key)
     jobs: list[_Job] = []
     for product in products:
-        if _vector_is_current(product, key) and product.status != Product.Status.FAILED:
+        photos: list[EmbeddedImage] = list(further.get(product.pk, []))
+        if not (_vector_is_current(product, key) and product.status != Product.Status.FAILED):
+            photos.insert(0, product)
+        if not photos:
             outcome.current.append(product.pk)
-        elif (job := _read_image(product, outcome)) is not None:
-            jobs.append(job)
+        jobs.extend(job for photo in photos if (job := _read_image(photo, outcome)) is not None)
     return jobs
 
 
 def _store_vector(job: _Job, vector: np.ndarray, colour: np.ndarray, key: str) -> bool:
-    """Write the vector and the colour descriptor if the product still has the image read at
-    the start."""
-    product, name, data = job
+    """Write the vector and the colour descriptor if the photo still has the image read at
+    the start. A main photo's product turns processing (its list is written next); a further
+    photo turns ready, and its product, listed as it was, is re-indexed with it."""
+    photo, name, data = job
     sha = sha256_hex(data)
     # A ready product re-embedded only because the model or policy changed (same image)
     # stays ready: its old list stays visible until the new one is written.
-    migrating = product.status == Product.Status.READY and product.embedded_image_sha256 == sha
+    migrating = photo.status == Product.Status.READY and photo.embedded_image_sha256 == sha
+    further = isinstance(photo, ProductPhoto)
+    product_touch(photo)
     status: dict[str, object] = (
         {} if migrating
-        else {"status": Product.Status.PROCESSING, "status_changed_at": timezone.now()}
+        else {"status": Product.Status.READY if further else Product.Status.PROCESSING,
+              "status_changed_at": timezone.now()}
     )
-    return bool(Product.objects.filter(pk=product.pk, image=name).update(
+    return bool(type(photo)._default_manager.filter(pk=photo.pk, image=name).update(
         vector=vector_to_bytes(vector), vector_key=key, image_sha256=sha,
         colour=colour_to_bytes(colour), colour_key=COLOUR_KEY,
         embedded_image_sha256=sha, error_message="", **status,
@@ -128,26 +167,26 @@ def _embed_chunk(embedder: ImageEmbedder, chunk: list[_Job], key: str,
             continue
         assert item.error is not None
         message = f"{item.error.reason}: {item.error.message}"
-        logger.info("product %s rejected: %s", job[0].pk, message)
-        if _mark_failed(job[0], job[1], message):
-            outcome.failed.append(job[0].pk)
+        logger.info("%s rejected: %s", job[0], message)
+        _failed(job[0], job[1], message, outcome)
     if not good:
         return
     vectors = embedder.embed_arrays(np.stack([array for _, array, _ in good]))
     with transaction.atomic():  # one commit for the chunk, not one per product
         for (job, _, colour), vector in zip(good, vectors, strict=True):
             if _store_vector(job, vector, colour, key):
-                outcome.embedded.append(job[0].pk)
+                outcome.embedded.append(_product_id(job[0]))
 
 
 def products_embed_batch(*, product_ids: Sequence[int]) -> EmbedOutcome:
-    """Embed the products whose vector is not current for their image; queue nothing.
+    """Embed the photos (main and further) of the products whose vector is not current for
+    their image; queue nothing.
 
-    Every write is guarded by the image file name read at the start, so a product whose
+    Every write is guarded by the image file name read at the start, so a photo whose
     image changed (or that was deleted) meanwhile is left alone: its own task handles it.
-    A rejected image marks the product failed with the reason (never retried); a missing
-    image file too. Database and storage errors other than a missing file propagate
-    (the task retries them).
+    A rejected main image marks the product failed with the reason (never retried); a
+    rejected further photo only that photo; a missing image file too. Database and storage
+    errors other than a missing file propagate (the task retries them).
     """
     outcome = EmbedOutcome()
     key = vector_key_current()

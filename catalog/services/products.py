@@ -76,7 +76,7 @@ def image_check(file: File, *, sha256: str | None = None) -> CheckedImage:
                         suffix=_SUFFIX_BY_FORMAT.get(fmt, ".img"), stem=_stem(file))
 
 
-def _checked(image: File | CheckedImage) -> CheckedImage:
+def checked_image(image: File | CheckedImage) -> CheckedImage:
     """``image`` as ``image_check`` returns it, checked now unless the caller checked it."""
     return image if isinstance(image, CheckedImage) else image_check(image)
 
@@ -191,7 +191,7 @@ def _new_product(*, name: str, category: str, checked: CheckedImage, slug: str |
     raise error
 
 
-def _delete_file_on_commit(storage: Storage, name: str) -> None:
+def delete_file_on_commit(storage: Storage, name: str) -> None:
     def delete() -> None:
         if name and storage.exists(name):
             storage.delete(name)
@@ -208,7 +208,7 @@ def product_create(*, name: str, category: str, image: File | CheckedImage,
 
     A rejected image raises ``ValidationError`` whose code is the reason; nothing is saved.
     """
-    checked = _checked(image)
+    checked = checked_image(image)
     product = _new_product(name=name, category=category, checked=checked, slug=slug, sku=sku)
     queue.embed_enqueue(product_ids=[product.pk])
     return product
@@ -241,7 +241,7 @@ def _set_text_fields(product: Product, *, name: str | None, category: str | None
 
 def _set_image(product: Product, image: File | CheckedImage) -> bool:
     """Store new image bytes and make the product pending; False if the bytes are the same."""
-    checked = _checked(image)
+    checked = checked_image(image)
     if checked.sha256 == product.image_sha256:
         return False
     old_name, storage = product.image.name, product.image.storage
@@ -251,7 +251,7 @@ def _set_image(product: Product, image: File | CheckedImage) -> bool:
     product.error_message = ""
     product.status_changed_at = timezone.now()
     if old_name and old_name != product.image.name:
-        _delete_file_on_commit(storage, old_name)
+        delete_file_on_commit(storage, old_name)
     return True
 
 
@@ -299,11 +299,12 @@ def product_delete(*, product: Product) -> None:
 @transaction.atomic
 def products_delete(*, product_ids: Sequence[int]) -> int:
     """Delete many products (admin bulk delete); returns how many existed."""
-    doomed = list(Product.objects.filter(pk__in=list(product_ids)))
+    doomed = list(Product.objects.filter(pk__in=list(product_ids)).prefetch_related("photos"))
     for product in doomed:
-        storage, name = product.image.storage, product.image.name or ""
+        files = [product.image, *(photo.image for photo in product.photos.all())]
         product.delete()
-        _delete_file_on_commit(storage, name)
+        for file in files:
+            delete_file_on_commit(file.storage, file.name or "")
     queue.remove_enqueue(product_ids=[p for p in product_ids if p is not None])
     return len(doomed)
 

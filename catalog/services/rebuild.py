@@ -21,6 +21,7 @@ from catalog.selectors.index_membership import (
     products_indexable,
     products_indexable_vectors,
 )
+from catalog.selectors.product_photos import further_photos_stale, with_further_photos
 from catalog.services import queue
 from catalog.services.index_writer import index_rebuild, index_writer
 from catalog.services.locking import Fence
@@ -56,10 +57,12 @@ def _progress(run: RebuildRun, *, step: str | None = None, done: int | None = No
 
 def stale_products() -> list[int]:
     """Products (not failed) without a vector made by the current model and policy (with the
-    current colour descriptor: catalog.vectors.vector_key_current) for their current image."""
+    current colour descriptor: catalog.vectors.vector_key_current) for their current image, or
+    with a further photo (not failed) without one."""
     key = vector_key_current()
     qs = Product.objects.exclude(status=Product.Status.FAILED).filter(
         Q(vector__isnull=True) | ~Q(vector_key=key) | ~Q(embedded_image_sha256=F("image_sha256"))
+        | Q(pk__in=further_photos_stale().values("product_id"))
     )
     return list(qs.order_by("pk").values_list("pk", flat=True))
 
@@ -130,7 +133,8 @@ def _rebuild_matrix(run: RebuildRun, report: Report, fence: Fence,
         result.vote = vote.summary()
     # Fitted on every product; the matrix holds those allowed in lists (the others are ruled).
     keep = np.isin(ids, np.fromiter(products_candidates().values_list("pk", flat=True), np.int64))
-    ids, mapped = ids[keep], space.apply(vectors[keep], colours[keep])
+    ids = ids[keep]
+    mapped = with_further_photos(ids, space.apply(vectors[keep], colours[keep]), space)
     store = matrix_store(space).store
     store.fence = fence
     if isinstance(store, PartitionedStore):  # lists inside categories: built here, by category

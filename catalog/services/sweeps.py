@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from catalog import task_names
-from catalog.models import Product
+from catalog.models import Product, ProductPhoto
 from catalog.selectors.broker_state import queue_lengths, workers_state
 from catalog.services import queue
 from catalog.services.indexing import index_repair
@@ -27,12 +27,26 @@ def _stuck_since(cutoff: datetime) -> QuerySet[Product]:
     )
 
 
+def _photos_stuck_since(cutoff: datetime) -> QuerySet[ProductPhoto]:
+    """Further photos waiting for their embedding since before ``cutoff``."""
+    return ProductPhoto.objects.filter(status=ProductPhoto.Status.PENDING,
+                                       status_changed_at__lt=cutoff)
+
+
+def _anything_stuck(cutoff: datetime) -> bool:
+    return _stuck_since(cutoff).exists() or _photos_stuck_since(cutoff).exists()
+
+
 def _requeue(cutoff: datetime, *, why: str) -> list[int]:
-    """Re-queue products stuck since before ``cutoff``, touching ``status_changed_at`` so one
-    lost task causes one re-queue per period, not one per sweep."""
-    ids = list(_stuck_since(cutoff).order_by("pk").values_list("pk", flat=True))
+    """Re-queue products stuck (or with a further photo stuck) since before ``cutoff``,
+    touching ``status_changed_at`` so one lost task causes one re-queue per period, not one
+    per sweep."""
+    ids = sorted({*_stuck_since(cutoff).values_list("pk", flat=True),
+                  *_photos_stuck_since(cutoff).values_list("product_id", flat=True)})
     if ids:
-        _stuck_since(cutoff).filter(pk__in=ids).update(status_changed_at=timezone.now())
+        now = timezone.now()
+        _stuck_since(cutoff).filter(pk__in=ids).update(status_changed_at=now)
+        _photos_stuck_since(cutoff).filter(product_id__in=ids).update(status_changed_at=now)
         # The embed task skips products whose vector is current and queues their indexing.
         queue.embed_enqueue(product_ids=ids, robust=False)
         logger.warning("re-queued %d %s product(s): %s", len(ids), why, ids[:20])
@@ -68,7 +82,7 @@ def products_requeue_lost(*, stuck_after: int | None = None) -> dict[str, int]:
     """
     seconds = settings.LOOKALIKE_IDLE_STUCK_SECONDS if stuck_after is None else stuck_after
     cutoff = timezone.now() - timedelta(seconds=seconds)
-    if not _stuck_since(cutoff).exists():
+    if not _anything_stuck(cutoff):
         return {"requeued": 0, "busy": 0}
     busy = pipeline_busy()
     if busy is not None:

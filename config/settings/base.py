@@ -110,6 +110,9 @@ MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", DATA_DIR / "media"))
 LOOKALIKE_MAX_UPLOAD_BYTES = int(os.environ.get("LOOKALIKE_MAX_UPLOAD_BYTES", 10 * 1024 * 1024))
 LOOKALIKE_MAX_IMAGE_PIXELS = int(os.environ.get("LOOKALIKE_MAX_IMAGE_PIXELS", 50_000_000))
 DATA_UPLOAD_MAX_MEMORY_SIZE = LOOKALIKE_MAX_UPLOAD_BYTES + 1024 * 1024
+# Photos a product may have: its main photo and up to this many minus one further photos (admin
+# inline, import folder per product). Its vector is the mean of its photos' (docs/quality.md).
+LOOKALIKE_MAX_PHOTOS = int(os.environ.get("LOOKALIKE_MAX_PHOTOS", 5))
 LOOKALIKE_DATA_DIR = DATA_DIR
 # The converted model (a cache baked into an image, say); written once by `make model`.
 LOOKALIKE_MODEL_DIR = Path(os.environ.get("LOOKALIKE_MODEL_DIR", DATA_DIR / "models"))

@@ -12,7 +12,9 @@ index compares) reduces to a product-to-product one:
   the photos, both ways (symmetric); for a one-photo query, the mean of the two above;
 - :func:`first_photo`: the first photo's only (a product as one photo, the baseline);
 - :func:`mean_vectors`: one vector per product, the L2-normalised mean of its photos, compared
-  as one photo.
+  as one photo; :func:`product_vectors`, the catalog's definition, scales that mean direction
+  to the mean length of the photos' vectors, so a one-photo product keeps its photo's vector
+  exactly and, in a space of unit vectors, it is the L2-normalised mean.
 
 Mean pairwise squared distance needs no photo pairs: it is ``|mean_a - mean_b|^2 + spread_a +
 spread_b`` (:func:`mean_pair_from_centroids`, ``spread`` = mean squared distance of a
@@ -36,6 +38,7 @@ __all__ = [
     "mean_pair_from_centroids",
     "mean_vectors",
     "min_pair",
+    "product_vectors",
     "spreads",
 ]
 
@@ -113,6 +116,20 @@ def mean_vectors(vectors: np.ndarray, groups: PhotoGroups) -> np.ndarray:
     """(N, D) L2-normalised mean of every product's photo vectors: one vector per product."""
     m = centroids(vectors, groups)
     return m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+
+
+def product_vectors(vectors: np.ndarray, groups: PhotoGroups) -> np.ndarray:
+    """(N, D) one vector per product: the direction of its photos' mean at their mean length
+    (float64; a one-photo product's row is its photo's vector)."""
+    v = np.asarray(vectors, dtype=np.float64)
+    m = centroids(v, groups)
+    length = np.add.reduceat(np.linalg.norm(v, axis=1), groups.starts) / groups.counts
+    norm = np.linalg.norm(m, axis=1)
+    scale = np.divide(length, norm, out=np.zeros_like(norm), where=norm > 1e-12)
+    out = m * scale[:, None]
+    single = groups.counts == 1
+    out[single] = v[groups.starts[single]]
+    return out
 
 
 def spreads(vectors: np.ndarray, groups: PhotoGroups) -> np.ndarray:
