@@ -86,6 +86,28 @@ def out_of_lists() -> set[int]:
         .values_list("target_id", flat=True))
 
 
+def product_vectors_of(products: list) -> dict[int, np.ndarray]:
+    """Each product's vector (the tests' raw space) from all its photos: the main photo's
+    vector and those of its further photos that count (a vector of the current model, not
+    failed), combined by ``similarity.product_vectors``."""
+    from catalog.models import ProductPhoto
+    from catalog.vectors import vector_key_current
+    from similarity import PhotoGroups, product_vectors
+
+    further: dict[int, list[np.ndarray]] = {}
+    for owner, blob in (ProductPhoto.objects.filter(vector__isnull=False,
+                                                    vector_key=vector_key_current())
+                        .exclude(status=ProductPhoto.Status.FAILED)
+                        .order_by("product_id", "pk").values_list("product_id", "vector")):
+        further.setdefault(owner, []).append(np.frombuffer(bytes(blob), "<f4"))
+    out: dict[int, np.ndarray] = {}
+    for p in products:
+        photos = [np.frombuffer(bytes(p.vector), "<f4"), *further.get(p.pk, [])]
+        groups = PhotoGroups.from_counts([len(photos)])
+        out[p.pk] = product_vectors(np.stack(photos), groups)[0].astype(np.float32)
+    return out
+
+
 def expected_lists() -> dict[int, list[tuple[int, float]]]:
     """Every ready product's list under the rules, from scratch: the candidates are the ready
     products allowed in lists (of the product's own category with
@@ -95,7 +117,7 @@ def expected_lists() -> dict[int, list[tuple[int, float]]]:
     from catalog.models import Product
 
     ready = list(Product.objects.filter(status=Product.Status.READY))
-    vectors = {p.pk: np.frombuffer(bytes(p.vector), "<f4") for p in ready}
+    vectors = product_vectors_of(ready)
     category_of = ({p.pk: p.category for p in ready}
                    if settings.LOOKALIKE_LISTS_WITHIN_CATEGORY else None)
     candidates = set(vectors) - out_of_lists()
