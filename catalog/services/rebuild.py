@@ -21,7 +21,7 @@ from catalog.selectors.index_membership import (
     products_indexable,
     products_indexable_vectors,
 )
-from catalog.selectors.product_photos import further_photos_stale, with_further_photos
+from catalog.selectors.product_vectors import further_photos_stale, with_further_photos
 from catalog.services import queue
 from catalog.services.index_writer import index_rebuild, index_writer
 from catalog.services.locking import Fence
