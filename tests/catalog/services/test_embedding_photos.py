@@ -11,7 +11,11 @@ from catalog.models import Product, ProductPhoto
 from catalog.selectors.photo_search import products_search_by_vector, search_index_clear
 from catalog.services.indexing import index_apply
 from catalog.services.product_embedding import products_embed_batch
-from catalog.services.product_photos import product_photo_add, product_photo_remove
+from catalog.services.product_photos import (
+    product_photo_add,
+    product_photo_change,
+    product_photo_remove,
+)
 from catalog.vectors import vector_key_current
 from similarity import COLOUR_KEY
 from tests.pipeline.helpers import upload
@@ -101,6 +105,32 @@ def test_removing_a_further_photo_brings_the_product_back_to_its_main_photo(
     with django_capture_on_commit_callbacks() as callbacks:
         product_photo_remove(photo=photo)
     index_apply(product_ids=callbacks[-1].kwargs["product_ids"])
+    assert mismatches() == []
+    assert np.array_equal(_vector_of(a), main_only)
+    assert _search(main_only)[0] == (a.pk, 0.0)
+
+
+def test_a_changed_photo_rejected_stops_counting_in_lists_and_search(make_products, garments):
+    products = make_products(10)
+    _indexed(products)
+    a = products[0]
+    main_only = _vector_of(a)
+    photo = product_photo_add(product=a, image=upload(garments[12][1]))
+    _indexed([a])
+    assert _search(main_only)[0][1] > 0.0  # search counts the further photo
+    product_photo_change(photo=photo, image=upload(garments[13][1]))
+    photo.refresh_from_db()
+    assert photo.status == ProductPhoto.Status.PENDING and photo.vector is not None
+    assert not np.array_equal(_vector_of(a), main_only)
+    assert mismatches() == []  # the previous vector counts until the new image is embedded
+    with photo.image.storage.open(photo.image.name, "wb") as fh:  # corrupted after upload
+        fh.write(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+
+    outcome = products_embed_batch(product_ids=[a.pk])
+    index_apply(product_ids=outcome.to_index)
+
+    photo.refresh_from_db()
+    assert photo.status == ProductPhoto.Status.FAILED and photo.vector is None
     assert mismatches() == []
     assert np.array_equal(_vector_of(a), main_only)
     assert _search(main_only)[0] == (a.pk, 0.0)
