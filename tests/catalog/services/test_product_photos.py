@@ -4,11 +4,15 @@ embedding and indexing queued on commit, their files removed with them."""
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
+from django.db import connection, transaction
 
 from catalog.models import Product, ProductPhoto
 from catalog.services import queue
@@ -151,3 +155,66 @@ def test_deleting_a_product_deletes_its_further_photos_and_their_files(
     assert not any(product.image.storage.exists(name) for name in names)
     assert list(ProductPhoto.objects.all()) == [other_photo]
     assert other_photo.image.storage.exists(other_photo.image.name)
+
+
+def _until_another_session_waits() -> None:
+    """On PostgreSQL, until another session waits on a lock. SQLite's IMMEDIATE transactions
+    cannot show it: there the second writer starts only after the first commits."""
+    if connection.vendor != "postgresql":
+        return
+    deadline = time.monotonic() + 60
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND wait_event_type = 'Lock'")
+            if cursor.fetchone()[0]:
+                return
+        assert time.monotonic() < deadline, "the second add never waited for the first"
+        time.sleep(0.01)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_adds_racing_for_the_last_place_keep_the_limit(settings, garments):
+    """One add holds its transaction open with the product at the limit; another add, in
+    another thread, waits for it and is refused (without the product's row locked it would
+    count the photos committed so far and go past the limit)."""
+    settings.LOOKALIKE_MAX_PHOTOS = 2
+    product = product_create(name="Coat", category="Coat", image=upload(garments[0][1]))
+    added, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                product_photo_add(product=product, image=upload(garments[1][1]))
+                added.set()
+                assert release.wait(120), "never released"
+        except BaseException as exc:  # reported in the test's thread
+            errors.append(exc)
+            added.set()
+        finally:
+            connection.close()
+
+    def second() -> str:
+        try:
+            product_photo_add(product=Product.objects.get(pk=product.pk),
+                              image=upload(garments[2][1]))
+            return "added"
+        except ValidationError as exc:
+            return str(exc.error_list[0].code)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert added.wait(120) and not errors, errors
+    before = stored_files()
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(second)
+        _until_another_session_waits()
+        release.set()
+        holder.join(120)
+        assert answer.result(timeout=120) == "too_many_photos"
+    assert not errors, errors
+    assert product.photos_counted() == 2
+    assert stored_files() == before
