@@ -116,7 +116,7 @@ class Product(EmbeddedImage):
 class ProductPhoto(EmbeddedImage):
     """One of a product's further photos (its main photo is ``Product.image``), up to
     ``LOOKALIKE_MAX_PHOTOS`` photos in all. Embedded like the main photo; the product's vector
-    is the mean of its photos' (catalog.selectors.product_vectors)."""
+    is the mean of its photos' (catalog.selectors.further_photos)."""
 
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="photos")
     created_at = models.DateTimeField(auto_now_add=True)

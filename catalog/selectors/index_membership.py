@@ -15,7 +15,7 @@ from django.db.models import Exists, F, OuterRef, QuerySet
 
 from catalog.models import ListRule, Product
 from catalog.plain_sql import quoted_table, vector_current_sql
-from catalog.selectors.product_vectors import with_further_photos
+from catalog.selectors.further_photos import with_further_photos
 from catalog.space import Space
 from catalog.vectors import colour_from_bytes, vector_from_bytes, vector_key_current
 from similarity import COLOUR_DIM, EMBEDDING_DIM, chunked
@@ -124,7 +124,7 @@ def products_indexable_vectors(
     ``candidates``, only those allowed in lists: the matrix's members), by id, read with
     their colour descriptors; with ``space``, the products' vectors in it (N x space.dim, its
     stored projection and colour blend, every photo of a product counted:
-    catalog.selectors.product_vectors); without, the main photos' raw vectors, and with
+    catalog.selectors.further_photos); without, the main photos' raw vectors, and with
     ``with_colours`` also their colour descriptors (float32 N x COLOUR_DIM; zeros where none
     of the current version)."""
     ids, vecs, cols = _indexable_rows(product_ids, candidates)

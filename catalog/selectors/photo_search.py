@@ -20,8 +20,8 @@ from django.db.models import Count, Max, QuerySet, Sum
 
 from catalog.engine import IndexStore, embedder_get, matrix_store
 from catalog.models import Product
+from catalog.selectors.further_photos import with_further_photos
 from catalog.selectors.index_membership import in_lists
-from catalog.selectors.product_vectors import with_further_photos
 from catalog.space import Space, space_current
 from catalog.vectors import colour_from_bytes, vector_key_current
 from similarity import (

@@ -60,20 +60,25 @@ def product_touch(photo: EmbeddedImage) -> None:
 
 def _mark_failed(photo: EmbeddedImage, image_name: str, message: str) -> bool:
     """Failed is permanent for this image: the vector (of another image) is dropped too. A
-    failed further photo leaves its product's vector; a failed main photo fails the product."""
-    product_touch(photo)
-    return bool(
-        type(photo)._default_manager.filter(pk=photo.pk, image=image_name).update(
-            status=Product.Status.FAILED,
-            error_message=message,
-            vector=None,
-            vector_key="",
-            colour=None,
-            colour_key="",
-            embedded_image_sha256="",
-            status_changed_at=timezone.now(),
+    failed further photo leaves its product's vector; a failed main photo fails the product.
+    The write and the product's touch commit together: a search loading between two commits
+    would cache the touched product with the vector being dropped, and never reload it."""
+    with transaction.atomic():
+        failed = bool(
+            type(photo)._default_manager.filter(pk=photo.pk, image=image_name).update(
+                status=Product.Status.FAILED,
+                error_message=message,
+                vector=None,
+                vector_key="",
+                colour=None,
+                colour_key="",
+                embedded_image_sha256="",
+                status_changed_at=timezone.now(),
+            )
         )
-    )
+        if failed:
+            product_touch(photo)
+    return failed
 
 
 # (product or further photo, image name read at the start, image bytes)

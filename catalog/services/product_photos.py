@@ -1,6 +1,6 @@
 """A product's further photos: add, change, remove. Each is checked like a main photo, then
 embedded by the embed queue; the product's lists follow its vector of all its photos
-(catalog.selectors.product_vectors), rewritten by the index writer for exactly the lists that
+(catalog.selectors.further_photos), rewritten by the index writer for exactly the lists that
 change. The product stays as it is meanwhile: listed, searchable, its list shown."""
 
 from __future__ import annotations

@@ -15,13 +15,13 @@ from catalog.augmented_views import augmented_views
 from catalog.engine import follow_layout, layout_for, matrix_remember, matrix_store
 from catalog.models import Product, RebuildRun
 from catalog.search_vote import category_vote_refit
+from catalog.selectors.further_photos import further_photos_stale, with_further_photos
 from catalog.selectors.index_membership import (
     product_ids_all,
     products_candidates,
     products_indexable,
     products_indexable_vectors,
 )
-from catalog.selectors.product_vectors import further_photos_stale, with_further_photos
 from catalog.services import queue
 from catalog.services.index_writer import index_rebuild, index_writer
 from catalog.services.locking import Fence

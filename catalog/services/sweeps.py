@@ -28,9 +28,11 @@ def _stuck_since(cutoff: datetime) -> QuerySet[Product]:
 
 
 def _photos_stuck_since(cutoff: datetime) -> QuerySet[ProductPhoto]:
-    """Further photos waiting for their embedding since before ``cutoff``."""
-    return ProductPhoto.objects.filter(status=ProductPhoto.Status.PENDING,
-                                       status_changed_at__lt=cutoff)
+    """Further photos waiting for their embedding since before ``cutoff`` (not those of a
+    failed product: the embed step leaves them until the product gets a new image)."""
+    return ProductPhoto.objects.filter(
+        status=ProductPhoto.Status.PENDING, status_changed_at__lt=cutoff,
+    ).exclude(product__status=Product.Status.FAILED)
 
 
 def _anything_stuck(cutoff: datetime) -> bool:

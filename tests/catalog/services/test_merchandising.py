@@ -1,19 +1,23 @@
 """The shop's rules through the services and the real index writer, in both layouts, with lists
 across the catalog and inside categories: random sequences of creates, vector changes, category
-changes, deletes, availability flips, pins, exclusions and lifted rules; after each step every
-stored list equals the brute force that applies the rules, and no list holds a product kept out
-of lists. Ties are frequent (vectors drawn from a small pool)."""
+changes, deletes, availability flips, pins, exclusions, lifted rules and further photos added,
+re-embedded, removed and failed; after each step every stored list equals the brute force that
+applies the rules to each product's vector of all its photos, and no list holds a product kept
+out of lists. Ties are frequent (vectors drawn from a small pool)."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 import numpy as np
 import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from catalog.models import ListRule, Product, ProductNeighbour
+from catalog.models import ListRule, Product, ProductNeighbour, ProductPhoto
 from catalog.services import merchandising
 from catalog.services.indexing import index_apply
+from catalog.services.product_photos import product_photo_remove
 from catalog.services.products import product_update, products_delete
 from catalog.task_names import INDEX, REMOVE
 from catalog.vectors import vector_key_current
@@ -22,6 +26,7 @@ from tests.rules_reference import LIMIT, mismatches, out_of_lists
 pytestmark = pytest.mark.django_db
 
 CATEGORIES = ["Coat", "Dress", ""]  # "": products without a category list among themselves
+MAX_PHOTOS_HERE = 4  # photos of a product during a sequence: its main one and up to 3 further
 
 
 def _vector(rng: np.random.Generator, pool: np.ndarray) -> bytes:
@@ -42,6 +47,43 @@ def _create(rng: np.random.Generator, pool: np.ndarray, n: int) -> list[int]:
     return made
 
 
+def _tag(rng: np.random.Generator) -> str:
+    return f"{int(rng.integers(1 << 60)):064d}"
+
+
+def _photo_add(rng: np.random.Generator, pool: np.ndarray, product: Product) -> None:
+    """A further photo as the embed step leaves it: ready, with a vector of the current key."""
+    if product.photos_counted() >= MAX_PHOTOS_HERE:
+        return
+    tag = _tag(rng)
+    ProductPhoto.objects.create(
+        product=product, image=f"x/{tag}.png", image_sha256=tag, embedded_image_sha256=tag,
+        status=ProductPhoto.Status.READY, status_changed_at=timezone.now(),
+        vector_key=vector_key_current(), vector=_vector(rng, pool),
+    )
+    index_apply(product_ids=[product.pk])
+
+
+def _photo_step(rng: np.random.Generator, pool: np.ndarray, op: str, product: Product) -> None:
+    """Add, re-embed, remove or fail one of ``product``'s further photos."""
+    photo = product.photos.order_by("?").first()
+    if op == "photo_add" or photo is None:
+        _photo_add(rng, pool, product)
+    elif op == "photo_vector":
+        tag = _tag(rng)
+        ProductPhoto.objects.filter(pk=photo.pk).update(
+            vector=_vector(rng, pool), vector_key=vector_key_current(), image_sha256=tag,
+            embedded_image_sha256=tag, status=ProductPhoto.Status.READY, error_message="")
+        index_apply(product_ids=[product.pk])
+    elif op == "photo_remove":
+        product_photo_remove(photo=photo)  # queues the index task
+    else:  # the embed step rejected it: no vector, no longer counted
+        ProductPhoto.objects.filter(pk=photo.pk).update(
+            status=ProductPhoto.Status.FAILED, error_message="not_garment: test", vector=None,
+            vector_key="", embedded_image_sha256="")
+        index_apply(product_ids=[product.pk])
+
+
 def _run_queued(callbacks) -> None:
     """What the index worker would do with the tasks the services queued."""
     for send in callbacks:
@@ -52,13 +94,16 @@ def _run_queued(callbacks) -> None:
 def _random_step(rng: np.random.Generator, pool: np.ndarray) -> None:
     ids = list(Product.objects.values_list("pk", flat=True))
     op = str(rng.choice(["create", "create", "vector", "category", "delete", "listed", "listed",
-                         "pin", "pin", "exclude", "everywhere", "lift"]))
+                         "pin", "pin", "exclude", "everywhere", "lift", "photo_add", "photo_add",
+                         "photo_add", "photo_vector", "photo_remove", "photo_failed"]))
     if op == "create" or len(ids) < 4:
         index_apply(product_ids=_create(rng, pool, int(rng.integers(1, 4))))
         return
     a, b = (Product.objects.get(pk=int(x)) for x in rng.choice(ids, size=2, replace=False))
-    if op == "vector":
-        tag = f"{int(rng.integers(1 << 60)):064d}"
+    if op.startswith("photo_"):
+        _photo_step(rng, pool, op, a)
+    elif op == "vector":
+        tag = _tag(rng)
         Product.objects.filter(pk=a.pk).update(vector=_vector(rng, pool), image_sha256=tag,
                                                embedded_image_sha256=tag)
         index_apply(product_ids=[a.pk])
@@ -78,6 +123,12 @@ def _random_step(rng: np.random.Generator, pool: np.ndarray) -> None:
         merchandising.list_rule_delete(rule=ListRule.objects.order_by("?").first())
 
 
+def _most_photos() -> int:
+    """The most photos (main and further, failed ones too) any product has now."""
+    per = Counter(ProductPhoto.objects.values_list("product_id", flat=True))
+    return 1 + max(per.values(), default=0)
+
+
 @pytest.mark.parametrize("within_category", [True, False])
 @pytest.mark.parametrize("layout", ["dense", "topk"])
 @pytest.mark.parametrize("seed", [0, 1])
@@ -87,11 +138,14 @@ def test_random_rule_sequences_keep_every_list_exact(settings, django_capture_on
     settings.LOOKALIKE_LISTS_WITHIN_CATEGORY = within_category
     rng = np.random.default_rng(seed)
     pool = rng.integers(-2, 3, (9, 1280)).astype(np.float32)
+    most_photos = 1
     for step in range(45):
         with django_capture_on_commit_callbacks() as callbacks:
             _random_step(rng, pool)
         _run_queued(callbacks)
         assert mismatches() == [], f"step {step}"
+        most_photos = max(most_photos, _most_photos())
+    assert most_photos >= 3  # the sequence did give some product several further photos
     assert not ProductNeighbour.objects.filter(neighbour_id__in=out_of_lists()).exists()
     assert Product.objects.filter(listed=False).exists()  # the sequence did flip some
     assert ListRule.objects.filter(kind=ListRule.Kind.PIN).exists()

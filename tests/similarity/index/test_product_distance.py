@@ -13,6 +13,7 @@ from similarity.index.product_distance import (
     mean_pair_from_centroids,
     mean_vectors,
     min_pair,
+    product_vectors,
     spreads,
 )
 
@@ -80,3 +81,36 @@ def test_mean_pair_from_one_centroid_and_spread_per_product(photos) -> None:
     cb = np.add.reduceat(b, cols.starts, axis=0) / cols.counts[:, None]
     got = mean_pair_from_centroids(ca, spreads(a, rows), cb, spreads(b, cols))
     np.testing.assert_allclose(got, mean_pair(_sq(a, b), rows, cols))
+
+
+def test_product_vectors_are_the_mean_direction_at_the_mean_length(photos) -> None:
+    a, rows, _, _ = photos
+    got = product_vectors(a, rows)
+    assert got.shape == (len(rows), a.shape[1]) and got.dtype == np.float64
+    for vec, own in zip(got, _split(a, rows), strict=True):
+        mean = own.mean(0)
+        want = mean / np.linalg.norm(mean) * np.linalg.norm(own, axis=1).mean()
+        np.testing.assert_allclose(vec, want, rtol=1e-12)
+
+
+def test_a_one_photo_product_keeps_its_vector_bit_for_bit() -> None:
+    rng = np.random.default_rng(5)
+    v = rng.normal(size=(6, 1280)).astype(np.float32) * np.float32(3.7)
+    groups = PhotoGroups.from_counts([1, 3, 1, 1])
+    got = product_vectors(v, groups)
+    for row, start in zip((0, 2, 3), (0, 4, 5), strict=True):
+        assert got[row].astype(np.float32).tobytes() == v[start].tobytes()
+    assert got[0].tobytes() == v[0].astype(np.float64).tobytes()
+
+
+def test_unit_vectors_give_the_normalised_mean(photos) -> None:
+    a, rows, _, _ = photos
+    unit = a / np.linalg.norm(a, axis=1, keepdims=True)
+    got = product_vectors(unit, rows)
+    np.testing.assert_allclose(got, mean_vectors(unit, rows), rtol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, rtol=1e-12)
+
+
+def test_photos_that_cancel_out_give_a_zero_vector() -> None:
+    v = np.array([[1.0, 2.0], [-1.0, -2.0]])
+    assert product_vectors(v, PhotoGroups.from_counts([2])).tolist() == [[0.0, 0.0]]
