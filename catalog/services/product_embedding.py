@@ -53,9 +53,13 @@ def _product_id(photo: EmbeddedImage) -> int:
 
 def product_touch(photo: EmbeddedImage) -> None:
     """A further photo's vector changed: its product's ``updated_at`` moves, so search by
-    photo reloads the product's vector (catalog.selectors.photo_search)."""
+    photo reloads the product's vector (catalog.selectors.photo_search), and its committed
+    lists no longer count as written for its vector (``indexed_as`` keys the main photo only):
+    an index writer killed after publishing the product's new vector, before writing the
+    lists, must not find the product settled when its task is redelivered."""
     if isinstance(photo, ProductPhoto):
-        Product.objects.filter(pk=photo.product_id).update(updated_at=timezone.now())
+        Product.objects.filter(pk=photo.product_id).update(updated_at=timezone.now(),
+                                                           indexed_as="")
 
 
 def _mark_failed(photo: EmbeddedImage, image_name: str, message: str) -> bool:
