@@ -16,7 +16,7 @@ a sample of products returns the brute force's nearest listed products, each at 
 One index layout, dense: with three times as many photos to embed, each layout takes about
 twice as long as one of test_shop_rules.py (measured 2026-12-03: 69 s against 35 s), so both
 would double its runtime. Dense is the layout a catalog of this size gets, and the one where
-search by photo combines each product's photos itself (catalog.selectors.product_photos)
+search by photo combines each product's photos itself (catalog.selectors.further_photos)
 rather than reading the index's vectors, so the lists and search check two computations of
 the same vectors; test_shop_rules.py runs the rules in both layouts.
 """
