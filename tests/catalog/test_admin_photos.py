@@ -132,6 +132,23 @@ def test_two_photos_added_through_the_inline_are_stored_and_queued(
     assert product.status == Product.Status.READY  # the product keeps its list meanwhile
 
 
+def test_an_inline_photo_is_checked_once(staff, monkeypatch):
+    from catalog.services import products
+
+    checks = []
+    real = products.check_image
+
+    def counting(data, **kwargs):
+        checks.append(len(data))
+        return real(data, **kwargs)
+
+    product = make_product("Dress")
+    monkeypatch.setattr(products, "check_image", counting)
+    response = post_change(staff, product, [{"image": png_upload((5, 5, 5))}])
+    assert response.status_code == 302
+    assert product.photos.count() == 1 and len(checks) == 1  # by the form; the service reuses it
+
+
 @pytest.mark.parametrize(
     ("data", "reason"),
     [(b"this is not an image", "unreadable"), (b"", "empty"), (png_bytes()[:70], "truncated")],
