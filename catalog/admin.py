@@ -10,13 +10,19 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
+from catalog.admin_photos import (
+    ProductPhotoInline,
+    image_thumb,
+    photos_save_formset,
+    status_badge,
+)
 from catalog.admin_rules import (
     ListRuleInline,
     exclude_everywhere,
@@ -26,15 +32,8 @@ from catalog.admin_rules import (
     rules_save_formset,
 )
 from catalog.forms import BulkUploadForm, ProductAdminForm
-from catalog.models import ApiKey, ListRule, Product, RebuildBlock, RebuildRun
+from catalog.models import ApiKey, ListRule, Product, ProductPhoto, RebuildBlock, RebuildRun
 from catalog.selectors.storefront import product_neighbours, product_neighbours_state
-
-STATUS_COLOURS = {
-    Product.Status.PENDING: "#8a6d00",
-    Product.Status.PROCESSING: "#1f5fa8",
-    Product.Status.READY: "#1c7c3a",
-    Product.Status.FAILED: "#b3261e",
-}
 
 
 def _pin_label(pins: dict[int, ListRule], rank: int, neighbour_id: int) -> str:
@@ -47,23 +46,11 @@ def _pin_label(pins: dict[int, ListRule], rank: int, neighbour_id: int) -> str:
                        "</span>", who, f"{rule.created_at:%Y-%m-%d %H:%M}")
 
 
-def _thumb(product: Product, size: int) -> str:
-    if not product.image:
-        return "—"
-    return format_html(
-        '<img src="{}" alt="" width="{}" height="{}" '
-        'style="object-fit:contain;background:#fff;border:1px solid #ddd;border-radius:4px">',
-        product.image.url,
-        size,
-        size,
-    )
-
-
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
     form = ProductAdminForm
-    list_display = ("thumbnail", "name", "sku", "category", "listed", "coloured_status",
-                    "short_error", "created_at")
+    list_display = ("thumbnail", "name", "sku", "category", "photo_count", "listed",
+                    "coloured_status", "short_error", "created_at")
     list_display_links = ("thumbnail", "name")
     list_filter = ("status", "listed", "category")
     search_fields = ("name", "sku", "category", "slug")
@@ -103,7 +90,10 @@ class ProductAdmin(admin.ModelAdmin):
         ]
 
     def get_inlines(self, request: HttpRequest, obj: Product | None = None) -> Any:
-        return [ListRuleInline] if obj is not None else []
+        return [ProductPhotoInline, ListRuleInline] if obj is not None else []
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Product]:
+        return super().get_queryset(request).annotate(further_photos=Count("photos"))
 
     def get_readonly_fields(self, request: HttpRequest, obj: Product | None = None) -> Any:
         # A SKU is the shop's stable id: set once, when the product is made.
@@ -113,22 +103,20 @@ class ProductAdmin(admin.ModelAdmin):
 
     @admin.display(description="Image")
     def thumbnail(self, obj: Product) -> str:
-        return _thumb(obj, 56)
+        return image_thumb(obj, 56)
 
     @admin.display(description="Current image")
     def current_image(self, obj: Product) -> str:
-        return _thumb(obj, 200)
+        return image_thumb(obj, 200)
+
+    @admin.display(description="Photos", ordering="further_photos")
+    def photo_count(self, obj: Product) -> str:
+        n = 1 + getattr(obj, "further_photos", 0)
+        return f"{n} photo" if n == 1 else f"{n} photos"
 
     @admin.display(description="Status", ordering="status")
     def coloured_status(self, obj: Product) -> str:
-        colour = STATUS_COLOURS.get(Product.Status(obj.status), "#555")
-        return format_html(
-            '<span class="lookalike-status lookalike-status-{}" style="color:#fff;background:{};'
-            'padding:2px 8px;border-radius:10px;font-size:11px;font-weight:600">{}</span>',
-            obj.status,
-            colour,
-            obj.get_status_display(),
-        )
+        return status_badge(obj)
 
     @admin.display(description="Error")
     def short_error(self, obj: Product) -> str:
@@ -163,7 +151,7 @@ class ProductAdmin(admin.ModelAdmin):
             (
                 (
                     reverse("admin:catalog_product_change", args=[link.neighbour_id]),
-                    _thumb(link.neighbour, 96),
+                    image_thumb(link.neighbour, 96),
                     link.rank,
                     link.neighbour.name,
                     f"{link.distance:.4f}",
@@ -184,6 +172,8 @@ class ProductAdmin(admin.ModelAdmin):
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         if formset.model is ListRule:
             rules_save_formset(request, form.instance, formset)
+        elif formset.model is ProductPhoto:
+            photos_save_formset(request, form.instance, formset)
         else:
             super().save_formset(request, form, formset, change)
 

@@ -44,7 +44,8 @@ def product_detail(request: HttpRequest, slug: str) -> HttpResponse:
     product = storefront.product_get_by_slug(slug=slug)
     if product is None:
         raise Http404("No such product")
-    return render(request, "catalog/product_detail.html", {"product": product})
+    return render(request, "catalog/product_detail.html",
+                  {"product": product, "photos": storefront.product_photos(product=product)})
 
 
 def search_status(form: SearchByPhotoForm) -> int:

@@ -12,6 +12,7 @@ from rest_framework import serializers
 from rest_framework.fields import empty
 
 from catalog.models import MAX_NEIGHBOURS, Product
+from catalog.selectors.storefront import product_photos
 
 _IMAGE_STORAGE = Product._meta.get_field("image").storage
 STATES = ("ready", "computing", "refreshing", "failed")
@@ -25,11 +26,14 @@ class ProductSerializer(serializers.ModelSerializer):
     url = serializers.SerializerMethodField(help_text="The storefront page.")
     image_url = serializers.SerializerMethodField()
     similar_url = serializers.SerializerMethodField()
+    photos = serializers.SerializerMethodField(
+        help_text="Every photo of the product: the main photo (image_url) first, then its "
+                  "further photos, oldest first.")
 
     class Meta:
         model = Product
         fields = ("sku", "name", "category", "listed", "status", "error_message", "image_sha256",
-                  "url", "image_url", "similar_url", "created_at", "updated_at")
+                  "url", "image_url", "photos", "similar_url", "created_at", "updated_at")
         read_only_fields = fields
 
     def get_url(self, obj: Product) -> str:
@@ -38,6 +42,11 @@ class ProductSerializer(serializers.ModelSerializer):
     @extend_schema_field(OpenApiTypes.URI)
     def get_image_url(self, obj: Product) -> str | None:
         return _absolute(self.context, obj.image.url) if obj.image else None
+
+    @extend_schema_field(serializers.ListField(child=serializers.URLField()))
+    def get_photos(self, obj: Product) -> list[str]:
+        return [_absolute(self.context, image.url)
+                for image in product_photos(product=obj, failed=True)]
 
     def get_similar_url(self, obj: Product) -> str:
         return _absolute(self.context, f"/api/v1/products/{obj.sku}/similar")

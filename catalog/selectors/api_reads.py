@@ -47,8 +47,8 @@ def product_get_by_sku(*, sku: str) -> Product | None:
 def products_filter(*, category: str | None = None, status: str | None = None,
                     listed: bool | None = None,
                     updated_since: datetime | None = None) -> QuerySet[Product]:
-    """Products of the API's list, each filter applied when given."""
-    qs = Product.objects.all()
+    """Products of the API's list, each filter applied when given, with their further photos."""
+    qs = Product.objects.prefetch_related("photos")
     if category:
         qs = qs.filter(category=category)
     if listed is not None:

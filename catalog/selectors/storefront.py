@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Literal
 
 from django.db.models import QuerySet
+from django.db.models.fields.files import FieldFile
 
-from catalog.models import MAX_NEIGHBOURS, ListRule, Product, ProductNeighbour
+from catalog.models import MAX_NEIGHBOURS, ListRule, Product, ProductNeighbour, ProductPhoto
 
 NeighboursState = Literal["ready", "computing", "failed"]
 
@@ -35,6 +36,14 @@ def product_get_by_slug(*, slug: str) -> Product | None:
 
 def product_get(*, product_id: int) -> Product | None:
     return Product.objects.filter(pk=product_id).first()
+
+
+def product_photos(*, product: Product, failed: bool = False) -> list[FieldFile]:
+    """The product's photos: its main photo, then its further photos by id; further photos
+    whose embedding failed only with ``failed``. Reads ``product.photos`` (prefetched or not)."""
+    further: list[FieldFile] = [photo.image for photo in product.photos.all()
+                                if failed or photo.status != ProductPhoto.Status.FAILED]
+    return [product.image, *further] if product.image else further
 
 
 def neighbours_shown(*, product_id: int) -> QuerySet[ProductNeighbour]:

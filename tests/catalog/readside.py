@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 from PIL import Image
 
-from catalog.models import Product, ProductNeighbour
+from catalog.models import Product, ProductNeighbour, ProductPhoto
 from catalog.vectors import vector_key_current
 
 _counter = itertools.count(1)
@@ -67,6 +67,17 @@ def make_product(
         vector_key=vector_key_current() if vector is not None else "",
         status_changed_at=timezone.now(),
     )
+
+
+def make_photo(product: Product, *, status: str = ProductPhoto.Status.READY,
+               colour: tuple[int, int, int] = (30, 60, 200)) -> ProductPhoto:
+    """A further photo of ``product`` with its file under MEDIA_ROOT (no services)."""
+    from django.conf import settings
+
+    rel = f"products/{product.slug}-more-{next(_counter)}.png"
+    (Path(settings.MEDIA_ROOT) / rel).write_bytes(png_bytes(colour))
+    return ProductPhoto.objects.create(product=product, image=rel, status=status,
+                                       status_changed_at=timezone.now())
 
 
 def link_neighbours(product: Product, neighbours: list[Product]) -> list[ProductNeighbour]:
@@ -189,6 +200,6 @@ def read_side_defaults(request, settings) -> None:
 
 
 # What the admin's change form posts besides the product's fields: the listed checkbox (ticked)
-# and the empty inline of its pins and exclusions.
-ADMIN_CHANGE_EXTRA = {"listed": "on", "list_rules-TOTAL_FORMS": "0",
-                      "list_rules-INITIAL_FORMS": "0"}
+# and the empty inlines of its further photos and of its pins and exclusions.
+ADMIN_CHANGE_EXTRA = {"listed": "on", "photos-TOTAL_FORMS": "0", "photos-INITIAL_FORMS": "0",
+                      "list_rules-TOTAL_FORMS": "0", "list_rules-INITIAL_FORMS": "0"}

@@ -43,7 +43,8 @@ def change_data(product: Product, rules: list[dict] | None = None, *, listed: bo
     """The change form as the browser posts it, with the inline's rows."""
     data = {"name": product.name, "category": product.category, "slug": product.slug,
             f"{RULES}-TOTAL_FORMS": len(rules or []), f"{RULES}-INITIAL_FORMS": initial,
-            f"{RULES}-MIN_NUM_FORMS": 0, f"{RULES}-MAX_NUM_FORMS": 1000}
+            f"{RULES}-MIN_NUM_FORMS": 0, f"{RULES}-MAX_NUM_FORMS": 1000,
+            "photos-TOTAL_FORMS": 0, "photos-INITIAL_FORMS": 0}
     if listed:
         data["listed"] = "on"
     for i, row in enumerate(rules or []):

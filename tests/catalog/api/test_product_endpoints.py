@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.test.client import encode_multipart
+from django.test.utils import CaptureQueriesContext
 
-from catalog.models import Product
+from catalog.models import Product, ProductPhoto
 from catalog.services import queue
 from tests.catalog.api.conftest import bearer
-from tests.catalog.readside import link_neighbours, make_product, png_bytes
+from tests.catalog.readside import link_neighbours, make_photo, make_product, png_bytes
 
 pytestmark = pytest.mark.django_db
 BOUNDARY = "BoUnDaRy"
@@ -132,6 +134,31 @@ def test_list_pages_with_a_cursor_and_filters(client):
     assert future["results"] == []
     bad = client.get("/api/v1/products?updated_since=yesterday")
     assert bad.status_code == 400 and "updated_since" in bad.json()["fields"]
+
+
+def test_photos_lists_the_urls_of_every_photo_main_first(client):
+    product = make_product("Coat")
+    further = [make_photo(product), make_photo(product, status=ProductPhoto.Status.FAILED)]
+    urls = [f"http://testserver{url}" for url in
+            [product.image.url, *(p.image.url for p in further)]]
+    body = client.get(f"/api/v1/products/{product.sku}").json()
+    assert body["photos"] == urls and body["image_url"] == urls[0]
+    single = make_product("Tee")
+    listed = {p["sku"]: p["photos"] for p in client.get("/api/v1/products").json()["results"]}
+    assert listed == {product.sku: urls, single.sku: [f"http://testserver{single.image.url}"]}
+
+
+def test_the_list_reads_every_products_photos_at_once(client):
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get("/api/v1/products").status_code == 200
+        return len(captured)
+
+    make_photo(make_product("First"))
+    once = queries()
+    for i in range(4):
+        make_photo(make_product(f"More {i}"))
+    assert queries() == once
 
 
 def test_similar_lists_with_state_etag_and_304(client):

@@ -1,8 +1,8 @@
 import pytest
 
-from catalog.models import Product
+from catalog.models import Product, ProductPhoto
 from catalog.selectors import storefront
-from tests.catalog.readside import link_neighbours, make_product
+from tests.catalog.readside import link_neighbours, make_photo, make_product
 
 pytestmark = pytest.mark.django_db
 
@@ -65,3 +65,20 @@ def test_a_lone_ready_product_is_ready_with_no_neighbours():
     make_product(status=Product.Status.PENDING)
     assert storefront.product_neighbours_state(product=product) == "ready"
     assert storefront.product_neighbours(product=product) == []
+
+
+def test_product_photos_main_first_then_further_by_id_without_failed_ones():
+    product = make_product("Coat")
+    second = make_photo(product)
+    failed = make_photo(product, status=ProductPhoto.Status.FAILED)
+    third = make_photo(product, status=ProductPhoto.Status.PENDING)
+    make_photo(make_product("Other"))
+    names = [f.name for f in storefront.product_photos(product=product)]
+    assert names == [product.image.name, second.image.name, third.image.name]
+    every = [f.name for f in storefront.product_photos(product=product, failed=True)]
+    assert every == [product.image.name, second.image.name, failed.image.name, third.image.name]
+
+
+def test_product_photos_of_a_product_with_one_photo():
+    product = make_product("Coat")
+    assert [f.name for f in storefront.product_photos(product=product)] == [product.image.name]

@@ -4,8 +4,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from catalog.models import Product
-from tests.catalog.readside import image_bytes, link_neighbours, make_product, png_bytes
+from catalog.models import Product, ProductPhoto
+from tests.catalog.readside import image_bytes, link_neighbours, make_photo, make_product, png_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -70,6 +70,28 @@ def test_product_page_renders_its_ten_neighbours(client):
         assert other.image.url in section
     assert "Lookalike 10" not in section
     assert "still being computed" not in html
+
+
+def test_product_page_shows_every_photo_main_first(client):
+    product = make_product("Striped dress", category="Dresses")
+    further = [make_photo(product, colour=(i * 60, 0, 0)) for i in range(3)]
+    failed = make_photo(product, status=ProductPhoto.Status.FAILED)
+    response = client.get(product.get_absolute_url())
+    assert response.status_code == 200
+    html = response.text
+    image = html[html.index('class="product-image"'):html.index('class="product-info"')]
+    gallery = image[image.index('data-testid="product-photos"'):]
+    shown = re.findall(r'<img src="([^"]+)"', gallery)
+    assert shown == [product.image.url] + [p.image.url for p in further]
+    assert re.findall(r'<img src="([^"]+)"', image)[0] == product.image.url  # the large one
+    assert failed.image.url not in html
+
+
+def test_product_page_of_a_single_photo_has_no_gallery(client):
+    product = make_product("Plain dress")
+    response = client.get(product.get_absolute_url())
+    assert product.image.url in response.text
+    assert "product-photos" not in response.text
 
 
 @pytest.mark.parametrize("status", [Product.Status.PENDING, Product.Status.PROCESSING])
