@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from django.db.models import Count
 
-from catalog.models import Product, RebuildRun
+from catalog.models import Product, ProductPhoto, RebuildRun
 from similarity import chunked
 
 _CHUNK = 500
@@ -67,13 +67,17 @@ def products_failure_reasons(*, product_ids: Sequence[int]) -> dict[str, list[Pr
     return dict(sorted(groups.items(), key=lambda item: (-len(item[1]), item[0])))
 
 
-def products_existing_sha256(*, sha256s: Iterable[str]) -> set[str]:
-    """Which of these image hashes some product in the catalog already has."""
+def photos_existing_sha256(*, sha256s: Iterable[str]) -> dict[str, int]:
+    """Which of these image hashes are already a photo in the catalog (a product's main photo
+    or a further one), each with the id of a product holding it (main photos first)."""
     wanted = sorted({s for s in sha256s if s})
-    found: set[str] = set()
+    found: dict[str, int] = {}
     for chunk in chunked(wanted, _CHUNK):
+        for sha, product_id in ProductPhoto.objects.filter(image_sha256__in=chunk).values_list(
+                "image_sha256", "product_id"):
+            found[sha] = product_id
         found.update(
-            Product.objects.filter(image_sha256__in=chunk).values_list("image_sha256", flat=True)
+            Product.objects.filter(image_sha256__in=chunk).values_list("image_sha256", "pk")
         )
     return found
 
