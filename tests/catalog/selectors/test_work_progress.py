@@ -18,3 +18,14 @@ def test_progress_counts_ready_failed_and_deleted_products():
     state = products_progress(product_ids=ids + ids[:2])  # repeated ids count once
     assert (state.total, state.ready, state.failed, state.gone) == (6, 2, 1, 1)
     assert not state.done
+
+
+def test_photos_existing_sha256_names_main_and_further_photos_with_their_product():
+    from catalog.models import ProductPhoto
+    from catalog.selectors.work_progress import photos_existing_sha256
+
+    shirt, coat = make_product("shirt"), make_product("coat")
+    Product.objects.filter(pk=shirt.pk).update(image_sha256="a" * 64)
+    ProductPhoto.objects.create(product=coat, image="products/x.png", image_sha256="f" * 64)
+    assert photos_existing_sha256(sha256s=["a" * 64, "f" * 64, "0" * 64, ""]) == {
+        "a" * 64: shirt.pk, "f" * 64: coat.pk}
