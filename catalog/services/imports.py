@@ -316,16 +316,13 @@ class _Importer:
         """A product per new product folder (its first good photo the main one, named after
         the folder), then every folder's further photos, within the photo limit."""
         folders = [list(group) for _, group in groupby(good, key=lambda item: item[0].folder)]
-        have = products_photo_counts(product_ids={
-            self.owners[photos[0][0].folder] for photos in folders
-            if photos[0][0].folder in self.owners})
-        owners = Product.objects.in_bulk(list(have))
+        owners, have = self.owners_of(folders)
         additions: list[tuple[Product, list[Checked]]] = []
         mains: list[Checked] = []
         rest_of: dict[str, list[Checked]] = {}
         for photos in folders:
             folder = photos[0][0].folder
-            owner = owners.get(self.owners[folder]) if folder in self.owners else None
+            owner = owners.get(folder)
             photos = self.within_limit(photos, have[owner.pk] if owner else 0)
             if owner is not None:
                 additions.append((owner, photos))
@@ -338,6 +335,16 @@ class _Importer:
             for source, _ in rest:
                 self.reject(source, "no_product", "its product folder's product was not created")
         self.add_photos([(product, photos) for product, photos in additions if photos])
+
+    def owners_of(self, folders: list[list[Checked]]
+                  ) -> tuple[dict[str, Product], dict[int, int]]:
+        """The catalog products that hold some of these folders' photos already, by folder,
+        and how many photos each has."""
+        wanted = {f[0][0].folder: self.owners[f[0][0].folder] for f in folders
+                  if f[0][0].folder in self.owners}
+        have = products_photo_counts(product_ids=set(wanted.values()))
+        products = Product.objects.in_bulk(list(have))
+        return {folder: products[pk] for folder, pk in wanted.items() if pk in products}, have
 
     def within_limit(self, photos: list[Checked], have: int) -> list[Checked]:
         """The folder's first photos that fit in a product's ``LOOKALIKE_MAX_PHOTOS`` (it has
