@@ -64,7 +64,8 @@ class Command(BaseCommand):
                                  "adds nothing twice; a product folder's new photos join the "
                                  "product holding its others)")
         parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH,
-                            help=f"products created per transaction (default {DEFAULT_BATCH})")
+                            help=f"files imported per transaction, a product folder never split "
+                                 f"(default {DEFAULT_BATCH})")
         add_follow_arguments(parser, what="the products")
 
     def handle(self, *args: Any, **options: Any) -> None:
