@@ -18,7 +18,13 @@ from catalog.management.commands._progress import (
     new_bar,
     progress_stream,
 )
-from catalog.selectors.work_progress import ProductsProgress, products_failure_reasons, products_progress
+from catalog.selectors.work_progress import (
+    ProductsProgress,
+    further_photos_failure_reasons,
+    further_photos_progress,
+    products_failure_reasons,
+    products_progress,
+)
 from catalog.services.imports import (
     DEFAULT_BATCH,
     DIR_NAME_PATTERN,
@@ -163,6 +169,21 @@ class Command(BaseCommand):
         )
         return found.sources, found.empty_folders, options["name_pattern"] or DIR_NAME_PATTERN
 
+    def _photos_summary(self, photo_ids: list[int]) -> None:
+        """How the workers did with the further photos (embedded with their product)."""
+        state = further_photos_progress(photo_ids=photo_ids)
+        line = (f"further photos: added {state.total}, ready {state.ready}, failed {state.failed}, "
+                f"pending {state.pending}")
+        self.stdout.write(line + (f", deleted meanwhile {state.gone}" if state.gone else ""))
+        if state.failed:
+            self.stdout.write("further photos failed in the workers, by reason:")
+            for reason, photos in further_photos_failure_reasons(photo_ids=photo_ids).items():
+                self._examples(reason, [f"{p.product.name} (photo #{p.pk})" for p in photos])
+
+    def _examples(self, reason: str, names: list[str]) -> None:
+        more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+        self.stdout.write(f"  {reason}: {len(names)}: {', '.join(names[:5])}{more}")
+
     def _report_import(self, result: ImportResult) -> None:
         photos = f" and {len(result.photo_ids)} further photo(s)" if result.photo_ids else ""
         self.stdout.write(
@@ -191,9 +212,9 @@ class Command(BaseCommand):
         if state.failed:
             self.stdout.write("failed in the workers, by reason:")
             for reason, products in products_failure_reasons(product_ids=result.product_ids).items():
-                examples = ", ".join(f"{p.name} (#{p.pk})" for p in products[:5])
-                more = f" and {len(products) - 5} more" if len(products) > 5 else ""
-                self.stdout.write(f"  {reason}: {len(products)}: {examples}{more}")
+                self._examples(reason, [f"{p.name} (#{p.pk})" for p in products])
+        if result.photo_ids:
+            self._photos_summary(result.photo_ids)
         if result.rejected:
             reasons: dict[str, int] = {}
             for rejection in result.rejected:

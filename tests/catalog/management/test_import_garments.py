@@ -125,6 +125,7 @@ def test_product_folders_through_the_worker_then_rerun(worker, garment_pngs, tmp
     assert "rejected Trousers/Jeans/1.png: truncated:" in out
     assert ("summary: imported 4 with 3 further photo(s), ready 4, failed 0, pending 0, "
             "rejected 2") in out
+    assert "further photos: added 3, ready 3, failed 0, pending 0" in out
     assert "9/9" in err  # the progress bar: 8 files and the empty folder
 
     out, _ = run(str(root), "--skip-existing", "--no-wait")
@@ -167,6 +168,33 @@ def test_summary_groups_worker_failures_by_reason(no_broker, garment_pngs, tmp_p
     assert "summary: imported 4, ready 2, failed 2, pending 0" in out
     assert "failed in the workers, by reason:" in out
     assert "  truncated: 2: coat-0 (#" in out
+
+
+def test_summary_names_further_photos_failed_in_the_workers(
+        no_broker, garment_pngs, tmp_path, monkeypatch):
+    from catalog.management.commands import import_garments
+    from catalog.models import ProductPhoto
+
+    for i, (_, data) in enumerate(garment_pngs[:3]):
+        (tmp_path / "Coats" / "Duffle").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "Coats" / "Duffle" / f"{i}.png").write_bytes(data)
+    real_follow = import_garments.follow_products
+
+    def worker_outcome(ids, **kwargs):
+        Product.objects.filter(pk__in=ids).update(status=Product.Status.READY)
+        first, second = ProductPhoto.objects.order_by("pk")
+        ProductPhoto.objects.filter(pk=first.pk).update(
+            status=ProductPhoto.Status.FAILED, error_message="no_garment: nothing found")
+        ProductPhoto.objects.filter(pk=second.pk).update(status=ProductPhoto.Status.READY)
+        return real_follow(ids, **kwargs)
+
+    monkeypatch.setattr(import_garments, "follow_products", worker_outcome)
+    out, _ = run(str(tmp_path))
+    first = ProductPhoto.objects.order_by("pk").first()
+    assert "summary: imported 1 with 2 further photo(s), ready 1, failed 0, pending 0" in out
+    assert "further photos: added 2, ready 1, failed 1, pending 0" in out
+    assert "further photos failed in the workers, by reason:" in out
+    assert f"  no_garment: 1: Duffle (photo #{first.pk})" in out
 
 
 def test_bad_arguments_are_command_errors(no_broker, tmp_path):
