@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 import numpy as np
-from django.db.models import F, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 
 from catalog.models import Product, ProductPhoto
 from catalog.space import Space
@@ -34,6 +34,18 @@ def further_photos_stale() -> QuerySet[ProductPhoto]:
     return ProductPhoto.objects.exclude(status=Product.Status.FAILED).filter(
         Q(vector__isnull=True) | ~Q(vector_key=vector_key_current())
         | ~Q(embedded_image_sha256=F("image_sha256")))
+
+
+def products_photo_counts(*, product_ids: Collection[int]) -> dict[int, int]:
+    """How many photos each product has (its main photo and its further ones, as
+    ``Product.photos_counted``); a product that does not exist is left out."""
+    counts = {pid: 1 for pid in Product.objects.filter(pk__in=list(product_ids))
+              .values_list("pk", flat=True)}
+    further = (ProductPhoto.objects.filter(product_id__in=list(counts)).order_by().values("product_id")
+               .annotate(n=Count("id")).values_list("product_id", "n"))
+    for product_id, n in further:
+        counts[product_id] += n
+    return counts
 
 
 def further_photo_vectors(*, product_ids: Collection[int],

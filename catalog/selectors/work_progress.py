@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from django.db.models import Count
 
-from catalog.models import Product, RebuildRun
+from catalog.models import Product, ProductPhoto, RebuildRun
 from similarity import chunked
 
 _CHUNK = 500
@@ -37,19 +37,45 @@ class ProductsProgress:
         return self.pending == 0
 
 
-def products_progress(*, product_ids: Sequence[int]) -> ProductsProgress:
-    """Counts of ready / failed / deleted among ``product_ids``."""
-    ids = sorted(set(product_ids))
+def _progress(model: type[Product] | type[ProductPhoto], ids: Sequence[int]) -> ProductsProgress:
+    unique = sorted(set(ids))
     counts: Counter[str] = Counter()
-    for chunk in chunked(ids, _CHUNK):
+    for chunk in chunked(unique, _CHUNK):
         # Counted by the database: an import polls this twice a second for every product
         # (profiled: a row per product cost the importer 19 CPU-s in a 10,000 import).
-        for status, n in (Product.objects.filter(pk__in=chunk).order_by()
+        for status, n in (model._default_manager.filter(pk__in=chunk).order_by()
                           .values_list("status").annotate(n=Count("pk"))):
             counts[status] += n
-    return ProductsProgress(total=len(ids), ready=counts[Product.Status.READY],
+    return ProductsProgress(total=len(unique), ready=counts[Product.Status.READY],
                             failed=counts[Product.Status.FAILED],
-                            gone=len(ids) - sum(counts.values()))
+                            gone=len(unique) - sum(counts.values()))
+
+
+def products_progress(*, product_ids: Sequence[int]) -> ProductsProgress:
+    """Counts of ready / failed / deleted among ``product_ids``."""
+    return _progress(Product, product_ids)
+
+
+def further_photos_progress(*, photo_ids: Sequence[int]) -> ProductsProgress:
+    """Counts of ready / failed / deleted among these further photos (``ProductPhoto``)."""
+    return _progress(ProductPhoto, photo_ids)
+
+
+def further_photos_failure_reasons(*, photo_ids: Sequence[int]) -> dict[str, list[ProductPhoto]]:
+    """The failed further photos among ``photo_ids`` (with their product) grouped by reason."""
+    groups: dict[str, list[ProductPhoto]] = {}
+    for chunk in chunked(sorted(set(photo_ids)), _CHUNK):
+        failed = (ProductPhoto.objects.filter(pk__in=chunk, status=Product.Status.FAILED)
+                  .select_related("product").only("pk", "error_message", "product__name")
+                  .order_by("pk"))
+        for photo in failed:
+            groups.setdefault(_reason(photo.error_message), []).append(photo)
+    return dict(sorted(groups.items(), key=lambda item: (-len(item[1]), item[0])))
+
+
+def _reason(error_message: str) -> str:
+    """A failure's reason: the error message's first word."""
+    return (error_message or "unknown").split(":", 1)[0].strip() or "unknown"
 
 
 def products_failure_reasons(*, product_ids: Sequence[int]) -> dict[str, list[Product]]:
@@ -62,18 +88,21 @@ def products_failure_reasons(*, product_ids: Sequence[int]) -> dict[str, list[Pr
             .order_by("pk")
         )
         for product in failed:
-            reason = (product.error_message or "unknown").split(":", 1)[0].strip() or "unknown"
-            groups.setdefault(reason, []).append(product)
+            groups.setdefault(_reason(product.error_message), []).append(product)
     return dict(sorted(groups.items(), key=lambda item: (-len(item[1]), item[0])))
 
 
-def products_existing_sha256(*, sha256s: Iterable[str]) -> set[str]:
-    """Which of these image hashes some product in the catalog already has."""
+def photos_existing_sha256(*, sha256s: Iterable[str]) -> dict[str, int]:
+    """Which of these image hashes are already a photo in the catalog (a product's main photo
+    or a further one), each with the id of a product holding it (main photos first)."""
     wanted = sorted({s for s in sha256s if s})
-    found: set[str] = set()
+    found: dict[str, int] = {}
     for chunk in chunked(wanted, _CHUNK):
+        for sha, product_id in ProductPhoto.objects.filter(image_sha256__in=chunk).values_list(
+                "image_sha256", "product_id"):
+            found[sha] = product_id
         found.update(
-            Product.objects.filter(image_sha256__in=chunk).values_list("image_sha256", flat=True)
+            Product.objects.filter(image_sha256__in=chunk).values_list("image_sha256", "pk")
         )
     return found
 

@@ -89,6 +89,50 @@ def test_directory_with_two_categories_and_a_bad_file(worker, garment_pngs, tmp_
     assert "ignoring 1 file(s) directly in" in err
 
 
+def test_product_folders_through_the_worker_then_rerun(worker, garment_pngs, tmp_path):
+    """A folder in a category folder is one product; its photos embedded by the real worker."""
+    from catalog.models import ProductPhoto
+
+    root = tmp_path / "shop"
+    images = [data for _, data in garment_pngs]
+    files = {
+        "Tops/loose.png": images[0],
+        "Tops/Shirt/1.png": images[1], "Tops/Shirt/2.png": images[2],
+        "Tops/Polo/c.png": images[3], "Tops/Polo/a.png": images[4], "Tops/Polo/b.png": images[5],
+        "Trousers/Jeans/1.png": images[6][:400],  # truncated: the next photo is the main one
+        "Trousers/Jeans/2.png": images[7],
+    }
+    for relative, data in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(data)
+    (root / "Trousers" / "Empty").mkdir()
+
+    out, err = run(str(root), "--timeout", "300")
+
+    products = {p.name: p for p in Product.objects.all()}
+    assert {name: p.photos_counted() for name, p in products.items()} == {
+        "loose": 1, "Shirt": 2, "Polo": 3, "Jeans": 1}
+    assert products["Polo"].image_sha256 == sha256_hex(images[4])  # a.png, first by name
+    assert products["Jeans"].image_sha256 == sha256_hex(images[7])
+    assert products["Polo"].sku == "Polo" and products["Jeans"].category == "Trousers"
+    assert {p.status for p in products.values()} == {Product.Status.READY}
+    assert {p.status for p in ProductPhoto.objects.all()} == {ProductPhoto.Status.READY}
+    assert ProductPhoto.objects.filter(vector__isnull=False).count() == 3
+    assert all(ProductNeighbour.objects.filter(product=p).count() == 3 for p in products.values())
+    assert "importing 8 file(s) (4 product folder(s) among them)" in out
+    assert "created 4 product(s) and 3 further photo(s); skipped 0" in out
+    assert "rejected Trousers/Empty: empty_folder: the product folder holds no photo file" in out
+    assert "rejected Trousers/Jeans/1.png: truncated:" in out
+    assert ("summary: imported 4 with 3 further photo(s), ready 4, failed 0, pending 0, "
+            "rejected 2") in out
+    assert "further photos: added 3, ready 3, failed 0, pending 0" in out
+    assert "9/9" in err  # the progress bar: 8 files and the empty folder
+
+    out, _ = run(str(root), "--skip-existing", "--no-wait")
+    assert Product.objects.count() == 4 and ProductPhoto.objects.count() == 3
+    assert "created 0 product(s); skipped 7 already in the catalog; rejected 2" in out
+
+
 def test_timeout_names_what_is_still_pending(no_broker, garment_pngs, tmp_path):
     (tmp_path / "Bags").mkdir()
     for i, (_, data) in enumerate(garment_pngs[:3]):
@@ -124,6 +168,33 @@ def test_summary_groups_worker_failures_by_reason(no_broker, garment_pngs, tmp_p
     assert "summary: imported 4, ready 2, failed 2, pending 0" in out
     assert "failed in the workers, by reason:" in out
     assert "  truncated: 2: coat-0 (#" in out
+
+
+def test_summary_names_further_photos_failed_in_the_workers(
+        no_broker, garment_pngs, tmp_path, monkeypatch):
+    from catalog.management.commands import import_garments
+    from catalog.models import ProductPhoto
+
+    for i, (_, data) in enumerate(garment_pngs[:3]):
+        (tmp_path / "Coats" / "Duffle").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "Coats" / "Duffle" / f"{i}.png").write_bytes(data)
+    real_follow = import_garments.follow_products
+
+    def worker_outcome(ids, **kwargs):
+        Product.objects.filter(pk__in=ids).update(status=Product.Status.READY)
+        first, second = ProductPhoto.objects.order_by("pk")
+        ProductPhoto.objects.filter(pk=first.pk).update(
+            status=ProductPhoto.Status.FAILED, error_message="no_garment: nothing found")
+        ProductPhoto.objects.filter(pk=second.pk).update(status=ProductPhoto.Status.READY)
+        return real_follow(ids, **kwargs)
+
+    monkeypatch.setattr(import_garments, "follow_products", worker_outcome)
+    out, _ = run(str(tmp_path))
+    first = ProductPhoto.objects.order_by("pk").first()
+    assert "summary: imported 1 with 2 further photo(s), ready 1, failed 0, pending 0" in out
+    assert "further photos: added 2, ready 1, failed 1, pending 0" in out
+    assert "further photos failed in the workers, by reason:" in out
+    assert f"  no_garment: 1: Duffle (photo #{first.pk})" in out
 
 
 def test_bad_arguments_are_command_errors(no_broker, tmp_path):

@@ -11,11 +11,13 @@ from catalog.models import Product, ProductPhoto
 from catalog.selectors.further_photos import (
     further_photos_counted,
     further_photos_stale,
+    products_photo_counts,
     with_further_photos,
 )
 from catalog.space import space_current
 from catalog.vectors import vector_key_current
 from similarity import PhotoGroups, product_vectors
+from tests.catalog.readside import make_product
 
 pytestmark = pytest.mark.django_db
 
@@ -89,3 +91,12 @@ def test_a_subset_of_products_reads_only_their_photos():
     stacked = np.stack([main[0], np.frombuffer(bytes(photo.vector), "<f4")])
     want = product_vectors(stacked, PhotoGroups.from_counts([2]))
     np.testing.assert_array_equal(got, want.astype(np.float32))
+
+
+def test_photo_counts_hold_the_main_photo_and_the_further_ones():
+    one, three, gone = make_product("one"), make_product("three"), make_product("gone")
+    for n in range(2):
+        ProductPhoto.objects.create(product=three, image=f"products/{n}.png")
+    Product.objects.filter(pk=gone.pk).delete()
+    assert products_photo_counts(product_ids=[one.pk, three.pk, gone.pk]) == {one.pk: 1, three.pk: 3}
+    assert three.photos_counted() == 3
