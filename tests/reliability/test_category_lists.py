@@ -20,8 +20,12 @@ from catalog.services import merchandising
 from catalog.services.products import product_update, products_bulk_create, products_delete
 from catalog.task_names import RECONCILE
 from similarity import PartitionedIndex
-from tests.reliability.support import fashion_images, upload
-from tests.reliability.test_shop_rules import _rebuild_through_the_worker, _settle_and_check
+from tests.reliability.support import (
+    fashion_images,
+    rebuild_through_the_worker,
+    settle_and_check,
+    upload,
+)
 from tests.rules_reference import LIMIT
 from workers.app import app
 
@@ -62,7 +66,7 @@ def _move(ids: list[int], category: str) -> None:
 
 
 def _check(harness, n: int, what: str) -> None:
-    _settle_and_check(harness, n, what)
+    settle_and_check(harness, n, what)
     assert _cross_category() == [], what
 
 
@@ -100,7 +104,7 @@ def test_lists_stay_inside_the_category_through_workers(harness, garments, setti
     _check(harness, N - 2, "listed again, moved back")
     assert _search_stays_in_category("Coat") == []
 
-    run = _rebuild_through_the_worker()
+    run = rebuild_through_the_worker()
     assert run.state == RebuildRun.State.DONE, run.message
     _check(harness, N - 2, "the full rebuild")
     app.send_task(RECONCILE)
