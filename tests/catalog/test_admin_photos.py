@@ -5,7 +5,6 @@ queue is checked here), the limit of photos per product, and the changelist's co
 from __future__ import annotations
 
 import re
-
 from pathlib import Path
 
 import pytest
