@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from similarity.embedding.framing import _box_blur, _fill_holes, _largest_difference, _open_close_erode
+from similarity.embedding.framing import (
+    _box_blur,
+    _fill_holes,
+    _largest_difference,
+    _median,
+    _open_close_erode,
+    _row_medians,
+)
 
 
 def _flood_fill_reference(mask: np.ndarray) -> np.ndarray:
@@ -61,6 +68,16 @@ def test_the_largest_difference_is_the_max_over_channels():
     rng = np.random.default_rng(3)
     smooth, model = rng.normal(size=(2, 3, 17, 23)) * 40
     assert np.array_equal(_largest_difference(smooth, model), np.abs(smooth - model).max(axis=0))
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 101, 1471, 1472])
+def test_the_medians_equal_numpys(size):
+    """The noise level and the background are medians; the threshold depends on their last bit."""
+    rng = np.random.default_rng(size)
+    for _ in range(50):
+        values = np.round(rng.normal(size=(3, size)) * 40, int(rng.integers(0, 3))) / 7
+        assert _median(values[0]) == float(np.median(values[0]))
+        assert np.array_equal(_row_medians(values), np.median(values, axis=1))
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 6), (5, 1), (2, 2), (3, 7), (33, 47), (96, 72), (128, 96)])
