@@ -19,7 +19,7 @@ from similarity.embedding.framing import (
     WORK_SIDE,
     Framing,
     find_garment,
-    framed_crop,
+    framed_crop_layers,
     matte_to_white,
 )
 from similarity.embedding.images import DEFAULT_LIMITS, ImageLimits, load_image, to_rgb
@@ -183,9 +183,11 @@ def _framed_margin_at_input_size(img: Image.Image, framing: Framing, *, exact: b
     if framing.box is None:
         return _pad_square_with_margin(img)
     side = round(INPUT_SIZE * MARGIN_SCALE)
-    garment = framed_crop(img, framing, side, exact=exact)
+    # Pasted through its mask straight onto the white input: framed_crop's picture (whitened
+    # through the mask, then pasted) without its own white canvas and copy.
+    rgb, alpha = framed_crop_layers(img, framing, side, exact=exact)
     canvas = Image.new("RGB", (INPUT_SIZE, INPUT_SIZE), _WHITE)
-    canvas.paste(garment, ((INPUT_SIZE - garment.width) // 2, (INPUT_SIZE - garment.height) // 2))
+    canvas.paste(rgb, ((INPUT_SIZE - rgb.width) // 2, (INPUT_SIZE - rgb.height) // 2), alpha)
     return canvas
 
 

@@ -1,5 +1,5 @@
-"""similarity.embedding.framing: the garment mask's morphology and hole filling (frame-margin@1's pixels
-depend on them, so the SciPy versions must equal the Pillow code they replaced)."""
+"""similarity.embedding.framing: the blur, the garment mask's morphology and hole filling (frame-margin@1's
+pixels depend on them, so the NumPy and SciPy versions must equal the Pillow code they replaced)."""
 
 import hashlib
 import io
@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from similarity.embedding.framing import _fill_holes, _largest_difference, _open_close_erode
+from similarity.embedding.framing import (
+    _box_blur,
+    _fill_holes,
+    _largest_difference,
+    _median,
+    _open_close_erode,
+    _row_medians,
+)
 
 
 def _flood_fill_reference(mask: np.ndarray) -> np.ndarray:
@@ -59,8 +66,29 @@ def test_the_open_close_erode_equals_pillows_rank_filters(density, shape):
 
 def test_the_largest_difference_is_the_max_over_channels():
     rng = np.random.default_rng(3)
-    smooth, model = rng.normal(size=(2, 17, 23, 3)) * 40
-    assert np.array_equal(_largest_difference(smooth, model), np.abs(smooth - model).max(axis=-1))
+    smooth, model = rng.normal(size=(2, 3, 17, 23)) * 40
+    assert np.array_equal(_largest_difference(smooth, model), np.abs(smooth - model).max(axis=0))
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 101, 1471, 1472])
+def test_the_medians_equal_numpys(size):
+    """The noise level and the background are medians; the threshold depends on their last bit."""
+    rng = np.random.default_rng(size)
+    for _ in range(50):
+        values = np.round(rng.normal(size=(3, size)) * 40, int(rng.integers(0, 3))) / 7
+        assert _median(values[0]) == float(np.median(values[0]))
+        assert np.array_equal(_row_medians(values), np.median(values, axis=1))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 6), (5, 1), (2, 2), (3, 7), (33, 47), (96, 72), (128, 96)])
+def test_the_box_blur_equals_pillows(shape):
+    """frame-margin@1's pixels depend on the blur: NumPy's must be Pillow's BoxBlur(1) exactly,
+    on any picture and on near-white ones (sums near the top of the range)."""
+    rng = np.random.default_rng(hash(shape) % 2**32)
+    for low in (0, 0, 240):
+        picture = rng.integers(low, 256, (*shape, 3)).astype(np.uint8)
+        pillows = np.asarray(Image.fromarray(picture).filter(ImageFilter.BoxBlur(1)))
+        assert np.array_equal(_box_blur(picture), pillows.transpose(2, 0, 1))
 
 
 # sha256 (first 16 hex digits) of frame-margin@1's and @2's inputs for _shop_photo(i), recorded
