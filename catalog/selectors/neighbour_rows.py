@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterable
 
 from django.db import connection
 
-from catalog.models import ProductNeighbour
+from catalog.models import MAX_NEIGHBOURS, ProductNeighbour
 from catalog.plain_sql import quoted_table
 from similarity import NeighbourIndex, chunked
 
@@ -28,6 +28,16 @@ def neighbour_lists_stored(*, product_ids: Iterable[int]) -> dict[int, list[Stor
             for pid, rank, nid, dist in cursor.fetchall():
                 stored.setdefault(pid, []).append((rank, nid, dist))
     return stored
+
+
+def neighbour_list_ends() -> dict[int, tuple[float, int]]:
+    """(distance, neighbour id) of the last place of every full stored list (rank 10); a list
+    with room has none."""
+    sql = (f"SELECT product_id, distance, neighbour_id FROM {quoted_table(ProductNeighbour)} "  # noqa: S608
+           f"WHERE {connection.ops.quote_name('rank')} = %s")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [MAX_NEIGHBOURS])
+        return {int(pid): (float(dist), int(nid)) for pid, dist, nid in cursor.fetchall()}
 
 
 def neighbour_lists_touching(*, matrix: NeighbourIndex, product_ids: Collection[int],
