@@ -31,13 +31,18 @@ def neighbour_lists_stored(*, product_ids: Iterable[int]) -> dict[int, list[Stor
 
 
 def neighbour_list_ends() -> dict[int, tuple[float, int]]:
-    """(distance, neighbour id) of the last place of every full stored list (rank 10); a list
-    with room has none."""
-    sql = (f"SELECT product_id, distance, neighbour_id FROM {quoted_table(ProductNeighbour)} "  # noqa: S608
-           f"WHERE {connection.ops.quote_name('rank')} = %s")
+    """(distance, neighbour id) of the last place of every full stored list; a list with room
+    has none, nor has one a deleted neighbour left with a hole (its rows went with it)."""
+    table, rank = quoted_table(ProductNeighbour), connection.ops.quote_name("rank")
+    ends = (f"SELECT product_id, distance, neighbour_id FROM {table} WHERE {rank} = %s")  # noqa: S608
+    holed = (f"SELECT product_id FROM {table} GROUP BY product_id HAVING COUNT(*) < %s")  # noqa: S608
     with connection.cursor() as cursor:
-        cursor.execute(sql, [MAX_NEIGHBOURS])
-        return {int(pid): (float(dist), int(nid)) for pid, dist, nid in cursor.fetchall()}
+        cursor.execute(ends, [MAX_NEIGHBOURS])
+        found = {int(pid): (float(dist), int(nid)) for pid, dist, nid in cursor.fetchall()}
+        cursor.execute(holed, [MAX_NEIGHBOURS])
+        for (pid,) in cursor.fetchall():
+            found.pop(int(pid), None)
+    return found
 
 
 def neighbour_lists_touching(*, matrix: NeighbourIndex, product_ids: Collection[int],

@@ -138,7 +138,7 @@ def _lists_collapsed(settings) -> int:
 
 @pytest.mark.parametrize("within_category", [True, False])
 @pytest.mark.parametrize("layout", ["dense", "topk"])
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, 1, 6])
 def test_random_rule_sequences_with_collapse_keep_every_list_exact(
         settings, django_capture_on_commit_callbacks, layout, seed, within_category):
     settings.LOOKALIKE_COLLAPSE_DUPLICATES = True
@@ -162,10 +162,12 @@ def test_random_rule_sequences_with_collapse_keep_every_list_exact(
     assert collapsed >= 100  # lists (summed over the steps) that collapsing changed
 
 
-def test_copies_leave_every_list_ten_long_and_a_pin_takes_its_copies_place(settings):
+def test_copies_leave_every_list_ten_long_and_a_pin_takes_its_copies_place(
+        settings, django_capture_on_commit_callbacks):
     """45 copies of one picture and 15 distinct ones: every list holds ten distinct products
     (the 30 candidates read first hold too many copies: more are read); a product pinning one
-    copy shows that copy at its rank and no other."""
+    copy shows that copy at its rank and no other; a product deleted from the lists leaves
+    none of them short."""
     settings.LOOKALIKE_COLLAPSE_DUPLICATES = True
     rng = np.random.default_rng(5)
     picture = rng.normal(size=DIM).astype(np.float32)
@@ -187,4 +189,12 @@ def test_copies_leave_every_list_ten_long_and_a_pin_takes_its_copies_place(setti
                   .values_list("neighbour_id", flat=True))
     assert len(listed) == LIMIT and listed[6] == pinned.pk
     assert [n for n in listed if n in copies] == [pinned.pk]
+    assert mismatches() == []
+    # A product deleted from the middle of lists that skipped copies (beyond their rows of the
+    # matrix): its rows go with it, and every such list is refilled to ten.
+    with django_capture_on_commit_callbacks() as callbacks:
+        products_delete(product_ids=[others[5]])
+    _run_queued(callbacks)
+    assert all(ProductNeighbour.objects.filter(product_id=pid).count() == LIMIT
+               for pid in copies + others if pid != others[5])
     assert mismatches() == []
