@@ -65,7 +65,7 @@ from similarity.failpoints import failpoint
 from similarity.index.block_files import load_block, save_block
 from similarity.index.block_knn import Block, discard_input, input_size, knn_block
 from similarity.index.category_vote import CategoryVote
-from similarity.index.dedup import duplicate_groups
+from similarity.index.dedup import duplicate_groups, first_distinct
 from similarity.index.layout import LAYOUTS, NeighbourIndex
 from similarity.index.partition_store import PartitionedStore, partitions_remove
 from similarity.index.partitions import NO_CATEGORY, PartitionedIndex, partitions_present
@@ -75,6 +75,7 @@ from similarity.index.rules import (
     nearest_allowed,
     pair_distances,
     pins_applied,
+    pins_live,
     rows_entered,
     ruled_list,
 )
@@ -136,6 +137,7 @@ __all__ = [
     "ensure_model",
     "evaluate",
     "failpoint",
+    "first_distinct",
     "fit_blend",
     "fit_robust_blend",
     "fsync_dir",
@@ -154,6 +156,7 @@ __all__ = [
     "partitions_present",
     "partitions_remove",
     "pins_applied",
+    "pins_live",
     "product_vectors",
     "read_blend",
     "reshoot",

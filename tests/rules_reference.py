@@ -6,6 +6,7 @@ rank (``similarity.index.rules`` states the rules)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,6 +29,42 @@ def same_category(candidates: set[int], category_of: Mapping[int, str] | None,
     return {pid for pid in candidates if category_of.get(pid, "") == category}
 
 
+def _ranked(vectors: Mapping[int, np.ndarray], candidates: set[int], vector: np.ndarray,
+            own_id: int, rules: ListRules, metric: str, limit: int,
+            ) -> tuple[list[int], list[int], dict[int, float]]:
+    """(every allowed product by (distance, id), the pinned products that apply by rank, the
+    distance of each)."""
+    pinned_here = {pid for rank, pid in rules.pins.items() if rank <= limit}
+    allowed = sorted(pid for pid in candidates
+                     if pid != own_id and pid not in rules.exclude and pid not in pinned_here)
+    pinned = [pid for _, pid in sorted(rules.pins.items())
+              if pid in pinned_here and pid in candidates and pid != own_id]
+    ids = allowed + pinned
+    dist: dict[int, float] = {}
+    if ids:
+        d = canonical_to(np.asarray(vector, np.float32), np.stack([vectors[i] for i in ids]), metric)
+        dist = {pid: float(x) for pid, x in zip(ids, d, strict=True)}
+    return [p for _, p in sorted((dist[p], p) for p in allowed)], pinned, dist
+
+
+def _placed(nearest: list[int], pinned: list[int], rules: ListRules, dist: Mapping[int, float],
+            limit: int) -> list[tuple[int, float]]:
+    """Ranks 1..limit: the pin of that rank, else the next of ``nearest``; pins left over
+    close the list up in rank order."""
+    out, rest = [], iter(nearest)
+    waiting = {rank: pid for rank, pid in rules.pins.items() if pid in pinned}
+    for rank in range(1, limit + 1):
+        if rank in waiting:
+            out.append(waiting.pop(rank))
+            continue
+        nxt = next(rest, None)
+        if nxt is None:
+            break
+        out.append(nxt)
+    out.extend(pid for _, pid in sorted(waiting.items()))
+    return [(pid, dist[pid]) for pid in out[:limit]]
+
+
 def brute(vectors: Mapping[int, np.ndarray], candidates: set[int], vector: np.ndarray,
           own_id: int, rules: ListRules, metric: str, limit: int,
           category_of: Mapping[int, str] | None = None) -> list[tuple[int, float]]:
@@ -35,29 +72,43 @@ def brute(vectors: Mapping[int, np.ndarray], candidates: set[int], vector: np.nd
     none), only products of the product's own category are candidates."""
     if category_of is not None:
         candidates = same_category(candidates, category_of, category_of.get(own_id, ""))
-    pinned_here = {pid for rank, pid in rules.pins.items() if rank <= limit}
-    allowed = sorted(pid for pid in candidates
-                     if pid != own_id and pid not in rules.exclude and pid not in pinned_here)
-    pinned_ids = sorted(pid for pid in pinned_here if pid in candidates and pid != own_id)
-    ids = allowed + pinned_ids
-    dist: dict[int, float] = {}
-    if ids:
-        d = canonical_to(np.asarray(vector, np.float32), np.stack([vectors[i] for i in ids]), metric)
-        dist = {pid: float(x) for pid, x in zip(ids, d, strict=True)}
-    nearest = sorted((dist[p], p) for p in allowed)[:limit]
-    out, rest = [], iter(nearest)
-    waiting = {rank: pid for rank, pid in rules.pins.items() if pid in pinned_ids}
-    for rank in range(1, limit + 1):
-        if rank in waiting:
-            pid = waiting.pop(rank)
-            out.append((pid, dist[pid]))
-            continue
-        nxt = next(rest, None)
-        if nxt is None:
+    nearest, pinned, dist = _ranked(vectors, candidates, vector, own_id, rules, metric, limit)
+    return _placed(nearest[:limit], pinned, rules, dist, limit)
+
+
+@dataclass(frozen=True)
+class Copies:
+    """What makes two products near-duplicates: their main photos' raw vectors within
+    ``threshold`` cosine distance, or the same image sha."""
+
+    raw: Mapping[int, np.ndarray]
+    sha: Mapping[int, str]
+    threshold: float
+
+    def same(self, a: int, b: int) -> bool:
+        if self.sha.get(a) and self.sha.get(a) == self.sha.get(b):
+            return True
+        u, v = (np.asarray(self.raw[x], np.float64) for x in (a, b))
+        cosine = float(u @ v) / max(float(np.linalg.norm(u) * np.linalg.norm(v)), 1e-300)
+        return 1.0 - cosine <= self.threshold
+
+
+def brute_collapsed(vectors: Mapping[int, np.ndarray], candidates: set[int], vector: np.ndarray,
+                    own_id: int, rules: ListRules, metric: str, limit: int, copies: Copies,
+                    category_of: Mapping[int, str] | None = None) -> list[tuple[int, float]]:
+    """``brute`` with near-duplicates collapsed: the pins that apply stay at their ranks; walking
+    the allowed products by (distance, id), one is left out when it is a near-duplicate of a
+    pinned product or of one kept before it, until the places the pins leave are filled."""
+    if category_of is not None:
+        candidates = same_category(candidates, category_of, category_of.get(own_id, ""))
+    nearest, pinned, dist = _ranked(vectors, candidates, vector, own_id, rules, metric, limit)
+    kept: list[int] = []
+    for pid in nearest:
+        if len(kept) == limit - len(pinned):
             break
-        out.append((nxt[1], nxt[0]))
-    out.extend((pid, dist[pid]) for _, pid in sorted(waiting.items()))
-    return out[:limit]
+        if not any(copies.same(pid, other) for other in pinned + kept):
+            kept.append(pid)
+    return _placed(kept, pinned, rules, dist, limit)
 
 
 # --- The same brute force over the catalog's database (the catalog's and the reliability
@@ -111,7 +162,8 @@ def product_vectors_of(products: list) -> dict[int, np.ndarray]:
 def expected_lists() -> dict[int, list[tuple[int, float]]]:
     """Every ready product's list under the rules, from scratch: the candidates are the ready
     products allowed in lists (of the product's own category with
-    ``LOOKALIKE_LISTS_WITHIN_CATEGORY``); every ready product, allowed or not, has its own list."""
+    ``LOOKALIKE_LISTS_WITHIN_CATEGORY``); every ready product, allowed or not, has its own list;
+    with ``LOOKALIKE_COLLAPSE_DUPLICATES``, near-duplicates collapsed (``brute_collapsed``)."""
     from django.conf import settings
 
     from catalog.models import Product
@@ -122,6 +174,13 @@ def expected_lists() -> dict[int, list[tuple[int, float]]]:
                    if settings.LOOKALIKE_LISTS_WITHIN_CATEGORY else None)
     candidates = set(vectors) - out_of_lists()
     metric = settings.LOOKALIKE_METRIC
+    if settings.LOOKALIKE_COLLAPSE_DUPLICATES:
+        copies = Copies({p.pk: np.frombuffer(bytes(p.vector), "<f4") for p in ready},
+                        {p.pk: p.image_sha256 for p in ready},
+                        float(settings.LOOKALIKE_DUPLICATE_THRESHOLD))
+        return {pid: brute_collapsed(vectors, candidates, vec, pid, rules_of(pid), metric, LIMIT,
+                                     copies, category_of)
+                for pid, vec in vectors.items()}
     return {pid: brute(vectors, candidates, vec, pid, rules_of(pid), metric, LIMIT, category_of)
             for pid, vec in vectors.items()}
 

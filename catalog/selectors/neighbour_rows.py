@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterable
 
 from django.db import connection
 
-from catalog.models import ProductNeighbour
+from catalog.models import MAX_NEIGHBOURS, ProductNeighbour
 from catalog.plain_sql import quoted_table
 from similarity import NeighbourIndex, chunked
 
@@ -28,6 +28,21 @@ def neighbour_lists_stored(*, product_ids: Iterable[int]) -> dict[int, list[Stor
             for pid, rank, nid, dist in cursor.fetchall():
                 stored.setdefault(pid, []).append((rank, nid, dist))
     return stored
+
+
+def neighbour_list_ends() -> dict[int, tuple[float, int]]:
+    """(distance, neighbour id) of the last place of every full stored list; a list with room
+    has none, nor has one a deleted neighbour left with a hole (its rows went with it)."""
+    table, rank = quoted_table(ProductNeighbour), connection.ops.quote_name("rank")
+    ends = (f"SELECT product_id, distance, neighbour_id FROM {table} WHERE {rank} = %s")  # noqa: S608
+    holed = (f"SELECT product_id FROM {table} GROUP BY product_id HAVING COUNT(*) < %s")  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(ends, [MAX_NEIGHBOURS])
+        found = {int(pid): (float(dist), int(nid)) for pid, dist, nid in cursor.fetchall()}
+        cursor.execute(holed, [MAX_NEIGHBOURS])
+        for (pid,) in cursor.fetchall():
+            found.pop(int(pid), None)
+    return found
 
 
 def neighbour_lists_touching(*, matrix: NeighbourIndex, product_ids: Collection[int],

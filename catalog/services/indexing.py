@@ -36,6 +36,7 @@ from catalog.services.index_writer import categories_of, index_upsert, index_wri
 from catalog.services.locking import FencedLock
 from catalog.services.neighbour_sync import (
     Neighbours,
+    collapsed_affected,
     matrix_lists,
     neighbours_sync,
     neighbours_sync_chunked,
@@ -177,6 +178,8 @@ def _index_locked(target: SpaceStore, matrix: NeighbourIndex, asked: set[int],
                                         unmoved=plan.unmoved)
     to_sync |= ruled_affected(matrix=matrix, space=target.space, new_ids=plan.upsert_ids,
                               new_vectors=plan.upsert_vectors, removed=bool(plan.remove_ids))
+    to_sync |= collapsed_affected(matrix=matrix, new_ids=plan.upsert_ids,
+                                  new_vectors=plan.upsert_vectors, removed=bool(plan.remove_ids))
     ready = upserted | {pid for pid in asked if pid not in matrix}
     for attempt in range(_ATTEMPTS):
         to_sync, existing, lists = _without_ghosts(target.store, matrix, to_sync)

@@ -9,6 +9,7 @@ the same sync twice leaves the same state: the second finds nothing to change. C
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from functools import partial
 
 import numpy as np
 from django.conf import settings
@@ -17,14 +18,25 @@ from django.utils import timezone
 
 from catalog.models import MAX_NEIGHBOURS, Product, ProductNeighbour
 from catalog.plain_sql import quoted_table, vector_current_sql
-from catalog.selectors.index_membership import product_hashes_and_vectors, products_awaiting_reembed
+from catalog.selectors.index_membership import (
+    product_hashes_and_vectors,
+    product_ids_existing,
+    products_awaiting_reembed,
+)
 from catalog.selectors.list_rules import ruled_rows
-from catalog.selectors.neighbour_rows import StoredRow, neighbour_lists_stored
+from catalog.selectors.neighbour_rows import StoredRow, neighbour_list_ends, neighbour_lists_stored
 from catalog.services.locking import Fence
-from catalog.services.ruled_lists import ruled_final, ruled_nearest
+from catalog.services.ruled_lists import ruled_final, ruled_nearest, ruled_pinned_ids
 from catalog.space import Space
 from catalog.vectors import vector_from_bytes, vector_key_current
-from similarity import NeighbourIndex, chunked, duplicate_groups
+from similarity import (
+    EMBEDDING_DIM,
+    NeighbourIndex,
+    PartitionedIndex,
+    chunked,
+    first_distinct,
+    rows_entered,
+)
 
 Neighbours = list[tuple[int, float]]
 _CHUNK = 500
@@ -33,7 +45,8 @@ _COLLAPSE_CANDIDATES = 3 * MAX_NEIGHBOURS
 
 def _list_k(matrix: NeighbourIndex) -> int | None:
     """How many neighbours a list is made from: the matrix's k, or with duplicates collapsed,
-    spare candidates, so that copies skipped still leave ten places filled."""
+    spare candidates, so that copies skipped still leave ten places filled (more are read
+    when they do not)."""
     if settings.LOOKALIKE_COLLAPSE_DUPLICATES:
         return min(_COLLAPSE_CANDIDATES, max(len(matrix) - 1, 0))
     return None
@@ -45,15 +58,27 @@ def matrix_lists(*, matrix: NeighbourIndex, product_ids: Collection[int]) -> dic
     return {pid: matrix.neighbours(pid, k=k) for pid in product_ids if pid in matrix}
 
 
+def _gone(nbrs: Neighbours, existing: Collection[int]) -> set[int]:
+    """Of ``nbrs``, the products the database no longer holds (``existing`` holds ids known to
+    exist; others are looked up)."""
+    unknown = {nid for nid, _ in nbrs if nid not in existing}
+    return unknown - product_ids_existing(product_ids=unknown) if unknown else set()
+
+
 def _wanted_list(matrix: NeighbourIndex, pid: int, existing: Collection[int], k: int | None,
                  read: Mapping[int, Neighbours] | None) -> Neighbours:
-    """The product's list from the matrix, looking further down its row past neighbours gone
-    from the database."""
-    nbrs = read[pid] if read is not None and pid in read else matrix.neighbours(pid, k=k)
-    if any(nid not in existing for nid, _ in nbrs):
-        wider = matrix.neighbours(pid, k=max(len(matrix) - 1, 0))
-        limit = _COLLAPSE_CANDIDATES if settings.LOOKALIKE_COLLAPSE_DUPLICATES else MAX_NEIGHBOURS
-        nbrs = [(nid, d) for nid, d in wider if nid in existing][:limit]
+    """The product's ``k`` nearest (ten for None) from the matrix, looking further down its row
+    past neighbours gone from the database."""
+    reuse = read is not None and pid in read and k == _list_k(matrix)
+    nbrs = read[pid] if read is not None and reuse else matrix.neighbours(pid, k=k)
+    gone = _gone(nbrs, existing)
+    if gone:
+        alive = [(nid, d) for nid, d in matrix.neighbours(pid, k=max(len(matrix) - 1, 0))
+                 if nid not in gone]
+        while gone:
+            nbrs = alive[:k or MAX_NEIGHBOURS]
+            gone = _gone(nbrs, existing)
+            alive = [(nid, d) for nid, d in alive if nid not in gone]
     return [(int(nid), float(d)) for nid, d in nbrs]
 
 
@@ -69,67 +94,110 @@ def _wanted_lists(
     ruled = ruled_rows(product_ids=product_ids, space=space) if space is not None else {}
     k = _list_k(matrix)
     wanted: dict[int, Neighbours] = {}
+    more: dict[int, Callable[[int], Neighbours]] = {}
     for pid in product_ids:
         if pid not in existing:
             continue  # deleted: its rows went with it
         if pid in migrating:
             continue  # its old list stays visible until the rebuild re-embeds it
         if pid in ruled:
-            wanted[pid] = ruled_nearest(matrix, pid, ruled[pid], existing, k or MAX_NEIGHBOURS)
+            more[pid] = partial(ruled_nearest, matrix, pid, ruled[pid], existing)
+            wanted[pid] = more[pid](k or MAX_NEIGHBOURS)
+        elif pid in matrix:
+            more[pid] = partial(_wanted_list, matrix, pid, existing, read=None)
+            wanted[pid] = _wanted_list(matrix, pid, existing, k, read)
         else:
-            wanted[pid] = _wanted_list(matrix, pid, existing, k, read) if pid in matrix else []
+            wanted[pid] = []
     if settings.LOOKALIKE_COLLAPSE_DUPLICATES:
-        _collapse_duplicates(wanted)
+        pinned = {pid: ruled_pinned_ids(matrix, pid, row) for pid, row in ruled.items() if pid in wanted}
+        _collapse_duplicates(wanted, more, pinned)
     for pid, row in ruled.items():
         if pid in wanted:
             wanted[pid] = ruled_final(matrix, pid, row, wanted[pid])
     return wanted
 
 
-def _duplicate_group_of(candidates: list[int]) -> dict[int, int]:
-    """The near-duplicate group of each candidate that has a vector: raw vectors within
-    ``LOOKALIKE_DUPLICATE_THRESHOLD`` cosine distance, or the same image bytes."""
-    rows = product_hashes_and_vectors(product_ids=candidates)
-    known = [pid for pid in candidates if pid in rows]
-    position = {pid: i for i, pid in enumerate(known)}
-    groups = (
-        duplicate_groups(np.stack([vector_from_bytes(rows[pid][1] or b"") for pid in known]),
-                         float(settings.LOOKALIKE_DUPLICATE_THRESHOLD))
-        if known else np.empty(0, np.int64)
-    )
-    by_sha: dict[str, int] = {}
-    for pid in known:  # identical image bytes join the first group seen with them
-        sha = rows[pid][0]
-        if sha:
-            first = by_sha.setdefault(sha, int(groups[position[pid]]))
-            groups[groups == groups[position[pid]]] = first
-    return {pid: int(groups[position[pid]]) for pid in known}
+class _Duplicates:
+    """Which products are near-duplicates: raw vectors of their main photos within
+    ``LOOKALIKE_DUPLICATE_THRESHOLD`` cosine distance, or the same image bytes (rows read from
+    the database once, as the lists ask)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, tuple[str, np.ndarray]] = {}
+        self.threshold = float(settings.LOOKALIKE_DUPLICATE_THRESHOLD)
+
+    def load(self, product_ids: Iterable[int]) -> None:
+        missing = [pid for pid in product_ids if pid not in self.rows]
+        found = product_hashes_and_vectors(product_ids=missing) if missing else {}
+        for pid in missing:
+            sha, blob = found.get(pid, ("", None))
+            vector = vector_from_bytes(blob) if blob else np.zeros(EMBEDDING_DIM, np.float32)
+            self.rows[pid] = (sha or "", vector)  # no vector: a duplicate of nothing by vector
+
+    def kept(self, candidates: Neighbours, pinned: list[int], room: int) -> Neighbours:
+        """Up to ``room`` of ``candidates`` (best first), each no near-duplicate of a pinned
+        product or of a candidate kept before it."""
+        if not candidates:
+            return []
+        ids = [*pinned, *(nid for nid, _ in candidates)]
+        self.load(ids)
+        rows = first_distinct(np.stack([self.rows[pid][1] for pid in ids]),
+                              [self.rows[pid][0] for pid in ids], fixed=len(pinned), room=room,
+                              threshold=self.threshold)
+        return [candidates[i - len(pinned)] for i in rows if i >= len(pinned)]
 
 
-def _first_of_each_group(neighbours: Neighbours, group_of: Mapping[int, int]) -> Neighbours:
-    """The best-ranked neighbour of every group, cut to ten."""
-    seen: set[int] = set()
-    kept: Neighbours = []
-    for nid, d in neighbours:
-        group = group_of.get(nid, -1 - nid)
-        if group in seen:
-            continue
-        seen.add(group)
-        kept.append((nid, d))
-        if len(kept) == MAX_NEIGHBOURS:
-            break
-    return kept
+def _distinct(dups: _Duplicates, candidates: Neighbours, more: Callable[[int], Neighbours],
+              pinned: list[int]) -> Neighbours:
+    """The list's nearest part with near-duplicates left out: as many as the places its pins
+    leave, reading further candidates (``more(k)``: the ``k`` nearest) while skipped copies
+    leave places empty and the matrix holds more."""
+    room = MAX_NEIGHBOURS - len(pinned)
+    k = max(len(candidates), 1)
+    while True:
+        kept = dups.kept(candidates, pinned, room)
+        if len(kept) >= room or len(candidates) < k:
+            return kept
+        k *= 2
+        candidates = more(k)
 
 
-def _collapse_duplicates(wanted: dict[int, Neighbours]) -> None:
-    """Keep only the best-ranked of every group of near-duplicates in each list (in place),
-    then cut to ten (similarity/index/dedup.py, docs/quality.md)."""
-    candidates = sorted({nid for lst in wanted.values() for nid, _ in lst})
-    if not candidates:
-        return
-    group_of = _duplicate_group_of(candidates)
+def _collapse_duplicates(wanted: dict[int, Neighbours], more: Mapping[int, Callable[[int], Neighbours]],
+                         pinned: Mapping[int, list[int]]) -> None:
+    """Leave out of each list (in place) every near-duplicate of a product ranked before it in
+    the list or pinned in it, the places freed going to the next candidates; the pins stay
+    (similarity/index/dedup.py ``first_distinct``, docs/quality.md)."""
+    dups = _Duplicates()
+    dups.load({nid for lst in wanted.values() for nid, _ in lst}
+              | {nid for ids in pinned.values() for nid in ids})
     for pid, lst in wanted.items():
-        wanted[pid] = _first_of_each_group(lst, group_of)
+        if pid in more:
+            wanted[pid] = _distinct(dups, lst, more[pid], pinned.get(pid, []))
+
+
+def collapsed_affected(*, matrix: NeighbourIndex, new_ids: np.ndarray, new_vectors: np.ndarray,
+                       removed: bool) -> set[int]:
+    """With duplicates collapsed, the products of the matrix whose list may change although
+    its row of the matrix does not: a list that skipped copies ends further down than its
+    row's ten, so it changes when a new product ranks before its last entry (or it has room);
+    after a removal, the lists left short (a deleted product's rows went with it)."""
+    if not settings.LOOKALIKE_COLLAPSE_DUPLICATES or (not new_ids.size and not removed):
+        return set()
+    ends = neighbour_list_ends()
+    short = {pid for pid in matrix.ids.tolist() if pid not in ends}
+    if not new_ids.size:
+        return short
+    entered: set[int] = set()
+    scopes = list(matrix.parts.values()) if isinstance(matrix, PartitionedIndex) else [matrix]
+    for scope in scopes:
+        rows = [i for i, nid in enumerate(new_ids.tolist()) if nid in scope]
+        ids = scope.ids.tolist()
+        if not rows or not ids:
+            continue
+        hit = rows_entered(scope.vectors, [ends.get(pid) for pid in ids], new_ids[rows],
+                           new_vectors[rows], scope.metric, [{pid} for pid in ids])
+        entered |= {pid for pid, h in zip(ids, hit.tolist(), strict=True) if h}
+    return short | entered
 
 
 def _first_difference(stored: list[StoredRow], wanted: Neighbours) -> int | None:

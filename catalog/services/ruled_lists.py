@@ -27,6 +27,7 @@ from similarity import (
     PartitionedIndex,
     nearest_allowed,
     pins_applied,
+    pins_live,
     rows_entered,
 )
 
@@ -61,6 +62,11 @@ def ruled_final(matrix: NeighbourIndex, pid: int, row: RuledRow, nearest: Neighb
     """The ruled product's list: ``nearest`` (already cut or collapsed) with its pins placed."""
     return pins_applied(_scope(matrix, row), row.vector, own_id=pid, rules=row.rules, nearest=nearest,
                         limit=MAX_NEIGHBOURS)
+
+
+def ruled_pinned_ids(matrix: NeighbourIndex, pid: int, row: RuledRow) -> list[int]:
+    """The products the ruled product's pins place in its list now, by rank."""
+    return [target for _, target in pins_live(_scope(matrix, row), pid, row.rules, MAX_NEIGHBOURS)]
 
 
 def _threshold(stored: list[StoredRow], rules: ListRules) -> tuple[float, int] | None:

@@ -7,14 +7,18 @@ garments are apart; see bench/experiments/clean_duplicates.py for the measured d
 pairs are joined into groups (connected components); a group is named by its first item.
 
 :func:`collapse` walks a ranked candidate list and keeps only the first item of every group,
-so the best-ranked copy stays and later copies make room for other items.
+so the best-ranked copy stays and later copies make room for other items. :func:`first_distinct`
+is what written lists use: a candidate is left out when it is a near-duplicate of an item
+already kept (the pairwise test, so a list depends only on its own candidates' order).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-__all__ = ["collapse", "duplicate_groups"]
+__all__ = ["collapse", "duplicate_groups", "first_distinct"]
 
 _BLOCK = 1024
 
@@ -77,3 +81,29 @@ def collapse(ranked: np.ndarray, groups: np.ndarray, k: int) -> np.ndarray:
             out[q, filled] = item
             filled += 1
     return out
+
+
+def first_distinct(vectors: np.ndarray, keys: Sequence[str], *, fixed: int, room: int,
+                   threshold: float) -> list[int]:
+    """Rows kept, in order: the first ``fixed`` rows always (a list's pinned products), then, in
+    rank order, each further row that is no near-duplicate of a row kept so far, until ``room``
+    further rows are kept.
+
+    Near-duplicates: cosine distance of the raw ``vectors`` at most ``threshold``, or the same
+    non-empty ``keys`` (the same image bytes).
+    """
+    v = np.asarray(vectors, dtype=np.float64)
+    if v.ndim != 2 or len(keys) != v.shape[0]:
+        raise ValueError(f"vectors must be 2-D with one key a row, got {v.shape}, {len(keys)} keys")
+    v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    near = (1.0 - v @ v.T) <= threshold
+    kept = list(range(min(fixed, v.shape[0])))
+    taken = 0
+    for row in range(len(kept), v.shape[0]):
+        if taken == room:
+            break
+        if any(near[row, i] or (keys[row] and keys[row] == keys[i]) for i in kept):
+            continue
+        kept.append(row)
+        taken += 1
+    return kept

@@ -62,12 +62,18 @@ def pair_distances(vector: Any, vectors: np.ndarray, metric: str) -> np.ndarray:
     return canonical(np.repeat(wa, len(wb), axis=0), wb, metric)
 
 
+def pins_live(index: NeighbourIndex, own_id: int, rules: ListRules,
+              limit: int) -> list[tuple[int, int]]:
+    """(rank, id) of the pins that apply now, by rank: ranks within ``limit``, products the
+    index holds, never the product itself."""
+    return sorted((rank, pid) for rank, pid in rules.pins.items()
+                  if rank <= limit and pid != own_id and pid in index)
+
+
 def _pinned(index: NeighbourIndex, vector: Any, own_id: int, rules: ListRules,
             limit: int) -> dict[int, tuple[int, float]]:
-    """rank -> (id, distance) of the pins that apply now: ranks within ``limit``, products the
-    index holds, never the product itself."""
-    live = sorted((rank, pid) for rank, pid in rules.pins.items()
-                  if rank <= limit and pid != own_id and pid in index)
+    """rank -> (id, distance) of the pins that apply now (``pins_live``)."""
+    live = pins_live(index, own_id, rules, limit)
     if not live:
         return {}
     vectors = np.stack([index.vector(pid) for _, pid in live])
