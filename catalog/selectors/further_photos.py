@@ -21,6 +21,8 @@ from catalog.vectors import colour_from_bytes, vector_from_bytes, vector_key_cur
 from similarity import COLOUR_DIM, EMBEDDING_DIM, PhotoGroups, chunked, product_vectors
 
 _CHUNK = 500
+# From this many products, one read of every counted photo beats IN lists of _CHUNK ids.
+_READ_ALL_FROM = 4 * _CHUNK
 
 
 def further_photos_counted() -> QuerySet[ProductPhoto]:
@@ -54,9 +56,13 @@ def further_photo_vectors(*, product_ids: Collection[int],
     ``product_ids``, by product then photo id."""
     rows = further_photos_counted().order_by("product_id", "pk").values_list(
         "product_id", "vector", "colour", "colour_key")
+    wanted = set(product_ids)
     found: list[tuple[int, bytes | memoryview | None, bytes | memoryview | None, str]] = []
-    for chunk in chunked(sorted(set(product_ids)), _CHUNK):
-        found.extend(rows.filter(product_id__in=chunk))
+    if len(wanted) > _READ_ALL_FROM:  # the catalog or most of it (rebuild, search's cache)
+        found.extend(r for r in rows.iterator(chunk_size=1000) if r[0] in wanted)
+    else:
+        for chunk in chunked(sorted(wanted), _CHUNK):
+            found.extend(rows.filter(product_id__in=chunk))
     owners = np.fromiter((r[0] for r in found), dtype=np.int64, count=len(found))
     if not found:
         return owners, np.empty((0, EMBEDDING_DIM), np.float32), np.empty((0, COLOUR_DIM), np.float32)

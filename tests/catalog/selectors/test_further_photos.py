@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from catalog.models import Product, ProductPhoto
+from catalog.selectors import further_photos
 from catalog.selectors.further_photos import (
     further_photos_counted,
     further_photos_stale,
@@ -80,7 +81,9 @@ def test_each_product_gets_the_vector_of_all_its_counted_photos():
         np.testing.assert_array_equal(got[row], want.astype(np.float32))
 
 
-def test_a_subset_of_products_reads_only_their_photos():
+@pytest.mark.parametrize("read_all_from", [1_000, 0])  # IN lists of ids, or one read of all
+def test_a_subset_of_products_reads_only_their_photos(monkeypatch, read_all_from):
+    monkeypatch.setattr(further_photos, "_READ_ALL_FROM", read_all_from)
     a, b = _product(1), _product(2)
     _photo(a)
     photo = _photo(b)
