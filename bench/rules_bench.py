@@ -45,6 +45,11 @@ from similarity.index.topk import TopKIndex
 K = 10
 
 
+def _progress(started: float, what: str) -> None:
+    """One line on stderr per stage: a run at 1M products takes tens of minutes."""
+    print(f"[{time.perf_counter() - started:7.0f} s] {what}", file=sys.stderr, flush=True)
+
+
 def _timed(fn: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     fn()
@@ -110,14 +115,18 @@ def _ruled_catalog(index: TopKIndex, vecs: np.ndarray, rng: np.random.Generator)
 
 
 def engine_figures(n: int, flips: int, repeats: int, seed: int = 0) -> dict:
+    started = time.perf_counter()
     vecs, real = bench_vectors(n)
+    _progress(started, f"{n:,} vectors; making their lists and the pruning")
     index, how = lists_index(vecs, real)
+    _progress(started, f"index ready ({how['lists']} lists); making the ruled lists")
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     ruled = _ruled_catalog(index, vecs, rng)
     setup_s = time.perf_counter() - t0
+    _progress(started, f"{len(ruled.vectors):,} ruled lists; {flips} availability flips")
     off, on = [], []
-    for pid in rng.choice(n, flips, replace=False).tolist():
+    for done, pid in enumerate(rng.choice(n, flips, replace=False).tolist(), 1):
         vec = np.array(index.vector(pid))
 
         def flip_off(pid: int = pid, vec: np.ndarray = vec) -> None:
@@ -132,6 +141,7 @@ def engine_figures(n: int, flips: int, repeats: int, seed: int = 0) -> dict:
 
         off.append(_timed(flip_off))
         on.append(_timed(flip_on))
+        _progress(started, f"flip {done}/{flips}: off {off[-1] * 1e3:.0f} ms, on {on[-1] * 1e3:.0f} ms")
     return {"n": n, "lists": how["lists"], "ruled": len(ruled.vectors), "setup_s": setup_s,
             "flip_off": median_p95_ms(off), "flip_on": median_p95_ms(on),
             **_rule_shares(index, ruled, vecs, rng, repeats)}

@@ -305,7 +305,7 @@ class RebuildBlockInline(admin.TabularInline):
     """A distributed rebuild's row blocks: which worker computes which rows, and when."""
 
     model = RebuildBlock
-    fields = ("start", "stop", "state", "worker", "attempts", "started_at", "finished_at")
+    fields = ("category", "start", "stop", "state", "worker", "attempts", "started_at", "finished_at")
     readonly_fields = fields
     extra = 0
     can_delete = False

@@ -215,8 +215,6 @@ class RebuildRun(models.Model):
     done = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
     message = models.TextField(blank=True)
-    # The input directory of a distributed rebuild (top-k layout); blank for a dense one.
-    input_dir = models.CharField(max_length=500, blank=True)
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -232,8 +230,9 @@ class RebuildRun(models.Model):
 
 
 class RebuildBlock(models.Model):
-    """One row block of a distributed rebuild (top-k layout): rows [start, stop) of the
-    rebuild's input, computed by a worker of the "rebuild" queue."""
+    """One row block of a distributed rebuild (top-k layout): rows [start, stop) of one
+    rebuild input (the catalog's, or one category's when lists stay inside categories),
+    computed by a worker of the "rebuild" queue."""
 
     class State(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -241,6 +240,9 @@ class RebuildBlock(models.Model):
         DONE = "done", "Done"
 
     run = models.ForeignKey(RebuildRun, on_delete=models.CASCADE, related_name="blocks")
+    input_dir = models.CharField(max_length=500)
+    # The partition's category when lists stay inside categories; blank across the catalog.
+    category = models.CharField(max_length=64, blank=True)
     start = models.PositiveIntegerField()
     stop = models.PositiveIntegerField()
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
@@ -250,13 +252,15 @@ class RebuildBlock(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ("run", "start")
+        ordering = ("run", "category", "start")
         constraints = (
-            models.UniqueConstraint(fields=["run", "start"], name="rebuild_block_unique_start"),
+            models.UniqueConstraint(fields=["run", "input_dir", "start"],
+                                    name="rebuild_block_unique_rows"),
         )
 
     def __str__(self) -> str:
-        return f"rows {self.start}-{self.stop} ({self.state})"
+        where = f"{self.category}: " if self.category else ""
+        return f"{where}rows {self.start}-{self.stop} ({self.state})"
 
 
 class ApiKey(models.Model):

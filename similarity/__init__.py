@@ -68,7 +68,12 @@ from similarity.index.category_vote import CategoryVote
 from similarity.index.dedup import duplicate_groups, first_distinct
 from similarity.index.layout import LAYOUTS, NeighbourIndex
 from similarity.index.partition_store import PartitionedStore, partitions_remove
-from similarity.index.partitions import NO_CATEGORY, PartitionedIndex, partitions_present
+from similarity.index.partitions import (
+    NO_CATEGORY,
+    PartitionedIndex,
+    group_by_category,
+    partitions_present,
+)
 from similarity.index.product_distance import PhotoGroups, product_vectors
 from similarity.index.rules import (
     ListRules,
@@ -142,6 +147,7 @@ __all__ = [
     "fit_robust_blend",
     "fsync_dir",
     "get_policy",
+    "group_by_category",
     "input_size",
     "kfold_report",
     "knn_block",

@@ -12,7 +12,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from catalog.augmented_views import augmented_views
-from catalog.engine import follow_layout, layout_for, matrix_remember, matrix_store
+from catalog.engine import matrix_remember, matrix_store
 from catalog.models import Product, RebuildRun
 from catalog.search_vote import category_vote_refit
 from catalog.selectors.further_photos import further_photos_stale, with_further_photos
@@ -23,20 +23,14 @@ from catalog.selectors.index_membership import (
     products_indexable_vectors,
 )
 from catalog.services import queue
-from catalog.services.index_writer import index_rebuild, index_writer
+from catalog.services.index_writer import index_writer
 from catalog.services.locking import Fence
 from catalog.services.neighbour_sync import neighbours_sync_chunked, products_mark_ready
 from catalog.services.product_embedding import products_embed_batch
-from catalog.services.rebuild_blocks import rebuild_blocks_collect, rebuild_blocks_plan
+from catalog.services.rebuild_index import Report, rebuild_index
 from catalog.space import AugmentedViews, Space, projection_refit, space_name
 from catalog.vectors import vector_key_current
-from similarity import (
-    MatrixStore,
-    NeighbourIndex,
-    PartitionedStore,
-    discard_input,
-    partitions_remove,
-)
+from similarity import NeighbourIndex
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +61,7 @@ def stale_products() -> list[int]:
     return list(qs.order_by("pk").values_list("pk", flat=True))
 
 
-Report = Callable[..., None]
+
 
 
 @dataclass
@@ -118,9 +112,8 @@ def _rebuild_matrix(run: RebuildRun, report: Report, fence: Fence,
     """Refit the projection (lda-blend space: here and only here, on the catalog plus
     augmented views of it) and, with ``LOOKALIKE_COLOUR_WEIGHT="auto"``, choose the colour
     weight by catalog CV, choose search's category vote by catalog CV (both recorded in the
-    run's message), then build the index in the new
-    space (its meta records the projection key and the colour blend) and publish it under the
-    fence: the dense matrix here, the top-k layout in row blocks spread over the rebuild workers."""
+    run's message), then build the index in the new space (its meta records the projection key
+    and the colour blend) and publish it under the fence (catalog.services.rebuild_index)."""
     ids, vectors, colours = products_indexable_vectors(with_colours=True)
     report(step="matrix", done=0, total=int(ids.size))
     categories = _categories()
@@ -137,41 +130,10 @@ def _rebuild_matrix(run: RebuildRun, report: Report, fence: Fence,
     mapped = with_further_photos(ids, space.apply(vectors[keep], colours[keep]), space)
     store = matrix_store(space).store
     store.fence = fence
-    if isinstance(store, PartitionedStore):  # lists inside categories: built here, by category
-        matrix = index_rebuild(store, ids, mapped)
-    else:
-        matrix = _rebuild_across_catalog(run, store, ids, mapped, report, fence)
+    matrix = rebuild_index(run, store, ids, mapped, report, fence)
     matrix_remember(store, matrix)
     report(step="matrix", done=int(ids.size), total=int(ids.size))
     return matrix, space
-
-
-def _rebuild_across_catalog(run: RebuildRun, store: MatrixStore, ids: np.ndarray,
-                            vectors: np.ndarray, report: Report, fence: Fence) -> NeighbourIndex:
-    """The catalog-wide index: dense here, or top-k in row blocks over the rebuild workers."""
-    store.layout = layout_for(int(ids.size))
-    follow_layout(store)
-    if store.layout != "topk":
-        return index_rebuild(store, ids, vectors)
-    matrix = _rebuild_in_blocks(run, store, ids, vectors, report, fence)
-    partitions_remove(store.directory, fence)
-    return matrix
-
-
-def _rebuild_in_blocks(run: RebuildRun, store: MatrixStore, ids: np.ndarray, vectors: np.ndarray,
-                       report: Report, fence: Fence) -> NeighbourIndex:
-    input_dir = store.rebuild_input(ids, vectors)
-    try:
-        metric, k = store.meta.metric, store.k
-        rebuild_blocks_plan(run=run, input_dir=input_dir, metric=metric, k=k)
-        report(step="blocks", done=0, total=run.blocks.count())
-        blocks = rebuild_blocks_collect(
-            run=run, input_dir=input_dir, metric=metric, k=k, fence=fence,
-            progress=lambda done, total: report(step="blocks", done=done, total=total),
-        )
-        return store.publish_rebuild(input_dir, blocks)
-    finally:
-        discard_input(input_dir)
 
 
 def _rewrite_lists(report: Report, matrix: NeighbourIndex, space: Space, fence: Fence) -> int:

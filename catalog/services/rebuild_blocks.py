@@ -1,8 +1,9 @@
 """The distributed full rebuild of the top-k layout: row blocks on the "rebuild" queue.
 
-The index writer (holding the writer lock) writes the rebuild's input under the matrix
-directory, records one ``RebuildBlock`` per ``LOOKALIKE_REBUILD_BLOCK_ROWS`` rows and queues a
-task for each; any number of ``celery -A workers.app worker -Q rebuild`` processes, on any host
+The index writer (holding the writer lock) writes the rebuild's inputs (the catalog's, or, when
+lists stay inside categories, one per category whose partition is top-k) under the matrix
+directory, records one ``RebuildBlock`` per ``LOOKALIKE_REBUILD_BLOCK_ROWS`` rows of each and
+queues a task for each; any number of ``celery -A workers.app worker -Q rebuild`` processes, on any host
 that sees the matrix directory, compute them (``rebuild_block_compute``). Each block's result
 is written atomically beside the input; a worker killed mid-block has its task redelivered
 (``acks_late``, ``task_reject_on_worker_lost``) and the block is simply computed again. The
@@ -17,7 +18,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from django.conf import settings
@@ -34,24 +35,27 @@ _POLL = 0.5
 Progress = Callable[[int, int], None]
 
 
-def rebuild_blocks_plan(*, run: RebuildRun, input_dir: Path, metric: str,
+def rebuild_blocks_plan(*, run: RebuildRun, inputs: Mapping[str, Path], metric: str,
                         k: int) -> list[RebuildBlock]:
-    """Record the run's blocks and queue one task for each."""
-    n = input_size(input_dir)
+    """Record the run's blocks of every input (keyed by category, "" across the catalog) and
+    queue one task for each."""
     rows = settings.LOOKALIKE_REBUILD_BLOCK_ROWS
-    RebuildRun.objects.filter(pk=run.pk).update(input_dir=str(input_dir))
-    blocks = RebuildBlock.objects.bulk_create(
-        RebuildBlock(run=run, start=start, stop=min(n, start + rows)) for start in range(0, n, rows)
-    )
+    planned = []
+    for category, input_dir in inputs.items():
+        n = input_size(input_dir)
+        planned += [RebuildBlock(run=run, input_dir=str(input_dir), category=category, start=start,
+                                 stop=min(n, start + rows)) for start in range(0, n, rows)]
+    blocks = RebuildBlock.objects.bulk_create(planned)
     queue.rebuild_blocks_enqueue(block_ids=[b.pk for b in blocks], metric=metric, k=k)
     return blocks
 
 
-def _compute(block: RebuildBlock, input_dir: Path, *, metric: str, k: int) -> None:
+def _compute(block: RebuildBlock, *, metric: str, k: int) -> None:
     RebuildBlock.objects.filter(pk=block.pk).update(
         state=RebuildBlock.State.RUNNING, worker=f"{socket.gethostname()} pid {os.getpid()}",
         attempts=F("attempts") + 1, started_at=timezone.now(),
     )
+    input_dir = Path(block.input_dir)
     result = knn_block(input_dir, block.start, block.stop, k=k, metric=metric,
                        engine=settings.LOOKALIKE_KNN_ENGINE)
     failpoint("rebuild.block")
@@ -63,25 +67,25 @@ def _compute(block: RebuildBlock, input_dir: Path, *, metric: str, k: int) -> No
 def rebuild_block_compute(*, block_id: int, metric: str, k: int) -> str:
     """The block task: compute one block (again, if it was already done: the same arrays)."""
     block = RebuildBlock.objects.select_related("run").filter(pk=block_id).first()
-    if block is None or not block.run.input_dir:
-        logger.warning("rebuild block %s: no such block or its run has no input", block_id)
+    if block is None:
+        logger.warning("rebuild block %s: no such block", block_id)
         return "gone"
     if block.run.state != RebuildRun.State.RUNNING:
         return "run finished"
-    input_dir = Path(block.run.input_dir)
-    if not input_dir.is_dir():
+    if not Path(block.input_dir).is_dir():
         return "input gone"
-    _compute(block, input_dir, metric=metric, k=k)
+    _compute(block, metric=metric, k=k)
     return "done"
 
 
 def _waiting(run: RebuildRun) -> list[RebuildBlock]:
-    return list(run.blocks.exclude(state=RebuildBlock.State.DONE).order_by("start"))
+    return list(run.blocks.exclude(state=RebuildBlock.State.DONE).order_by("input_dir", "start"))
 
 
-def rebuild_blocks_collect(*, run: RebuildRun, input_dir: Path, metric: str, k: int,
-                           fence: Callable[[], None], progress: Progress) -> list[Block]:
-    """Wait for every block (computing them here when the workers stall); their arrays."""
+def rebuild_blocks_collect(*, run: RebuildRun, metric: str, k: int, fence: Callable[[], None],
+                           progress: Progress) -> dict[str, list[Block]]:
+    """Wait for every block (computing them here when the workers stall); their arrays, by
+    category ("" across the catalog)."""
     total = run.blocks.count()
     last_change, last_left = time.monotonic(), total
     while left := _waiting(run):
@@ -92,8 +96,11 @@ def rebuild_blocks_collect(*, run: RebuildRun, input_dir: Path, metric: str, k: 
         if time.monotonic() - last_change > settings.LOOKALIKE_REBUILD_BLOCK_TIMEOUT:
             logger.warning("no rebuild block finished for %d s: the writer computes block %s",
                            settings.LOOKALIKE_REBUILD_BLOCK_TIMEOUT, left[0])
-            _compute(left[0], input_dir, metric=metric, k=k)
+            _compute(left[0], metric=metric, k=k)
             continue
         time.sleep(_POLL)
     progress(total, total)
-    return [load_block(input_dir, b.start, b.stop) for b in run.blocks.order_by("start")]
+    out: dict[str, list[Block]] = {}
+    for b in run.blocks.order_by("category", "start"):
+        out.setdefault(b.category, []).append(load_block(Path(b.input_dir), b.start, b.stop))
+    return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,15 +188,18 @@ class PartitionedStore:
         for category, part in matrix.parts.items():
             self.part_store(category).compact(part)
 
-    def rebuild(self, ids: Sequence[int] | np.ndarray, vectors: Any,
-                categories: Sequence[str]) -> PartitionedIndex:
+    def rebuild(self, ids: Sequence[int] | np.ndarray, vectors: Any, categories: Sequence[str],
+                *, built: Mapping[str, NeighbourIndex] | None = None) -> PartitionedIndex:
         """Full build: every partition published as a fresh generation of its store, the
-        partitions of categories no longer present and a plain store's files removed."""
+        partitions of categories no longer present and a plain store's files removed.
+        ``built``: partitions the caller already published this way (a distributed rebuild's
+        top-k partitions, ``part_store(category).publish_rebuild``); the others are built here."""
         groups = group_by_category(ids, vectors, categories)
-        parts: dict[str, NeighbourIndex] = {}
+        parts: dict[str, NeighbourIndex] = dict(built or {})
         for category, (pids, vecs) in sorted(groups.items()):
-            parts[category] = self.part_store(category, layout=self.layout_for(pids.size)) \
-                .rebuild(pids, vecs)
+            if category not in parts:
+                parts[category] = self.part_store(category, layout=self.layout_for(pids.size)) \
+                    .rebuild(pids, vecs)
         for category in set(self.categories_on_disk()) - set(groups):
             self._check_fence()
             shutil.rmtree(self.root / partition_name(category))

@@ -1,7 +1,8 @@
 """Lists inside the category through real workers, in both index layouts: 150 Fashion-MNIST
 garments (category = their class) built by an embed worker and the index worker on a real
 Redis; then, while they run, products change category, are taken out of lists, deleted and
-re-photographed; then put back and moved again; then a full rebuild and the reconcile sweep.
+re-photographed; then put back and moved again; then a full rebuild (in the top-k layout, every
+category's row blocks computed by a rebuild worker) and the reconcile sweep.
 
 Whenever nothing is left to do, every stored list equals the brute force that applies the rules
 inside the product's category (tests/rules_reference.py), no list holds a product of another
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from catalog.engine import matrix_store
-from catalog.models import Product, ProductNeighbour, RebuildRun
+from catalog.models import Product, ProductNeighbour, RebuildBlock, RebuildRun
 from catalog.selectors.photo_search import products_search_by_vector, search_index_clear
 from catalog.services import merchandising
 from catalog.services.products import product_update, products_bulk_create, products_delete
@@ -77,6 +78,7 @@ def test_lists_stay_inside_the_category_through_workers(harness, garments, setti
     env = {"LOOKALIKE_INDEX_LAYOUT": layout, "LOOKALIKE_LISTS_WITHIN_CATEGORY": "1"}
     harness.start_workers("embed", queues="embed", env=env)
     (index_worker,) = harness.start_workers("index", queues="index", env=env)
+    harness.start_workers("blocks", queues="rebuild", env=env)  # top-k partitions' row blocks
     catalog, photos = garments[:N], garments[N:]
     for cls in sorted({cls for cls, _ in catalog}):
         products_bulk_create(files=[upload(data, f"g{i}.png")
@@ -106,6 +108,9 @@ def test_lists_stay_inside_the_category_through_workers(harness, garments, setti
 
     run = rebuild_through_the_worker()
     assert run.state == RebuildRun.State.DONE, run.message
+    blocks = list(run.blocks.all())
+    assert {b.category for b in blocks} == ({c for c, _ in catalog} if layout == "topk" else set())
+    assert all(b.state == RebuildBlock.State.DONE for b in blocks)
     _check(harness, N - 2, "the full rebuild")
     app.send_task(RECONCILE)
     _check(harness, N - 2, "the reconcile sweep")

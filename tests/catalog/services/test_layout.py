@@ -1,6 +1,7 @@
 """In-process: the index moves from the dense matrix to the top-k layout when the
 catalog grows past ``LOOKALIKE_MAX_ITEMS``, with every list exact and none lost on the way,
-and the top-k layout's full rebuild goes through row blocks."""
+and the top-k layout's full rebuild goes through row blocks, across the catalog or by
+category."""
 
 from __future__ import annotations
 
@@ -14,17 +15,18 @@ from catalog.services.indexing import index_apply, index_remove
 from catalog.services.rebuild import similarity_rebuild
 from catalog.vectors import vector_key_current
 from tests.pipeline.helpers import neighbour_mismatches
+from tests.rules_reference import mismatches
 
 pytestmark = pytest.mark.django_db
 
 BOUND = 25
 
 
-def _add(rng: np.random.Generator, n: int) -> list[int]:
+def _add(rng: np.random.Generator, n: int, category: str = "c") -> list[int]:
     key = vector_key_current()
     start = Product.objects.count() + 10_000 * int(rng.integers(1, 1000))
     made = [Product.objects.create(
-        name=f"p{start + i}", slug=f"p-{start + i}", category="c", image=f"x/{start + i}.png",
+        name=f"p{start + i}", slug=f"p-{start + i}", category=category, image=f"x/{start + i}.png",
         image_sha256=f"{start + i:064d}", embedded_image_sha256=f"{start + i:064d}",
         status=Product.Status.PROCESSING, status_changed_at=timezone.now(), vector_key=key,
         vector=rng.normal(size=1280).astype("<f4").tobytes(),
@@ -87,3 +89,26 @@ def test_the_top_k_rebuild_goes_through_row_blocks(settings, no_broker):
     assert neighbour_mismatches() == []
     assert _stored_layout() == "topk"
     assert not list(engine.matrix_store().store.directory.glob("rebuild-*"))  # input removed
+
+
+def test_lists_inside_categories_rebuild_each_top_k_partition_in_row_blocks(settings, no_broker):
+    settings.LOOKALIKE_LISTS_WITHIN_CATEGORY = True
+    settings.LOOKALIKE_MAX_ITEMS = 12  # coats and dresses are top-k partitions, hats dense
+    settings.LOOKALIKE_REBUILD_BLOCK_ROWS = 7
+    settings.LOOKALIKE_REBUILD_BLOCK_TIMEOUT = 0  # no rebuild worker here: the writer computes
+    rng = np.random.default_rng(5)
+    for category, n in (("coats", 20), ("dresses", 15), ("hats", 5)):
+        _add(rng, n, category)
+    run = similarity_rebuild(trigger="test")
+    assert run.state == "done", run.message
+    blocks = [(b.category, b.start, b.stop) for b in run.blocks.order_by("category", "start")]
+    assert blocks == [("coats", 0, 7), ("coats", 7, 14), ("coats", 14, 20),
+                      ("dresses", 0, 7), ("dresses", 7, 14), ("dresses", 14, 15)]
+    assert all(b.state == RebuildBlock.State.DONE for b in run.blocks.all())
+    sent = [s for s in no_broker if s.task == "workers.tasks.rebuild_block"]
+    assert sorted(s.kwargs["block_id"] for s in sent) == sorted(run.blocks.values_list("pk", flat=True))
+    assert mismatches() == []
+    index = engine.matrix_store().store.load()
+    assert {c: part.layout for c, part in index.parts.items()} == {
+        "coats": "topk", "dresses": "topk", "hats": "dense"}
+    assert not list(engine.matrix_store().store.directory.rglob("rebuild-*"))  # inputs removed
