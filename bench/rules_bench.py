@@ -39,10 +39,11 @@ import numpy as np
 
 from bench.common import REPO, median_p95_ms
 from bench.scale_bench import bench_vectors, lists_index
-from similarity.index.rules import ListRules, rows_entered, ruled_list
+from similarity.index.rules import ListRules, pair_distances, place_pins, rows_entered, ruled_list
 from similarity.index.topk import TopKIndex
 
 K = 10
+_SCAN_ROWS = 32_768
 
 
 def _progress(started: float, what: str) -> None:
@@ -126,7 +127,8 @@ def engine_figures(n: int, flips: int, repeats: int, seed: int = 0) -> dict:
     setup_s = time.perf_counter() - t0
     _progress(started, f"{len(ruled.vectors):,} ruled lists; {flips} availability flips")
     off, on = [], []
-    for done, pid in enumerate(rng.choice(n, flips, replace=False).tolist(), 1):
+    flipped = rng.choice(n, flips, replace=False).tolist()
+    for done, pid in enumerate(flipped, 1):
         vec = np.array(index.vector(pid))
 
         def flip_off(pid: int = pid, vec: np.ndarray = vec) -> None:
@@ -142,9 +144,42 @@ def engine_figures(n: int, flips: int, repeats: int, seed: int = 0) -> dict:
         off.append(_timed(flip_off))
         on.append(_timed(flip_on))
         _progress(started, f"flip {done}/{flips}: off {off[-1] * 1e3:.0f} ms, on {on[-1] * 1e3:.0f} ms")
+    exact = exact_after_flips(index, ruled, vecs, flipped, rng)
+    _progress(started, f"exact after the flips: {exact}; the rules' share of adds and removals")
     return {"n": n, "lists": how["lists"], "ruled": len(ruled.vectors), "setup_s": setup_s,
-            "flip_off": median_p95_ms(off), "flip_on": median_p95_ms(on),
+            "flip_off": median_p95_ms(off), "flip_on": median_p95_ms(on), "exact": exact,
             **_rule_shares(index, ruled, vecs, rng, repeats)}
+
+
+def _brute(vecs: np.ndarray, vector: np.ndarray, skip: set[int]) -> list[tuple[int, float]]:
+    """The K nearest rows of ``vecs`` (ids = rows) by (distance, id), by a full scan."""
+    best: list[tuple[float, int]] = []
+    for s in range(0, vecs.shape[0], _SCAN_ROWS):
+        d = pair_distances(vector, vecs[s:s + _SCAN_ROWS], "euclidean")
+        near = np.argsort(d, kind="stable")[:K + len(skip)]
+        best = sorted(best + [(float(d[i]), s + int(i)) for i in near.tolist()
+                              if s + int(i) not in skip])[:K]
+    return [(pid, dist) for dist, pid in best]
+
+
+def exact_after_flips(index: TopKIndex, ruled: RuledSet, vecs: np.ndarray, flipped: list[int],
+                      rng: np.random.Generator, samples: int = 20) -> dict[str, list[int]]:
+    """[exact, checked] for ruled lists (the rules applied to a full scan) and for the index's
+    own lists of products nearest a flipped product (the lists its flips rewrote), against full
+    scans of every vector (all back in lists)."""
+    ruled_ok = 0
+    ruled_ids = rng.choice(sorted(ruled.vectors), min(samples, len(ruled.vectors)), replace=False)
+    for pid in ruled_ids.tolist():
+        rules, vec = ruled.rules[pid], ruled.vectors[pid]
+        pinned_ids = [t for r, t in rules.pins.items() if r <= K]
+        nearest = _brute(vecs, vec, {pid, *rules.exclude, *pinned_ids})
+        pinned = {r: (t, float(pair_distances(vec, vecs[t], "euclidean")[0]))
+                  for r, t in rules.pins.items() if r <= K and t != pid}
+        ruled_ok += ruled.lists[pid] == place_pins(nearest, pinned, K)
+    holders = sorted({nid for pid in flipped for nid, _ in _brute(vecs, vecs[pid], {pid})})
+    plain = rng.choice(holders, min(samples, len(holders)), replace=False).tolist()
+    plain_ok = sum(index.neighbours(pid) == _brute(vecs, vecs[pid], {pid}) for pid in plain)
+    return {"ruled": [int(ruled_ok), len(ruled_ids)], "plain": [int(plain_ok), len(plain)]}
 
 
 def _rule_shares(index: TopKIndex, ruled: RuledSet, vecs: np.ndarray, rng: np.random.Generator,
@@ -187,6 +222,11 @@ def rows(engine: dict, catalog: dict | None) -> list[dict]:
     n = engine["n"]
     out = [{"benchmark": f"rules: availability flip {way}, engine (N={n:,})",
             "figure": _spread(engine[f"flip_{way}"], 1), "ratio": "n/a"} for way in ("off", "on")]
+    exact = engine["exact"]
+    out.append({"benchmark": f"rules: lists equal to a full scan after the flips, engine (N={n:,})",
+                "figure": f"ruled {exact['ruled'][0]}/{exact['ruled'][1]}, "
+                          f"near a flipped product {exact['plain'][0]}/{exact['plain'][1]}",
+                "ratio": "n/a"})
     for op in ("add", "remove"):
         s = engine[op]
         out.append({"benchmark": f"rules: {op} with {engine['ruled']} ruled lists, engine (N={n:,})",
