@@ -22,7 +22,7 @@ from celery import current_app
 from django.conf import settings
 from django.db import transaction
 
-from catalog.task_names import EMBED, INDEX, REBUILD, REBUILD_BLOCK, REMOVE
+from catalog.task_names import EMBED, INDEX, REBUILD, REBUILD_BLOCK, REBUILD_QUEUE, REMOVE
 from similarity import chunked
 
 logger = logging.getLogger(__name__)
@@ -102,6 +102,18 @@ def rebuild_blocks_enqueue(*, block_ids: Iterable[int], metric: str, k: int) -> 
     them, so they must not wait for a commit)."""
     for block_id in block_ids:
         TaskSend(REBUILD_BLOCK, {"block_id": block_id, "metric": metric, "k": k})()
+
+
+def rebuild_workers_answering(*, timeout: float = 1.0) -> int | None:
+    """How many workers consuming the rebuild queue answer a broadcast within ``timeout``
+    seconds; None if the broker could not be asked (then nothing is known)."""
+    try:
+        replies = current_app.control.inspect(timeout=timeout).active_queues() or {}
+    except Exception:  # any broker failure means "unknown", never a failed rebuild
+        logger.warning("could not ask the workers which queues they consume", exc_info=True)
+        return None
+    return sum(any(q.get("name") == REBUILD_QUEUE for q in queues or ())
+               for queues in replies.values())
 
 
 def rebuild_enqueue(*, trigger: str, robust: bool = True) -> None:

@@ -84,18 +84,23 @@ def _waiting(run: RebuildRun) -> list[RebuildBlock]:
 
 def rebuild_blocks_collect(*, run: RebuildRun, metric: str, k: int, fence: Callable[[], None],
                            progress: Progress) -> dict[str, list[Block]]:
-    """Wait for every block (computing them here when the workers stall); their arrays, by
-    category ("" across the catalog)."""
+    """Wait for every block (computing them here when the workers stall, or at once when no
+    rebuild worker answers); their arrays, by category ("" across the catalog)."""
     total = run.blocks.count()
+    patience = settings.LOOKALIKE_REBUILD_BLOCK_TIMEOUT
+    if queue.rebuild_workers_answering() == 0:
+        logger.warning("no rebuild worker answers: the writer computes the %d blocks itself", total)
+        patience = 0
     last_change, last_left = time.monotonic(), total
     while left := _waiting(run):
         fence()  # a writer that lost its lock stops waiting
         if len(left) != last_left:
             last_change, last_left = time.monotonic(), len(left)
             progress(total - len(left), total)
-        if time.monotonic() - last_change > settings.LOOKALIKE_REBUILD_BLOCK_TIMEOUT:
-            logger.warning("no rebuild block finished for %d s: the writer computes block %s",
-                           settings.LOOKALIKE_REBUILD_BLOCK_TIMEOUT, left[0])
+        if time.monotonic() - last_change > patience:
+            if patience:
+                logger.warning("no rebuild block finished for %d s: the writer computes block %s",
+                               patience, left[0])
             _compute(left[0], metric=metric, k=k)
             continue
         time.sleep(_POLL)

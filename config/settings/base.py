@@ -169,7 +169,8 @@ LOOKALIKE_LISTS_WITHIN_CATEGORY = env_bool("LOOKALIKE_LISTS_WITHIN_CATEGORY", Tr
 # faiss: 1.41x less CPU than numpy BLAS blocks on the rebuild's blocks (make bench, 2026-12-02).
 LOOKALIKE_KNN_ENGINE = os.environ.get("LOOKALIKE_KNN_ENGINE", "faiss")
 # Distributed rebuild (top-k layout): rows per block task on the "rebuild" queue, and how long
-# the writer waits without any block finishing before it computes the rest itself.
+# the writer waits without any block finishing before it computes the rest itself (it does
+# not wait when no rebuild worker answers its broadcast).
 LOOKALIKE_REBUILD_BLOCK_ROWS = int(os.environ.get("LOOKALIKE_REBUILD_BLOCK_ROWS", 8_192))
 LOOKALIKE_REBUILD_BLOCK_TIMEOUT = int(os.environ.get("LOOKALIKE_REBUILD_BLOCK_TIMEOUT", 600))
 # Threads of numpy's BLAS and faiss's OpenMP in each worker process (workers scale by

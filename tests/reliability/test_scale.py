@@ -84,5 +84,6 @@ def test_the_distributed_rebuild_survives_a_block_worker_killed_mid_block(
     assert [(b.start, b.stop) for b in blocks] == [(0, 40), (40, 80), (80, 120)]
     assert all(b.state == RebuildBlock.State.DONE for b in blocks)
     assert max(b.attempts for b in blocks) >= 2  # the killed block was computed again
+    assert "no rebuild worker answers" not in harness.logs()  # the writer saw the workers
     assert problems(120) == []
     assert not list(harness.matrix_dir.glob("rebuild-*"))

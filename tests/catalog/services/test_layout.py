@@ -112,3 +112,17 @@ def test_lists_inside_categories_rebuild_each_top_k_partition_in_row_blocks(sett
     assert {c: part.layout for c, part in index.parts.items()} == {
         "coats": "topk", "dresses": "topk", "hats": "dense"}
     assert not list(engine.matrix_store().store.directory.rglob("rebuild-*"))  # inputs removed
+
+
+def test_with_no_rebuild_worker_answering_the_writer_computes_the_blocks_at_once(
+        settings, caplog, no_broker):
+    settings.LOOKALIKE_INDEX_LAYOUT = "topk"
+    settings.LOOKALIKE_REBUILD_BLOCK_ROWS = 10
+    settings.LOOKALIKE_REBUILD_BLOCK_TIMEOUT = 600  # what it would wait with workers expected
+    _add(np.random.default_rng(4), 25)
+    with caplog.at_level("WARNING", logger="catalog.services.rebuild_blocks"):
+        run = similarity_rebuild(trigger="test")  # asks the test broker: no worker there
+    assert run.state == "done", run.message
+    assert "no rebuild worker answers: the writer computes the 3 blocks itself" in caplog.text
+    assert "no rebuild block finished" not in caplog.text
+    assert neighbour_mismatches() == []
