@@ -63,7 +63,13 @@ from similarity.evaluation.shots import reshoot, shopper_shot
 from similarity.failpoints import configure as configure_failpoints
 from similarity.failpoints import failpoint
 from similarity.index.block_files import load_block, save_block
-from similarity.index.block_knn import Block, discard_input, input_size, knn_block
+from similarity.index.block_knn import (
+    Block,
+    discard_input,
+    discard_stale_inputs,
+    input_size,
+    knn_block,
+)
 from similarity.index.category_vote import CategoryVote
 from similarity.index.dedup import duplicate_groups, first_distinct
 from similarity.index.layout import LAYOUTS, NeighbourIndex
@@ -137,6 +143,7 @@ __all__ = [
     "configure_failpoints",
     "default_threads",
     "discard_input",
+    "discard_stale_inputs",
     "draw_sheet",
     "duplicate_groups",
     "ensure_model",

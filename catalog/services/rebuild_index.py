@@ -5,6 +5,7 @@ inside categories) goes through row blocks spread over the rebuild workers
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -20,9 +21,12 @@ from similarity import (
     NeighbourIndex,
     PartitionedStore,
     discard_input,
+    discard_stale_inputs,
     group_by_category,
     partitions_remove,
 )
+
+logger = logging.getLogger(__name__)
 
 Report = Callable[..., None]
 Groups = Mapping[str, tuple[np.ndarray, np.ndarray]]
@@ -31,6 +35,8 @@ Groups = Mapping[str, tuple[np.ndarray, np.ndarray]]
 def rebuild_index(run: RebuildRun, store: IndexStore, ids: np.ndarray, vectors: np.ndarray,
                   report: Report, fence: Fence) -> NeighbourIndex:
     """Build and publish the index of ``ids`` (``vectors`` in the store's space)."""
+    if stale := discard_stale_inputs(store.directory):
+        logger.warning("removed %d rebuild input(s) that a stopped rebuild left behind", stale)
     if isinstance(store, PartitionedStore):
         return _by_category(run, store, ids, vectors, report, fence)
     return _across_catalog(run, store, ids, vectors, report, fence)

@@ -99,6 +99,16 @@ def merge_blocks(ids: np.ndarray, blocks: Iterable[Block], k: int) -> tuple[np.n
     return nbr_ids, nbr_dist
 
 
+def discard_stale_inputs(directory: Path) -> int:
+    """Remove every rebuild input under ``directory`` (a store's, with its partitions): the
+    ones a writer that died mid-rebuild left behind. Only for a caller holding the writer
+    lock, so that no rebuild is using one. Returns how many were removed."""
+    stale = [path for path in Path(directory).rglob("rebuild-*") if path.is_dir()]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return len(stale)
+
+
 def discard_input(directory: Path) -> None:
     """Remove a rebuild input (the published base keeps its own link to the vectors)."""
     shutil.rmtree(directory, ignore_errors=True)

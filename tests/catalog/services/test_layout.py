@@ -126,3 +126,18 @@ def test_with_no_rebuild_worker_answering_the_writer_computes_the_blocks_at_once
     assert "no rebuild worker answers: the writer computes the 3 blocks itself" in caplog.text
     assert "no rebuild block finished" not in caplog.text
     assert neighbour_mismatches() == []
+
+
+def test_a_rebuild_removes_the_inputs_a_stopped_rebuild_left_behind(settings, no_broker):
+    settings.LOOKALIKE_INDEX_LAYOUT = "topk"
+    settings.LOOKALIKE_REBUILD_BLOCK_TIMEOUT = 0
+    _add(np.random.default_rng(6), 12)
+    directory = engine.matrix_store().store.directory
+    left = directory / "rebuild-0123456789ab"  # as a writer SIGKILLed mid-rebuild leaves it
+    left.mkdir(parents=True)
+    (left / "vectors.npy").write_bytes(b"partial")
+    run = similarity_rebuild(trigger="test")
+    assert run.state == "done", run.message
+    assert not left.exists()
+    assert not list(directory.rglob("rebuild-*"))
+    assert neighbour_mismatches() == []
