@@ -14,8 +14,8 @@ LOOKALIKE_SPACE = "raw"
 LOOKALIKE_METRIC = "euclidean"
 LOOKALIKE_COLOUR_WEIGHT = 0.0
 LOOKALIKE_PROJECTION_VIEWS = 0
-LOOKALIKE_COLLAPSE_DUPLICATES = False
-# The category tests switch it on (worker processes through the environment).
+# Tests switch these on (worker processes through the environment).
+LOOKALIKE_COLLAPSE_DUPLICATES = env_bool("LOOKALIKE_COLLAPSE_DUPLICATES", False)  # noqa: F405
 LOOKALIKE_LISTS_WITHIN_CATEGORY = env_bool("LOOKALIKE_LISTS_WITHIN_CATEGORY", False)  # noqa: F405
 
 # The index writer's lock and fencing counters live in the suite's own Redis database (the one

@@ -55,10 +55,10 @@ def files_problems(directory: Path) -> list[str]:
 # ---------------------------------------------------------------- waiting and checking
 
 
-def start_shop_workers(harness: Harness, layout: str) -> Worker:
+def start_shop_workers(harness: Harness, layout: str, **more_env: str) -> Worker:
     """An embed worker, the index worker and a rebuild worker (the top-k rebuild's row
-    blocks), all with index layout ``layout``; the index worker."""
-    env = {"LOOKALIKE_INDEX_LAYOUT": layout}
+    blocks), all with index layout ``layout`` (and ``more_env``); the index worker."""
+    env = {"LOOKALIKE_INDEX_LAYOUT": layout, **more_env}
     harness.start_workers("embed", queues="embed", env=env)
     (index_worker,) = harness.start_workers("index", queues="index", env=env)
     harness.start_workers("blocks", queues="rebuild", env=env)

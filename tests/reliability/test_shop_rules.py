@@ -3,7 +3,9 @@ garments built by an embed worker and the index worker on a real Redis (a rebuil
 computes the top-k layout's row blocks), then, while they run, 30 products taken out of lists
 in batches, pins and exclusions set (one product excluded everywhere), photos changed, products
 deleted, and the index worker's pool child SIGKILLed once mid-write; then the 30 put back and
-some rules lifted; then a full rebuild through the workers, and the reconcile sweep.
+some rules lifted; then a full rebuild through the workers, and the reconcile sweep. Once more
+in the top-k layout with near-duplicates collapsed, 30 of the products being copies of others'
+photos (the same bytes).
 
 Whenever nothing is left to do (every product ready, no message queued or unacknowledged),
 every stored list equals the brute force that applies the rules (tests/rules_reference.py), no
@@ -50,11 +52,28 @@ def garments(model_path) -> list[tuple[str, bytes]]:
     return fashion_images(N // 10, size=96) + fashion_images(1, offset=N // 10, size=96)
 
 
-@pytest.mark.parametrize("layout", ["dense", "topk"])
-def test_rules_hold_through_workers_a_killed_writer_and_a_rebuild(harness, garments, settings, layout):
+def _copies_side_by_side() -> list[str]:
+    """Lists that show two products with the same photo bytes."""
+    sha = dict(Product.objects.values_list("pk", "image_sha256"))
+    out = []
+    for pid in Product.objects.values_list("pk", flat=True):
+        shown = [sha[nid] for nid in list_of(pid)]
+        if len(set(shown)) != len(shown):
+            out.append(f"{pid}: {list_of(pid)}")
+    return out
+
+
+@pytest.mark.parametrize(("layout", "collapse"), [("dense", False), ("topk", False), ("topk", True)],
+                         ids=["dense", "topk", "topk-collapsed"])
+def test_rules_hold_through_workers_a_killed_writer_and_a_rebuild(harness, garments, settings, layout,
+                                                                  collapse):
     settings.LOOKALIKE_INDEX_LAYOUT = layout
-    index_worker = start_shop_workers(harness, layout)
+    settings.LOOKALIKE_COLLAPSE_DUPLICATES = collapse
+    index_worker = start_shop_workers(harness, layout,
+                                      LOOKALIKE_COLLAPSE_DUPLICATES="1" if collapse else "0")
     catalog, photos = garments[:N], garments[N:]
+    if collapse:  # the last 30 are copies of the first 30's photos
+        catalog = catalog[:N - 30] + catalog[:30]
     timings: dict[str, float] = {}
 
     start = time.monotonic()
@@ -117,4 +136,7 @@ def test_rules_hold_through_workers_a_killed_writer_and_a_rebuild(harness, garme
     settle_and_check(harness, N - len(deleted), "the reconcile sweep")
     assert "workers.tasks.reconcile" in index_worker.log()
     assert rules_applied(rules["keep"]) == []
-    print(f"{layout}: seconds until settled: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+    if collapse:
+        assert _copies_side_by_side() == []
+    settled_after = ", ".join(f"{k} {v:.1f}" for k, v in timings.items())
+    print(f"{layout}{' collapsed' if collapse else ''}: seconds until settled: {settled_after}")
