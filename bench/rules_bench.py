@@ -245,6 +245,20 @@ def rows(engine: dict, catalog: dict | None) -> list[dict]:
                     "figure": f"{catalog['add_plain_ms']:.0f} ms plain, {catalog['add_ruled_ms']:.0f} ms "
                               f"with {catalog['ruled']} ruled products",
                     "ratio": f"{catalog['add_ruled_ms'] / catalog['add_plain_ms']:.2f}x"})
+        out += _collapse_rows(catalog)
+    return out
+
+
+def _collapse_rows(catalog: dict) -> list[dict]:
+    """Under the same rules, with 100 copies in the catalog: near-duplicates collapsed or not."""
+    cn, off, on = catalog["n"], catalog["collapsed"]["off"], catalog["collapsed"]["on"]
+    out = [{"benchmark": f"rules + collapse: flip {way} to every list rewritten, catalog (N={cn:,})",
+            "figure": _spread(on[f"flip_{way}"], 0),
+            "ratio": f"{on[f'flip_{way}']['median_ms'] / off[f'flip_{way}']['median_ms']:.2f}x "
+                     "the median without collapse"} for way in ("off", "on")]
+    out.append({"benchmark": f"rules + collapse: index task adding one product, catalog (N={cn:,})",
+                "figure": f"{on['add_ms']:.0f} ms with {catalog['ruled']} ruled products",
+                "ratio": f"{on['add_ms'] / off['add_ms']:.2f}x without collapse"})
     return out
 
 

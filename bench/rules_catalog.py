@@ -1,5 +1,6 @@
 """The catalog half of ``bench.rules_bench``: availability flips and adds through the services
-and the index writer, in this process, on a fresh SQLite catalog of random vectors.
+and the index writer, in this process, on a fresh SQLite catalog of random vectors; then the
+same with near-duplicates collapsed and 100 copies added.
 
 The services queue their index tasks on commit; here the queued task is recorded instead of
 sent, and run at once in this process (``index_apply``, what the index worker runs), so a flip's
@@ -106,6 +107,42 @@ def _rule_some(ids: list[int], rng: np.random.Generator, sent: list[list[int]]) 
     return 200
 
 
+def _copies(of: list[int]) -> list[int]:
+    """A product copying each of ``of`` (the same photo bytes and vector): near-duplicates."""
+    from django.utils import timezone
+
+    from catalog.models import Product
+
+    now = timezone.now()
+    made = Product.objects.bulk_create([Product(
+        name=f"copy {p.pk}", slug=f"copy-{p.pk}", sku=f"copy{p.pk}", category=p.category,
+        image=p.image.name, image_sha256=p.image_sha256,
+        embedded_image_sha256=p.embedded_image_sha256, status=Product.Status.PROCESSING,
+        status_changed_at=now, vector_key=p.vector_key, vector=p.vector)
+        for p in Product.objects.filter(pk__in=of)])
+    return [p.pk for p in made]
+
+
+def _collapsed(ids: list[int], flips: int, rng: np.random.Generator, sent: list[list[int]],
+               repeats: int) -> dict:
+    """Under the rules, with 100 copies added: flips and an add with
+    ``LOOKALIKE_COLLAPSE_DUPLICATES`` off, then on (keys ``off`` and ``on``)."""
+    from django.conf import settings
+
+    from catalog.services.indexing import index_apply
+
+    index_apply(product_ids=_copies(rng.choice(ids, 100, replace=False).tolist()))
+    out = {}
+    for collapse in (False, True):
+        settings.LOOKALIKE_COLLAPSE_DUPLICATES = collapse
+        try:
+            out["on" if collapse else "off"] = {**_flips(ids, flips, rng, sent),
+                                                "add_ms": _add_ms(len(ids), rng, repeats)}
+        finally:
+            settings.LOOKALIKE_COLLAPSE_DUPLICATES = False
+    return out
+
+
 def flip_and_add_times(tmp: Path, n: int, flips: int, seed: int) -> dict:
     """Build a catalog of ``n`` in ``tmp``; time flips, and adds without and with rules."""
     _setup(tmp)
@@ -123,5 +160,6 @@ def flip_and_add_times(tmp: Path, n: int, flips: int, seed: int) -> dict:
     flips_out = _flips(ids, flips, rng, sent)
     ruled = _rule_some(ids, rng, sent)
     add_ruled = _add_ms(n, rng, repeats)
+    collapsed = _collapsed(ids, flips, rng, sent, repeats)
     return {"n": n, "build_s": build_s, **flips_out, "add_plain_ms": add_plain,
-            "add_ruled_ms": add_ruled, "ruled": ruled}
+            "add_ruled_ms": add_ruled, "ruled": ruled, "collapsed": collapsed}
