@@ -61,9 +61,6 @@ def stale_products() -> list[int]:
     return list(qs.order_by("pk").values_list("pk", flat=True))
 
 
-
-
-
 @dataclass
 class _Rebuilt:
     stale: int = 0
